@@ -1,0 +1,123 @@
+"""Configuration of the hybrid BERT supernet (and of every fixed-arch model cut from it).
+
+This file is copied next to exported models and loaded as remote code, so it imports
+nothing from `bertnas`: only transformers and the standard library.
+"""
+
+import re
+
+from transformers import PretrainedConfig
+
+DEFAULT_CANDIDATES = ("mha6", "mha8", "mha12", "ffn", "ffn_wide", "conv3", "conv5")
+
+_MHA = re.compile(r"^mha(\d+)$")
+_CONV = re.compile(r"^conv(\d+)$")
+
+
+def parse_op(name: str) -> tuple[str, int]:
+    """('mha', heads) | ('conv', kernel) | ('ffn', 0) | ('ffn_wide', 0) | ('identity', 0).
+
+    Raises ValueError for any other name, listing the accepted forms."""
+    if not isinstance(name, str):
+        raise ValueError(f"Op names are strings, got {type(name).__name__} {name!r}")
+    if name in ("ffn", "ffn_wide", "identity"):
+        return name, 0
+    for kind, pattern in (("mha", _MHA), ("conv", _CONV)):
+        match = pattern.match(name)
+        if match and int(match.group(1)) > 0:
+            return kind, int(match.group(1))
+    raise ValueError(
+        f"Unknown op {name!r}; ops are mha<heads> (e.g. mha6, mha8, mha12), ffn, ffn_wide, "
+        f"conv<odd kernel> (e.g. conv3, conv5) and identity"
+    )
+
+
+class BertNasConfig(PretrainedConfig):
+    r"""Hybrid BERT supernet: `num_hidden_layers` chain layers, each ONE post-LN residual sublayer
+    `x = LayerNorm(x + dropout(op(x)))` with `op` one of `candidates`.
+
+    A BERT with L transformer layers is the chain `[mha12, ffn] x L` (2L chain layers).
+
+    Args:
+        arch (`list[str]`, *optional*): None for a supernet (every layer holds every candidate);
+            a list of one op name per layer for a fixed-arch model holding only those ops.
+        candidates (`list[str]`): the ops each layer may choose from (see `parse_op`).
+        num_hidden_layers (`int`): number of chain layers N (not BERT layers).
+        intermediate_size (`int`): inner size of `ffn`; `ffn_wide_size` that of `ffn_wide`
+            (default 1.5 x intermediate_size).
+        Other fields mean what they mean in `transformers.BertConfig`.
+    """
+
+    model_type = "bertnas"
+
+    def __init__(
+        self,
+        vocab_size=30522,
+        hidden_size=768,
+        num_hidden_layers=24,
+        candidates=DEFAULT_CANDIDATES,
+        arch=None,
+        intermediate_size=3072,
+        ffn_wide_size=None,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        initializer_range=0.02,
+        layer_norm_eps=1e-12,
+        pad_token_id=0,
+        classifier_dropout=None,
+        **kwargs,
+    ):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.candidates = list(candidates)
+        self.arch = list(arch) if arch is not None else None
+        self.intermediate_size = intermediate_size
+        self.ffn_wide_size = ffn_wide_size if ffn_wide_size is not None else (3 * intermediate_size) // 2
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.classifier_dropout = classifier_dropout
+        self.validate_space()
+
+    @property
+    def is_supernet(self) -> bool:
+        return self.arch is None
+
+    def validate_space(self):
+        """Clear errors for candidates the model cannot build and for a malformed arch."""
+        if not self.candidates:
+            raise ValueError("config.candidates is empty; give at least one op, e.g. ['mha12', 'ffn']")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"config.candidates lists an op twice: {self.candidates}")
+        for op in self.candidates:
+            kind, n = parse_op(op)
+            if kind == "mha" and self.hidden_size % n:
+                raise ValueError(
+                    f"Op {op!r} needs hidden_size divisible by {n} heads, but hidden_size={self.hidden_size}; "
+                    f"drop {op!r} from candidates or pick a hidden_size divisible by {n}"
+                )
+            if kind == "conv" and n % 2 == 0:
+                raise ValueError(f"Op {op!r}: convolution kernels must be odd for 'same' padding (conv3, conv5, ...)")
+        if self.arch is not None:
+            if len(self.arch) != self.num_hidden_layers:
+                raise ValueError(
+                    f"config.arch has {len(self.arch)} ops but num_hidden_layers={self.num_hidden_layers}; "
+                    f"give one op per chain layer"
+                )
+            for i, op in enumerate(self.arch):
+                if op not in self.candidates:
+                    raise ValueError(
+                        f"config.arch[{i}]={op!r} is not a candidate; candidates are {self.candidates}"
+                    )
+
+
+__all__ = ["BertNasConfig", "DEFAULT_CANDIDATES", "parse_op"]
