@@ -68,9 +68,10 @@ class BertNasConfig(PretrainedConfig):
         layer_norm_eps=1e-12,
         pad_token_id=0,
         classifier_dropout=None,
+        tie_word_embeddings=True,
         **kwargs,
     ):
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers

@@ -248,6 +248,15 @@ class BertNasPreTrainedModel(PreTrainedModel):
         if isinstance(module, BertNasLMPredictionHead):
             module.bias.zero_()
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # Map every Auto class (not only this one), so that with trust_remote_code any bertnas
+        # head (AutoModel, AutoModelForSequenceClassification, ...) loads from any saved model.
+        self.config.auto_map = {
+            "AutoConfig": "configuration_bertnas.BertNasConfig",
+            **{auto: f"modeling_bertnas.{cls.__name__}" for cls, auto in AUTO_CLASSES.items()},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     # -- arch handling --------------------------------------------------------------------
     @property
     def is_supernet(self) -> bool:
@@ -290,7 +299,8 @@ class BertNasPreTrainedModel(PreTrainedModel):
         ops = self.resolve_arch(arch)
         config = copy.deepcopy(self.config)
         config.arch = list(ops)
-        model = type(self)(config)
+        kwargs = {"add_pooling_layer": self.pooler is not None} if isinstance(self, BertNasModel) else {}
+        model = type(self)(config, **kwargs)
         wanted = model.state_dict().keys()
         state = {}
         for key, value in self.state_dict().items():

