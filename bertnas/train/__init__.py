@@ -1,0 +1,1 @@
+"""Supernet pre-training: data, objectives, loop, checkpoints."""

@@ -1,0 +1,223 @@
+"""Pre-training text: sources, tokenizer, packed fixed-length rows, held-out split.
+
+Sources: the embedded default corpus (docstrings of the Python standard library, read with
+`ast` from the installed sources: English prose, no download), local `.txt` / `.jsonl` files
+or folders of them, or any `datasets` name[:config] with a "text" column.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import datasets
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+EMBEDDED_CORPUS_BYTES = 2_000_000
+# Parts of the standard library whose docstrings are tests, demos or generated tables.
+_SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "ensurepip", "pydoc_data", "encodings"}
+
+
+def _docstring_paragraphs(source: str):
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return
+    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+    for node in nodes:
+        doc = ast.get_docstring(node)
+        if not doc:
+            continue
+        for paragraph in doc.split("\n\n"):
+            lines = [line.strip() for line in paragraph.splitlines()]
+            if any(line.startswith((">>>", "...")) for line in lines):
+                continue  # doctest code, not prose
+            text = " ".join(line for line in lines if line)
+            if len(text.split()) >= 6:
+                yield text
+
+
+def cache_dir() -> Path:
+    """Where built corpora and trained tokenizers are kept (`BERTNAS_CACHE`, default ~/.cache/bertnas)."""
+    return Path(os.environ.get("BERTNAS_CACHE", Path.home() / ".cache" / "bertnas"))
+
+
+def embedded_corpus(max_bytes: int = EMBEDDED_CORPUS_BYTES) -> list[str]:
+    """English paragraphs from the standard library's docstrings, in a fixed file order: the same
+    text for the same Python version, about 1.4 MB. Built once (~10 s), then read from the cache."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    cached = cache_dir() / f"embedded-corpus-py{version}-{max_bytes}.txt"
+    if cached.exists():
+        return cached.read_text(encoding="utf-8").splitlines()
+    texts = _harvest_docstrings(max_bytes)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=cached.parent, delete=False) as f:
+        f.write("\n".join(texts))
+    os.replace(f.name, cached)  # atomic: a concurrent reader never sees half a file
+    return texts
+
+
+def _harvest_docstrings(max_bytes: int) -> list[str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts, size = [], 0
+    for path in sorted(root.rglob("*.py")):
+        if _SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for text in _docstring_paragraphs(source):
+            texts.append(text)
+            size += len(text)
+            if size >= max_bytes:
+                return texts
+    if not texts:
+        raise RuntimeError(f"No docstrings found under {root}; pass --data with a text file instead")
+    return texts
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl", ".json") and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"The folder {path} holds no .txt / .jsonl files to train on")
+    return files
+
+
+def _looks_local(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.endswith((".txt", ".jsonl", ".json")) or os.sep in source and Path(source).suffix != ""
+
+
+def load_texts(source: str | None = None) -> datasets.Dataset:
+    """A Dataset with one "text" column. `source`: None (embedded corpus), a .txt file (one row per
+    non-empty line), a .jsonl/.json file with a "text" field, a folder of those, or a `datasets`
+    name with optional ":config" (train split)."""
+    if source is None:
+        return datasets.Dataset.from_dict({"text": embedded_corpus()})
+    path = Path(source).expanduser()
+    if path.exists():
+        files = _local_files(path)
+        suffixes = {f.suffix for f in files}
+        if len(suffixes) > 1:
+            raise ValueError(f"{path} mixes {sorted(suffixes)} files; keep one kind per folder")
+        kind = "text" if suffixes == {".txt"} else "json"
+        ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+    elif _looks_local(source):
+        raise FileNotFoundError(f"Training text {source!r} does not exist; give a .txt/.jsonl file, a folder, or a datasets name")
+    else:
+        name, _, config = source.partition(":")
+        try:
+            ds = datasets.load_dataset(name, config or None, split="train")
+        except Exception as err:  # offline, unknown name, ...: say what was tried
+            raise FileNotFoundError(
+                f"{source!r} is not a local file or folder and could not be loaded with datasets.load_dataset "
+                f"({type(err).__name__}: {err})"
+            ) from err
+    if "text" not in ds.column_names:
+        raise ValueError(f"{source} has columns {ds.column_names}; a 'text' column is needed")
+    ds = ds.select_columns(["text"]).filter(lambda row: bool(row["text"] and row["text"].strip()))
+    if len(ds) == 0:
+        raise ValueError(f"{source} holds no non-empty text")
+    return ds
+
+
+def build_tokenizer(name_or_path: str | None, texts: datasets.Dataset | None = None, vocab_size: int = 8000):
+    """A Hugging Face tokenizer by folder / Hub id, or (None) a lower-cased WordPiece tokenizer
+    trained on `texts` with `tokenizers`, with BERT's special tokens ([PAD] = 0)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if name_or_path is not None:
+        try:
+            return AutoTokenizer.from_pretrained(name_or_path)
+        except OSError as err:
+            raise FileNotFoundError(f"Could not load a tokenizer from {name_or_path!r}: {err}") from err
+    if texts is None:
+        raise ValueError("Training a tokenizer needs texts")
+    digest = hashlib.sha1(f"wordpiece-v1-{vocab_size}".encode())
+    for text in texts["text"]:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    cached = cache_dir() / "tokenizers" / digest.hexdigest()[:16]
+    if cached.exists():
+        return PreTrainedTokenizerFast.from_pretrained(cached)
+    tokenizer = _train_wordpiece(texts, vocab_size)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cached.parent))
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(cached)
+    except OSError:  # another process cached the same tokenizer first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
+
+
+def _train_wordpiece(texts: datasets.Dataset, vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok.train_from_iterator((row for row in texts["text"]), trainer=trainer, length=len(texts))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=512,
+    )
+
+
+def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fraction: float = 0.05, seed: int = 0):
+    """(train, val) Datasets of packed rows `[CLS] tokens... [SEP]` of exactly `seq_len` tokens, with
+    `attention_mask` and `token_type_ids`, in torch format. Texts are split before packing, so no
+    held-out text leaks into training. File-backed corpora reuse datasets' fingerprinted cache."""
+    if seq_len < 4:
+        raise ValueError(f"seq_len={seq_len} is too short to pack; use at least 4")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(texts) < 2:
+        raise ValueError("The corpus needs at least two texts to hold one out for validation")
+    split = texts.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
+    body = seq_len - 2
+    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+
+    def tokenize(batch):
+        return {"ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+
+    def pack(batch):
+        stream = []
+        for ids in batch["ids"]:
+            stream.extend(ids)
+            stream.append(sep_id)  # document boundary
+        rows = [[cls_id] + stream[i:i + body] + [sep_id] for i in range(0, len(stream) - body + 1, body)]
+        return {
+            "input_ids": rows,
+            "attention_mask": [[1] * seq_len for _ in rows],
+            "token_type_ids": [[0] * seq_len for _ in rows],
+        }
+
+    out = []
+    for name in ("train", "test"):
+        part = split[name].map(tokenize, batched=True, remove_columns=split[name].column_names,
+                               desc=f"tokenise {name}")
+        part = part.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"pack {name}")
+        if len(part) == 0:
+            raise ValueError(
+                f"The {'validation' if name == 'test' else 'training'} split packs into 0 rows of {seq_len} tokens; "
+                "use more text, a larger val_fraction or a shorter seq_len"
+            )
+        out.append(part.with_format("torch"))
+    return out[0], out[1]
+

@@ -1,0 +1,119 @@
+"""Pre-training objectives: masked language modelling and ELECTRA replaced-token detection.
+
+All randomness (which tokens are masked, what replaces them, what the ELECTRA generator
+samples) comes from the `torch.Generator` the loop passes in, so a resumed run draws exactly
+what the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn import functional as F
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor
+    hidden_states: tuple  # the sampled subnet's per-layer hidden states (MAGIC-A aligns them)
+    inputs: dict  # the batch as the subnet saw it (masked / corrupted), for the base forward
+    metrics: dict = field(default_factory=dict)  # floats for the log
+
+
+def mask_tokens(input_ids: torch.Tensor, tokenizer, generator: torch.Generator, mlm_probability: float = 0.15):
+    """BERT masking: `mlm_probability` of the non-special tokens are chosen; of those 80 % become
+    [MASK], 10 % a random token, 10 % stay. Returns (masked_input_ids, labels) with labels -100
+    on positions that are not predicted."""
+    if tokenizer.mask_token_id is None:
+        raise ValueError("The tokenizer has no mask token; MLM needs one (e.g. [MASK])")
+    device = input_ids.device
+    special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids, device=device))
+    probability = torch.full(input_ids.shape, mlm_probability, device=device).masked_fill_(special, 0.0)
+    chosen = torch.bernoulli(probability, generator=generator).bool()
+    labels = input_ids.masked_fill(~chosen, -100)
+
+    masked = input_ids.clone()
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=device), generator=generator).bool() & chosen
+    masked[to_mask] = tokenizer.mask_token_id
+    # Half of the remaining 20 %: a random token.
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=device), generator=generator).bool()
+    to_random &= chosen & ~to_mask
+    random_tokens = torch.randint(len(tokenizer), input_ids.shape, generator=generator, device=device)
+    masked[to_random] = random_tokens[to_random]
+    return masked, labels
+
+
+def _model_inputs(batch: dict, input_ids: torch.Tensor) -> dict:
+    inputs = {"input_ids": input_ids}
+    for key in ("attention_mask", "token_type_ids"):
+        if batch.get(key) is not None:
+            inputs[key] = batch[key]
+    return inputs
+
+
+class MLMObjective:
+    """Masked-LM loss of the sampled subnet (`BertNasForMaskedLM`)."""
+
+    def __init__(self, model, tokenizer, mlm_probability: float = 0.15):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.mlm_probability = mlm_probability
+
+    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+        masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
+        inputs = _model_inputs(batch, masked)
+        out = self.model(**inputs, labels=labels, arch=arch, output_hidden_states=True)
+        return ObjectiveOutput(out.loss, out.hidden_states, inputs, {"mlm_loss": float(out.loss.detach())})
+
+
+def tie_generator_embeddings(discriminator, generator) -> None:
+    """ELECTRA shares token embeddings between generator and discriminator: the generator uses
+    the discriminator's embedding module (and its tied MLM decoder follows it)."""
+    d_width = discriminator.config.hidden_size
+    g_width = generator.config.hidden_size
+    if d_width != g_width or discriminator.config.vocab_size != generator.config.vocab_size:
+        raise ValueError(
+            f"ELECTRA generator and discriminator share token embeddings, so they need the same hidden size and "
+            f"vocabulary (discriminator {d_width}/{discriminator.config.vocab_size}, generator "
+            f"{g_width}/{generator.config.vocab_size}); make the generator shallower instead of narrower"
+        )
+    shared = discriminator.bert.embeddings.word_embeddings
+    generator.bert.embeddings.word_embeddings = shared
+    generator.cls.predictions.decoder.weight = shared.weight
+
+
+class ElectraObjective:
+    """Replaced-token detection. The generator (a small fixed-arch `BertNasForMaskedLM`) fills the
+    masked positions by sampling from its softmax; the discriminator (the supernet's sampled
+    subnet, `BertNasForPreTraining`) predicts for every real token whether it was replaced.
+    Loss = L_gen + disc_weight * L_disc (ELECTRA: disc_weight = 50)."""
+
+    def __init__(self, discriminator, generator, tokenizer, disc_weight: float = 50.0, mlm_probability: float = 0.15):
+        tie_generator_embeddings(discriminator, generator)
+        self.discriminator = discriminator
+        self.generator = generator
+        self.tokenizer = tokenizer
+        self.disc_weight = disc_weight
+        self.mlm_probability = mlm_probability
+
+    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+        original = batch["input_ids"]
+        masked, labels = mask_tokens(original, self.tokenizer, generator, self.mlm_probability)
+        gen_out = self.generator(**_model_inputs(batch, masked), labels=labels)
+        chosen = labels != -100
+        with torch.no_grad():  # sampling is not differentiated (ELECTRA trains the generator by MLM only)
+            probs = F.softmax(gen_out.logits[chosen].float(), dim=-1)
+            sampled = torch.multinomial(probs, 1, generator=generator).squeeze(-1) if probs.numel() else original[chosen]
+        corrupted = original.clone()
+        corrupted[chosen] = sampled
+        replaced = (corrupted != original).long()  # a sample equal to the original counts as original
+        inputs = _model_inputs(batch, corrupted)
+        disc_out = self.discriminator(**inputs, labels=replaced, arch=arch, output_hidden_states=True)
+        loss = gen_out.loss + self.disc_weight * disc_out.loss
+        metrics = {
+            "gen_loss": float(gen_out.loss.detach()),
+            "disc_loss": float(disc_out.loss.detach()),
+            "replaced_fraction": float(replaced.float().mean()),
+        }
+        return ObjectiveOutput(loss, disc_out.hidden_states, inputs, metrics)
