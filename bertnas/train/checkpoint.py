@@ -1,0 +1,404 @@
+"""Training checkpoints: written atomically, verified on load, the last K kept.
+
+Layout of `OUT/checkpoint-00000020/` (step with 8 digits, so names sort by step):
+
+    model/                 supernet `save_pretrained` (safetensors, config, remote code) + tokenizer
+    generator/             ELECTRA generator `save_pretrained` (ELECTRA only)
+    optimizer.pt           optimizer state dict           (DeepSpeed runs: deepspeed/ instead)
+    scheduler.pt           LR scheduler state dict
+    rng_state_<rank>.pt    python / torch / CUDA RNG states and the masking generator, per rank
+    state.json             step, sampler, aligner, data position and options, run config, signature
+    manifest.json          every file above with its size; written last
+
+A checkpoint is written into `OUT/.tmp-checkpoint-<step>/` and renamed into place only when
+complete, so a killed run never leaves a half-written `checkpoint-*` behind. Loading checks the
+manifest (missing or truncated files), the safetensors headers, and that the checkpoint was
+written for the same model / space as the run that loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import struct
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TMP_PREFIX = ".tmp-checkpoint-"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+MODEL_DIR = "model"
+GENERATOR_DIR = "generator"
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+DEEPSPEED_DIR = "deepspeed"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, corrupt, or belongs to another model / space."""
+
+
+# ----------------------------------------------------------------------------------------
+# Finding checkpoints
+# ----------------------------------------------------------------------------------------
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:08d}"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    match = CHECKPOINT_RE.match(Path(path).name)
+    if not match:
+        raise CheckpointError(f"{path} is not named checkpoint-<step>")
+    return int(match.group(1))
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's complete checkpoint folders, oldest first (temp folders are never listed)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)]
+    return sorted(found, key=checkpoint_step)
+
+
+def is_checkpoint_dir(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and ((path / STATE_FILE).exists() or (path / MANIFEST_FILE).exists())
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """Resolve a checkpoint folder, or a run folder to its latest (highest-step) checkpoint.
+
+    Raises FileNotFoundError when `path` does not exist and CheckpointError when it holds
+    no checkpoint or the checkpoint lacks its state / model."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected a run folder or a checkpoint-<step> folder)")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; give a run folder or a checkpoint-<step> folder")
+    if is_checkpoint_dir(path):
+        found = path
+    else:
+        checkpoints = list_checkpoints(path)
+        if not checkpoints:
+            partial = sorted(p.name for p in path.iterdir() if p.name.startswith(TMP_PREFIX))
+            hint = f" (only unfinished {', '.join(partial)}: the run was stopped while saving)" if partial else ""
+            raise CheckpointError(
+                f"{path} holds no checkpoint-<step> folder{hint}; pass a run's --output-dir after it saved "
+                "at least once, or a checkpoint folder"
+            )
+        found = checkpoints[-1]
+    for required in (STATE_FILE, MODEL_DIR):
+        if not (found / required).exists():
+            raise CheckpointError(f"checkpoint {found} is incomplete: {required} is missing")
+    return found
+
+
+# ----------------------------------------------------------------------------------------
+# Verification
+# ----------------------------------------------------------------------------------------
+
+
+def _check_safetensors(path: Path) -> None:
+    """Header parses and every tensor's bytes lie inside the file (catches truncation)."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path} is truncated ({size} bytes): not a safetensors file")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise CheckpointError(f"{path} is truncated or corrupt: header of {header_len} bytes in a {size}-byte file")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{path} is corrupt: unreadable safetensors header ({err})") from None
+    data_size = size - 8 - header_len
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if end > data_size:
+        raise CheckpointError(f"{path} is truncated: tensors need {end} bytes of data, the file has {data_size}")
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+
+
+def write_manifest(ckpt: Path) -> dict:
+    """Sizes of every file (fsynced first, so the manifest never describes unwritten bytes)."""
+    files = {}
+    for path in _files(ckpt):
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+        files[path.relative_to(ckpt).as_posix()] = path.stat().st_size
+    manifest = {"format_version": FORMAT_VERSION, "files": files}
+    _write_json(ckpt / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def verify_checkpoint(ckpt: str | Path) -> dict:
+    """Check a checkpoint is complete and uncorrupted; returns its state.json.
+
+    Raises CheckpointError naming the missing / truncated / unreadable file."""
+    ckpt = Path(ckpt)
+    manifest_path = ckpt / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise CheckpointError(f"checkpoint {ckpt} has no {MANIFEST_FILE}: it is incomplete or not a bertnas checkpoint")
+    manifest = _read_json(manifest_path)
+    missing, wrong = [], []
+    for rel, size in manifest.get("files", {}).items():
+        path = ckpt / rel
+        if not path.is_file():
+            missing.append(rel)
+        elif path.stat().st_size != size:
+            wrong.append(f"{rel} ({path.stat().st_size} bytes, expected {size})")
+    if missing:
+        raise CheckpointError(f"checkpoint {ckpt} is incomplete: missing {', '.join(missing)}")
+    if wrong:
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: wrong size of {', '.join(wrong)} (truncated or overwritten)")
+    for path in ckpt.rglob("*.safetensors"):
+        _check_safetensors(path)
+    return read_state(ckpt)
+
+
+def read_state(ckpt: str | Path) -> dict:
+    path = Path(ckpt) / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {ckpt} has no {STATE_FILE}")
+    state = _read_json(path)
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path} is not a bertnas training state (no 'step')")
+    return state
+
+
+def check_compatible(ckpt: str | Path, stored: Mapping, expected: Mapping) -> None:
+    """Raise CheckpointError listing every field where the checkpoint's model / space
+    signature differs from the run's."""
+    diffs = []
+    for key in sorted(set(stored) | set(expected)):
+        a, b = stored.get(key), expected.get(key)
+        if a != b:
+            diffs.append(f"{key}: checkpoint {a!r} vs this run {b!r}")
+    if diffs:
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written for another model / search space:\n  " + "\n  ".join(diffs)
+            + "\nResume with the config it was trained with, or start a new run in a fresh --output-dir."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is corrupt (invalid JSON: {err})") from None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_partial(run_dir: str | Path) -> None:
+    """Remove temp folders left by a run killed while saving (main process only)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        for path in run_dir.iterdir():
+            if path.name.startswith(TMP_PREFIX) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    *,
+    write_main: Callable[[Path], None],
+    write_every_rank: Callable[[Path], None] | None = None,
+    is_main: bool = True,
+    barrier: Callable[[], None] = lambda: None,
+    keep_last: int | None = None,
+) -> Path:
+    """Write `checkpoint-<step>` atomically and prune to the newest `keep_last`.
+
+    Every rank must call this (it synchronises with `barrier`). `write_main(tmp)` runs on the
+    main process only (model, optimizer, state.json); `write_every_rank(tmp)` on every rank
+    (per-rank RNG states; collective DeepSpeed saves). Ranks share the file system."""
+    run_dir = Path(run_dir)
+    final = run_dir / checkpoint_name(step)
+    tmp = run_dir / f"{TMP_PREFIX}{step:08d}"
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    if write_every_rank is not None:
+        write_every_rank(tmp)
+    if is_main:
+        write_main(tmp)
+    barrier()
+    if is_main:
+        write_manifest(tmp)
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (e.g. after a resume): swap out the old one
+            old = run_dir / f"{TMP_PREFIX}{step:08d}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(run_dir)
+        if keep_last:
+            for old in list_checkpoints(run_dir)[:-keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+# ----------------------------------------------------------------------------------------
+# Pieces: model weights, RNG states, state.json
+# ----------------------------------------------------------------------------------------
+
+
+def save_model(model, tokenizer, directory: Path) -> None:
+    """`save_pretrained` of the model (safetensors) and of the tokenizer into one folder."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar
+    try:
+        model.save_pretrained(directory)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+
+
+def load_model_weights(model: torch.nn.Module, directory: str | Path) -> None:
+    """Load a `save_pretrained` folder's safetensors (one file or sharded) into `model` in
+    place, so optimizer references to its parameters (and tied parameters) stay valid. Tied
+    weights may be absent from the files."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(_read_json(index)["weight_map"].values()))
+        files = [directory / s for s in shards]
+    else:
+        files = [directory / "model.safetensors"]
+    state = {}
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing: the checkpoint's model weights are incomplete")
+        _check_safetensors(path)
+        try:
+            state.update(load_file(str(path)))
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(f"{path} cannot be read: {err}") from None
+    result = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    missing = [k for k in result.missing_keys if k not in tied]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"weights in {directory} do not fit this model: missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
+            f"unexpected {result.unexpected_keys[:8]}; the checkpoint belongs to another model or space"
+        )
+
+
+def capture_rng(mask_generator: torch.Generator | None = None) -> dict:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if mask_generator is not None:
+        state["mask_generator"] = mask_generator.get_state()
+    return state
+
+
+def restore_rng(state: Mapping, mask_generator: torch.Generator | None = None) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if mask_generator is not None:
+        if "mask_generator" not in state:
+            raise CheckpointError("the checkpoint's RNG state has no masking generator")
+        mask_generator.set_state(state["mask_generator"])
+
+
+def rng_file(rank: int) -> str:
+    return f"rng_state_{rank}.pt"
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    torch.save(obj, path)
+
+
+def load_torch(path: Path) -> Any:
+    """Load a file our own code wrote (tensors, dicts, lists, numbers only)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing from the checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {err}") from None
+
+
+def write_state(directory: Path, state: Mapping) -> None:
+    _write_json(directory / STATE_FILE, dict(state))
+
+
+__all__ = [
+    "CheckpointError",
+    "checkpoint_name",
+    "checkpoint_step",
+    "list_checkpoints",
+    "find_checkpoint",
+    "verify_checkpoint",
+    "read_state",
+    "check_compatible",
+    "save_checkpoint",
+    "clean_partial",
+    "save_model",
+    "load_model_weights",
+    "capture_rng",
+    "restore_rng",
+    "rng_file",
+    "save_torch",
+    "load_torch",
+    "write_state",
+    "write_manifest",
+]

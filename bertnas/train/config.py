@@ -1,0 +1,217 @@
+"""Pre-training configuration: defaults < YAML file < explicit overrides (CLI or dict).
+
+One flat namespace of training options plus a `model` mapping of `BertNasConfig` fields
+(`vocab_size` comes from the tokenizer) and an optional `generator` mapping (ELECTRA).
+`load_config` validates names and types and says which key is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+OBJECTIVES = ("mlm", "electra")
+SAMPLERS = ("uniform", "walk")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+REPORT_TO = ("none", "tensorboard")
+BASE_REPLACEMENT = ("none", "beat", "population")
+
+
+# Defaults are the 2-layer toy (recipes/configs/toy.yaml), so a run without --config is small.
+TOY_MODEL = {
+    "num_hidden_layers": 2,
+    "hidden_size": 48,
+    "intermediate_size": 96,
+    "ffn_wide_size": 144,
+    "max_position_embeddings": 64,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+TOY_GENERATOR = {"num_hidden_layers": 2, "hidden_size": 48, "intermediate_size": 96}
+
+
+@dataclass
+class PretrainConfig:
+    # -- run ----------------------------------------------------------------------------
+    output_dir: str = "runs/pretrain"
+    seed: int = 42
+    max_steps: int = 20
+    save_steps: int = 10  # 0: only at the end
+    keep_last: int = 2
+    resume_from_checkpoint: str | None = None  # None | "latest" | a checkpoint folder
+    report_to: str = "none"
+    progress: bool = True
+    verify_ranks: bool = False  # at the end, check every rank holds the same weights
+    # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
+    model: dict = field(default_factory=lambda: dict(TOY_MODEL))
+    init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
+    # -- data ---------------------------------------------------------------------------
+    data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
+    tokenizer: str | None = None  # None: train a WordPiece tokenizer on the corpus
+    tokenizer_vocab_size: int = 1000  # when training one
+    seq_len: int = 32
+    val_fraction: float = 0.05  # held-out rows (MAGIC-A base replacement scores subnets on them)
+    eval_batches: int = 4  # held-out batches per subnet score
+    batch_size: int = 4  # per process, per micro-batch
+    gradient_accumulation_steps: int = 1
+    # -- objective ----------------------------------------------------------------------
+    objective: str = "mlm"
+    mlm_probability: float = 0.15
+    disc_weight: float = 50.0
+    generator: dict = field(default_factory=lambda: dict(TOY_GENERATOR))  # ELECTRA generator (BertNasConfig fields)
+    # -- sampling / MAGIC ---------------------------------------------------------------
+    sampler: str = "walk"
+    walk_k: int = 1
+    align: bool = True
+    align_weight: float = 1.0
+    align_block_size: int = 2  # chain layers per aligned block
+    base_arch: list | None = None  # None: the sampler's first arch
+    base_replacement: str = "none"  # none | beat (a better sampled subnet) | population (top p +- r)
+    base_every: int = 100  # steps between base-replacement checks
+    base_population: int = 8  # subnets scored per check
+    base_top_p: float = 0.3
+    base_tolerance: float = 0.1
+    # -- optimisation -------------------------------------------------------------------
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-6
+    warmup_steps: int = 2
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-1/2)
+    grad_bucket_mb: float = 256.0  # flat all-reduce bucket cap (multi-process, no DeepSpeed)
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(asdict(self))
+
+
+FIELD_NAMES = tuple(f.name for f in fields(PretrainConfig))
+_CHOICES = {
+    "objective": OBJECTIVES,
+    "sampler": SAMPLERS,
+    "mixed_precision": MIXED_PRECISION,
+    "report_to": REPORT_TO,
+    "base_replacement": BASE_REPLACEMENT,
+}
+
+
+def _normalise_key(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check a value against the field's default type; ints accepted for floats."""
+    default = getattr(PretrainConfig(), name)
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"config key {name!r} must be true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {name!r} must be an integer, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {name!r} must be a number, got {value!r}")
+        value = float(value)
+    elif isinstance(default, dict):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"config key {name!r} must be a mapping, got {value!r}")
+        value = dict(value)
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ValueError(f"config key {name!r} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+    if name == "base_arch" and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
+        raise ValueError(f"config key 'base_arch' must be a list of op names, got {value!r}")
+    return value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of options, got {type(data).__name__}")
+    return data
+
+
+def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Path | None = None,
+                **overrides) -> PretrainConfig:
+    """Build a `PretrainConfig`.
+
+    `config` is a YAML path, a mapping, an argparse namespace or a PretrainConfig. A mapping /
+    namespace may name a YAML file under `config`; its other non-None entries override the
+    file. Keys may use dashes or underscores. `model` / `generator` mappings are merged
+    key by key into the file's.
+    """
+    if isinstance(config, PretrainConfig):
+        values = config.to_dict()
+        base: dict = {}
+    else:
+        if isinstance(config, argparse.Namespace):
+            values = {k: v for k, v in vars(config).items() if k not in ("command", "func")}
+        elif isinstance(config, (str, Path)):
+            values = {"config": str(config)}
+        elif config is None:
+            values = {}
+        elif isinstance(config, Mapping):
+            values = dict(config)
+        else:
+            raise TypeError(f"pretrain config must be a dict, a namespace or a YAML path, got {type(config).__name__}")
+        values = {_normalise_key(k): v for k, v in values.items()}
+        path = values.pop("config", None)
+        base = {_normalise_key(k): v for k, v in read_yaml(path).items()} if path else {}
+    values.update({_normalise_key(k): v for k, v in overrides.items()})
+
+    merged: dict = {}
+    for source, skip_none in ((base, False), (values, True)):
+        for key, value in source.items():
+            if key not in FIELD_NAMES:
+                raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(FIELD_NAMES)}")
+            if skip_none and value is None:
+                continue
+            if key in ("model", "generator") and isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **dict(value)}
+            else:
+                merged[key] = value
+    cfg = PretrainConfig(**{k: _coerce(k, v) for k, v in merged.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: PretrainConfig) -> None:
+    positive = ("max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "keep_last", "walk_k",
+                "align_block_size", "base_every", "base_population", "tokenizer_vocab_size")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("save_steps", "warmup_steps", "eval_batches"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 < cfg.mlm_probability < 1.0:
+        raise ValueError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+    if "vocab_size" in cfg.model:
+        raise ValueError("model.vocab_size comes from the tokenizer; remove it from the config")
+    if cfg.deepspeed is not None and not Path(cfg.deepspeed).is_file():
+        raise FileNotFoundError(f"DeepSpeed config {cfg.deepspeed} does not exist")
+
+
+def config_to_json(cfg: PretrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+__all__ = ["PretrainConfig", "load_config", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
+           "OBJECTIVES", "SAMPLERS", "MIXED_PRECISION", "REPORT_TO"]

@@ -1,0 +1,218 @@
+"""The pre-training loop in one process: logging, checkpoints, both objectives, exact resume,
+parameters outside the path, config handling and clear checkpoint errors."""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertnas.train import checkpoint as ck
+from bertnas.train.config import PretrainConfig, load_config
+from bertnas.train.loop import (
+    SupernetTrainer,
+    add_arguments,
+    args_to_config,
+    param_groups,
+    pretrain,
+    read_log,
+    warmup_linear_decay,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TOY_YAML = REPO / "recipes" / "configs" / "toy.yaml"
+
+
+def toy(tmp_path, name="run", **overrides):
+    """The toy recipe, shortened: a few steps, checkpoints every 2."""
+    options = dict(config=str(TOY_YAML), output_dir=str(tmp_path / name), max_steps=4, save_steps=2,
+                   keep_last=2, progress=False)
+    options.update(overrides)
+    return options
+
+
+def test_mlm_walk_align_logs_and_checkpoints(tmp_path):
+    summary = pretrain(toy(tmp_path, base_every=2))
+    out = tmp_path / "run"
+    assert summary["step"] == 4 and summary["output_dir"] == str(out)
+    lines = read_log(out / "log.jsonl")
+    assert [r["step"] for r in lines] == [1, 2, 3, 4]
+    assert summary["loss"] == lines[-1]["loss"]
+    candidates = set(load_config(str(TOY_YAML)).model["candidates"])
+    for r in lines:
+        assert r["world_size"] == 1 and torch.isfinite(torch.tensor(r["loss"]))
+        assert len(r["arch"]) == 2 and set(r["arch"]) <= candidates
+        assert r["align_loss"] >= 0 and len(r["base_arch"]) == 2 and r["tokens_per_s"] > 0
+    # walk sampling (k=1): consecutive subnets differ in exactly one layer
+    for a, b in zip(lines, lines[1:]):
+        assert sum(x != y for x, y in zip(a["arch"], b["arch"])) == 1
+    # warmup (2 steps) then linear decay
+    lrs = [r["lr"] for r in lines]
+    assert lrs[0] < lrs[1] and lrs[1] > lrs[2] > lrs[3] > 0
+
+    # keep_last=2 of the checkpoints at steps 2 and 4
+    assert [p.name for p in ck.list_checkpoints(out)] == ["checkpoint-00000002", "checkpoint-00000004"]
+    latest = ck.find_checkpoint(out)
+    state = ck.verify_checkpoint(latest)
+    assert state["step"] == 4
+    assert state["aligner"]["base_arch"] == lines[-1]["base_arch"] and "base_score" in state["aligner"]
+    assert {"source", "seq_len", "val_fraction", "seed"} <= set(state["data"])
+    assert state["config"]["max_steps"] == 4 and state["sampler"]
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state_0.pt", "model/model.safetensors"):
+        assert (latest / name).is_file(), name
+
+    # model/ is a loadable HF folder with the tokenizer beside it
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    model = AutoModelForMaskedLM.from_pretrained(latest / "model")
+    tokenizer = AutoTokenizer.from_pretrained(latest / "model")
+    assert model.config.vocab_size == len(tokenizer)
+    ids = tokenizer("the supernet", return_tensors="pt")["input_ids"]
+    assert model(ids, arch=lines[-1]["arch"]).logits.shape[-1] == len(tokenizer)
+
+
+def test_electra_uniform_without_align(tmp_path):
+    summary = pretrain(toy(tmp_path, objective="electra", sampler="uniform", align=False, max_steps=3, save_steps=0))
+    out = tmp_path / "run"
+    lines = read_log(out / "log.jsonl")
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    assert all("align_loss" not in r and "base_arch" not in r for r in lines)
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in lines)
+    # only the final checkpoint; discriminator in model/, generator in generator/
+    latest = ck.find_checkpoint(out)
+    assert latest.name == "checkpoint-00000003" and summary["checkpoint"] == str(latest)
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(latest / "model").architectures == ["BertNasForPreTraining"]
+    assert (latest / "generator" / "model.safetensors").is_file()
+
+
+def test_resume_with_accumulation_equals_uninterrupted(tmp_path):
+    """ELECTRA + MAGIC-A + gradient accumulation: every piece of state must round-trip."""
+    opts = dict(objective="electra", gradient_accumulation_steps=2, max_steps=5, save_steps=2, keep_last=5)
+    pretrain(toy(tmp_path, "full", **opts))
+    full = read_log(tmp_path / "full" / "log.jsonl")
+
+    part = tmp_path / "part"
+    part.mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-00000002", part / "checkpoint-00000002")
+    summary = pretrain(toy(tmp_path, "part", resume_from_checkpoint="latest", **opts))
+    assert summary["resumed_from"].endswith("checkpoint-00000002")
+    resumed = read_log(part / "log.jsonl")
+    assert [r["step"] for r in resumed] == [3, 4, 5]
+    for a, b in zip(full[2:], resumed):
+        assert a["loss"] == b["loss"] and a["arch"] == b["arch"] and a["lr"] == b["lr"]
+        assert a["align_loss"] == b["align_loss"] and a["base_arch"] == b["base_arch"]
+
+
+def test_parameters_outside_the_path_are_untouched(tmp_path):
+    cfg = load_config(toy(tmp_path, max_steps=1, align=False, sampler="uniform"))
+    trainer = SupernetTrainer(cfg)
+    try:
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.train()
+        arch = read_log(tmp_path / "run" / "log.jsonl")[0]["arch"]
+        after = trainer.model.state_dict()
+        changed_ops = set()
+        for key, value in after.items():
+            if ".ops." in key:
+                layer, op = int(key.split(".")[3]), key.split(".")[5]
+                if not torch.equal(before[key], value):
+                    changed_ops.add((layer, op))
+        # exactly the sampled ops moved (weight decay included: unused ops get no update at all)
+        assert changed_ops == {(i, op) for i, op in enumerate(arch) if op != "identity"}
+        assert not torch.equal(before["bert.embeddings.word_embeddings.weight"],
+                               after["bert.embeddings.word_embeddings.weight"])
+        # and the optimizer holds no moments for them
+        with_state = {id(p) for p in trainer.optimizer.optimizer.state}
+        for name, p in trainer.model.named_parameters():
+            if ".ops." in name:
+                layer, op = int(name.split(".")[3]), name.split(".")[5]
+                assert (id(p) in with_state) == (arch[layer] == op), name
+    finally:
+        trainer.close()
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def test_resume_refuses_other_space_and_corrupt_checkpoint(tmp_path):
+    pretrain(toy(tmp_path, max_steps=2, save_steps=2, align=False))
+    out = tmp_path / "run"
+    with pytest.raises(ck.CheckpointError, match="another model / search space") as err:
+        pretrain(toy(tmp_path, "other", max_steps=3, align=False, resume_from_checkpoint=str(out),
+                     model={"num_hidden_layers": 3}))
+    assert "num_hidden_layers: checkpoint 2 vs this run 3" in str(err.value)
+
+    weights = out / "checkpoint-00000002" / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ck.CheckpointError, match="model.safetensors"):
+        pretrain(toy(tmp_path, max_steps=3, align=False, resume_from_checkpoint="latest"))
+
+    (out / "checkpoint-00000002" / "optimizer.pt").unlink()
+    with pytest.raises(ck.CheckpointError, match="missing optimizer.pt"):
+        pretrain(toy(tmp_path, max_steps=3, align=False, resume_from_checkpoint="latest"))
+
+    with pytest.raises(FileNotFoundError):
+        pretrain(toy(tmp_path, max_steps=3, resume_from_checkpoint=str(tmp_path / "nowhere")))
+
+
+def test_config_yaml_overrides_and_cli(tmp_path):
+    cfg = load_config(str(TOY_YAML))
+    assert cfg.model["num_hidden_layers"] == 2 and cfg.batch_size == 4 and cfg.seq_len == 32
+    cfg = load_config({"config": str(TOY_YAML), "lr": 1e-3, "max-steps": 7, "model": {"hidden_size": 24}})
+    assert cfg.lr == 1e-3 and cfg.max_steps == 7
+    assert cfg.model["hidden_size"] == 24 and cfg.model["num_hidden_layers"] == 2  # merged key by key
+    with pytest.raises(ValueError, match="unknown config key 'learning_rate'"):
+        load_config({"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="sampler"):
+        load_config({"sampler": "random"})
+    with pytest.raises(ValueError, match="batch_size"):
+        load_config({"batch_size": 0})
+    big = load_config(str(REPO / "recipes" / "configs" / "bert_base_magic.yaml"))
+    assert big.model["num_hidden_layers"] == 24 and big.model["hidden_size"] == 768
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--config", str(TOY_YAML), "--objective", "electra", "--sampler", "uniform",
+                              "--walk-k", "2", "--no-align", "--max-steps", "3", "--seed", "5",
+                              "--resume-from-checkpoint", "latest", "--set", "model.hidden_size=24",
+                              "--set", "eval_batches=1", "--keep-last", "1"])
+    cfg = load_config(args_to_config(args))
+    assert (cfg.objective, cfg.sampler, cfg.walk_k, cfg.align, cfg.max_steps, cfg.seed) == (
+        "electra", "uniform", 2, False, 3, 5)
+    assert cfg.resume_from_checkpoint == "latest" and cfg.model["hidden_size"] == 24 and cfg.eval_batches == 1
+    assert cfg.keep_last == 1 and cfg.lr == load_config(str(TOY_YAML)).lr  # unset options keep the YAML's
+
+
+def test_param_groups_and_schedule():
+    from bertnas import BertNasForMaskedLM
+
+    from conftest import toy_config
+
+    model = BertNasForMaskedLM(toy_config())
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(("LayerNorm" in names[id(p)] or names[id(p)].endswith("bias")) for p in no_decay["params"])
+    assert not any("LayerNorm" in names[id(p)] or names[id(p)].endswith("bias") for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+    f = warmup_linear_decay(warmup_steps=4, total_steps=10)
+    assert [round(f(s), 4) for s in range(11)] == [0.25, 0.5, 0.75, 1.0, 0.8571, 0.7143, 0.5714, 0.4286, 0.2857,
+                                                 0.1429, 0.0]
+    assert PretrainConfig().model["num_hidden_layers"] == 2  # the built-in default is the toy
+
+
+def test_report_to_tensorboard(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install tensorboard"):
+            pretrain(toy(tmp_path, max_steps=1, report_to="tensorboard"))
+        return
+    pretrain(toy(tmp_path, max_steps=2, save_steps=0, report_to="tensorboard"))
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
