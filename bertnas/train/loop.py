@@ -377,7 +377,8 @@ class SupernetTrainer:
 
     # -- building -------------------------------------------------------------------------
     def _build_models(self):
-        from .. import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining, BertSpace
+        from ..models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
+        from ..spaces import BertSpace
         from .objectives import ElectraObjective, MLMObjective
 
         cfg = self.cfg
@@ -386,11 +387,10 @@ class SupernetTrainer:
         if cfg.init_from_bert:
             if cfg.objective != "mlm":
                 raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
-            model_kwargs = {k: v for k, v in cfg.model.items() if k not in ("hidden_size", "num_hidden_layers",
-                                                                            "intermediate_size", "vocab_size")}
-            candidates = model_kwargs.pop("candidates", None)
-            extra = {"candidates": candidates} if candidates else {}
-            self.model = BertNasForMaskedLM.from_bert(cfg.init_from_bert, **extra, **model_kwargs)
+            # Sizes come from the BERT; only the search space and dropout come from the config.
+            kept = ("candidates", "hidden_dropout_prob", "attention_probs_dropout_prob")
+            model_kwargs = {k: v for k, v in cfg.model.items() if k in kept}
+            self.model = BertNasForMaskedLM.from_bert(cfg.init_from_bert, **model_kwargs)
             if self.model.config.vocab_size != len(tok):
                 raise ValueError(
                     f"the BERT at {cfg.init_from_bert} has vocab {self.model.config.vocab_size} but the tokenizer has "
@@ -629,7 +629,8 @@ class SupernetTrainer:
                     out = self.objective.compute(batch, arch, self.mask_generator)
                     loss = out.loss
                     if self.aligner is not None:  # the base subnet sees what the sampled one saw
-                        align = self.aligner.align_loss(self._align_model(), out.inputs, out.hidden_states, arch=arch)
+                        seen = out.inputs if getattr(out, "inputs", None) is not None else batch
+                        align = self.aligner.align_loss(self._align_model(), seen, out.hidden_states, arch=arch)
                         loss = loss + self.aligner.weight * align
                         align_sum += float(align.detach())
                 acc.backward(loss)
