@@ -9,10 +9,10 @@ weights (built in memory, converted with `from_bert`, so both compute the same f
               vs BertModel: eval mode, no_grad forward.
 
 CPU, fp32, a fixed number of torch threads. On a shared machine single timings are noisy, so
-the two models are measured ALTERNATELY: warm both up, then R rounds of [n calls of one,
-n calls of the other] (which goes first alternates by round); each round gives a median time
-per model and their ratio (bertnas / transformers). The reported ratio is the median of the
-per-round ratios, with its spread. `--repeat K` runs the whole thing K times.
+the two models are measured ALTERNATELY: warm both up, then R rounds of n calls of each,
+alternating call by call (A B B A A B ..., which one starts alternates by round); each round
+gives a median time per model and their ratio (bertnas / transformers). The reported ratio is
+the median of the per-round ratios, with its spread. `--repeat K` runs the whole thing K times.
 
     .venv/bin/python bench/bench_models.py            # MiniLM dims, writes bench/results/models.{json,md}
     .venv/bin/python bench/bench_models.py --quick    # tiny dims, a sanity run (seconds)
@@ -110,15 +110,18 @@ def interleaved(fn_a, fn_b, rounds, steps, warmup):
             order = [("bertnas", fn_a), ("transformers", fn_b)]
             if r % 2:
                 order.reverse()
-            for name, fn in order:
-                for _ in range(steps):
+            first = order[0][0]
+            # A B B A A B ...: neighbouring calls share the machine's load, which on a shared
+            # machine drifts over seconds; blocks of n calls per side measured different loads.
+            for i in range(steps):
+                for name, fn in (order if i % 2 == 0 else order[::-1]):
                     t0 = time.perf_counter()
                     fn()
                     times[name].append(time.perf_counter() - t0)
             med_a = statistics.median(times["bertnas"])
             med_b = statistics.median(times["transformers"])
             per_round.append({
-                "first": order[0][0],
+                "first": first,
                 "bertnas_s": times["bertnas"],
                 "transformers_s": times["transformers"],
                 "bertnas_median_s": med_a,
@@ -258,8 +261,8 @@ def write_markdown(path, result):
         f"({m['torch_threads']} threads), transformers {m['transformers']}, fp32. "
         f"Dims: {cfg['layers']} BERT layers x hidden {cfg['hidden']} x {cfg['heads']} heads x "
         f"intermediate {cfg['intermediate']}, vocab {cfg['vocab']}, batch {cfg['batch']} x seq {cfg['seq']}. "
-        f"Interleaved: {cfg['rounds']} rounds of {cfg['train_steps']} train steps / {cfg['infer_steps']} "
-        f"forwards per model; ratio = bertnas / transformers (median over rounds, [min, max]); "
+        f"Interleaved call by call (A B B A ...): {cfg['rounds']} rounds of {cfg['train_steps']} train steps / "
+        f"{cfg['infer_steps']} forwards per model; ratio = bertnas / transformers (median over rounds, [min, max]); "
         f"times are medians over all timed calls. Load average {m['loadavg_start'][0]:.2f} at start, "
         f"{m['loadavg_end'][0]:.2f} at end.",
         "",
@@ -277,6 +280,10 @@ def write_markdown(path, result):
                 f"[{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] | {r['ratio_of_minimums']:.3f} | {'-' if target is None else f'<= {target}'} | {ok} |"
             )
     lines.append("")
+    if result["machine"]["contended"]:
+        lines.append("**Warning:** the load average exceeded the usable cores during this run (other "
+                     "processes competing for the CPU); ratios are noisier than usual.")
+        lines.append("")
     summary = result["targets"]
     lines.append("Overall (median of the per-run median ratios): " + "; ".join(
         f"{b} {s['ratio_median_of_runs']:.3f} ({'pass' if s['pass'] else 'FAIL'}, target <= {s['target_ratio_max']})"
@@ -338,6 +345,12 @@ def main(argv=None):
                   f"[{r['ratio_min']:.3f}, {r['ratio_max']:.3f}] ({time.time() - t0:.0f} s)", flush=True)
         result["runs"].append(run)
     result["machine"]["loadavg_end"] = list(os.getloadavg())
+    cores = result["machine"]["cpu_usable"] or result["machine"]["cpu_count"] or 1
+    # The 1-minute load includes this process's own threads (up to --threads).
+    result["machine"]["contended"] = max(result["machine"]["loadavg_start"][0],
+                                         result["machine"]["loadavg_end"][0]) > cores + 0.5
+    if result["machine"]["contended"]:
+        print(f"warning: load average above the {cores} usable cores: other processes competed for the CPU")
     result["wall_s"] = time.time() - start
     if not args.only:
         result["targets"] = summarize(result["runs"])  # the targets; extras have none

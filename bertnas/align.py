@@ -32,6 +32,8 @@ class Aligner:
             raise ValueError(f"block_size ({block_size}) and every ({every}) must be >= 1")
         if not 0 < top_p <= 1 or tolerance < 0:
             raise ValueError(f"top_p must be in (0, 1] and tolerance >= 0, got {top_p}, {tolerance}")
+        if population < 1:
+            raise ValueError(f"population must be >= 1 subnets, got {population}")
         self.space = space
         self.base_arch: Arch = space.arch(base_arch)
         self.base_score: float | None = None

@@ -1,8 +1,8 @@
 import pytest
-import torch
 
 from bertnas import BertNasModel, BertSpace
 from bertnas.align import Aligner
+from tests.conftest import toy_config
 
 
 @pytest.fixture
@@ -13,7 +13,7 @@ def setup(config, batch):
 
 
 def test_block_ends():
-    space = BertSpace(__import__("tests.conftest", fromlist=["toy_config"]).toy_config(num_hidden_layers=5))
+    space = BertSpace(toy_config(num_hidden_layers=5))
     assert Aligner(space, ["ffn"] * 5, block_size=2).block_ends(5) == [2, 4, 5]
     assert Aligner(space, ["ffn"] * 5, block_size=1).block_ends(5) == [1, 2, 3, 4, 5]
     assert Aligner(space, ["ffn"] * 5, block_size=9).block_ends(5) == [5]
@@ -74,3 +74,5 @@ def test_bad_options(setup):
         Aligner(space, ["ffn"] * 4, replacement="best")
     with pytest.raises(ValueError, match="Unknown candidate 'mha7'"):
         Aligner(space, ["mha7", "ffn", "ffn", "ffn"])
+    with pytest.raises(ValueError, match="population must be >= 1"):
+        Aligner(space, ["ffn"] * 4, replacement="population", population=0)

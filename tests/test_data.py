@@ -1,8 +1,11 @@
 import json
 
+import datasets
 import pytest
 
+from bertnas.train import data as data_lib
 from bertnas.train.data import build_lm_splits, build_tokenizer, embedded_corpus, load_texts
+from tests.conftest import DATA_DIR
 
 
 def test_embedded_corpus_is_english_and_deterministic():
@@ -10,6 +13,16 @@ def test_embedded_corpus_is_english_and_deterministic():
     assert len(texts) > 1000 and sum(map(len, texts)) > 500_000
     assert texts == embedded_corpus()
     assert sum(" the " in t for t in texts) > len(texts) / 3
+    assert list(load_texts(None)["text"]) == texts
+
+
+def test_embedded_corpus_rebuilds_identically(tmp_path, monkeypatch):
+    """A fresh build (empty cache) gives the same paragraphs, capped, and caches them."""
+    monkeypatch.setenv("BERTNAS_CACHE", str(tmp_path))
+    built = embedded_corpus(max_bytes=30_000)
+    assert list(tmp_path.glob("embedded-corpus-*-30000.txt"))
+    assert 30_000 <= sum(map(len, built)) < 40_000 and all("\n" not in t for t in built)
+    assert built == data_lib._harvest_docstrings(30_000) == embedded_corpus(max_bytes=30_000)
 
 
 def test_local_sources(tmp_path, tiny_corpus):
@@ -17,30 +30,92 @@ def test_local_sources(tmp_path, tiny_corpus):
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"text": f"line {i} here", "id": i}) for i in range(5)))
     ds = load_texts(str(tmp_path / "a.jsonl"))
     assert ds.column_names == ["text"] and len(ds) == 5
+    (tmp_path / "wiki.raw").write_text(" = Title = \n\n Some text here .\n")  # any suffix is plain text
+    assert list(load_texts(str(tmp_path / "wiki.raw"))["text"]) == [" = Title = ", " Some text here ."]
     folder = tmp_path / "folder"
-    folder.mkdir()
+    (folder / "sub").mkdir(parents=True)
     (folder / "x.txt").write_text("one two\n\nthree four\n")
-    (folder / "y.txt").write_text("five six\n")
-    assert load_texts(str(folder))["text"] == ["one two", "three four", "five six"]
+    (folder / "sub" / "y.txt").write_text("five six\n")
+    (folder / "z.jsonl").write_text(json.dumps({"text": "seven", "meta": 1}) + "\n")
+    (folder / "README").write_text("not picked up\n")
+    assert list(load_texts(str(folder))["text"]) == ["five six", "one two", "three four", "seven"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_texts(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no text files"):
+        load_texts(str(tmp_path / "empty"))
     (tmp_path / "b.jsonl").write_text(json.dumps({"body": "x"}))
     with pytest.raises(ValueError, match="a 'text' column is needed"):
         load_texts(str(tmp_path / "b.jsonl"))
+    (tmp_path / "blank.txt").write_text("\n  \n")
+    with pytest.raises(ValueError, match="holds no non-empty text"):
+        load_texts(str(tmp_path / "blank.txt"))
+
+
+def test_hub_name_offline_gives_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="could not be loaded with datasets.load_dataset"):
+        load_texts("bertnas-no-such-dataset:some-config")
+
+
+def test_real_text_folder():
+    folder = DATA_DIR / "text" / "wikitext-2-raw"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (set BERTNAS_DATA_DIR to the shared data folder)")
+    texts = load_texts(str(folder))  # wiki.test.raw + wiki.valid.raw, blank lines dropped
+    assert 4000 < len(texts) < 8000 and all(t.strip() for t in texts["text"][:100])
 
 
 def test_packing_split_and_tokenizer(tiny_corpus, tiny_tokenizer):
     tok = tiny_tokenizer
-    assert tok.pad_token_id == 0 and tok.mask_token_id is not None and len(tok) <= 120
+    assert tok.convert_ids_to_tokens(list(range(5))) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert tok.pad_token_id == 0 and len(tok) <= 120
     texts = load_texts(str(tiny_corpus))
     train, val = build_lm_splits(texts, tok, seq_len=24, val_fraction=0.1, seed=0)
-    assert train[0]["input_ids"].shape == (24,) and len(val) > 0 and len(train) > 8 * len(val)
-    assert (train[:]["input_ids"][:, 0] == tok.cls_token_id).all() and (train[:]["input_ids"][:, -1] == tok.sep_token_id).all()
+    assert set(train.column_names) == {"input_ids", "attention_mask", "token_type_ids"}
+    ids = train[:]["input_ids"]
+    assert ids.shape[1] == 24 and len(val) > 0 and len(train) > 8 * len(val)
+    assert (ids[:, 0] == tok.cls_token_id).all() and (ids[:, -1] == tok.sep_token_id).all()
+    assert (train[:]["attention_mask"] == 1).all() and (train[:]["token_type_ids"] == 0).all()
+    # Packing keeps (almost) every token: only each map batch's last partial row is dropped.
+    tokens = sum(len(x) + 1 for x in tok(list(texts["text"]), add_special_tokens=False)["input_ids"])
+    assert 0.9 * tokens < 22 * (len(train) + len(val)) <= tokens
     train2, val2 = build_lm_splits(texts, tok, seq_len=24, val_fraction=0.1, seed=0)
-    assert (val2[:]["input_ids"] == val[:]["input_ids"]).all()
+    assert (val2[:]["input_ids"] == val[:]["input_ids"]).all() and (train2[:]["input_ids"] == ids).all()
     _, val3 = build_lm_splits(texts, tok, seq_len=24, val_fraction=0.1, seed=1)
     assert val3[:]["input_ids"].shape != val[:]["input_ids"].shape or not (val3[:]["input_ids"] == val[:]["input_ids"]).all()
     with pytest.raises(ValueError, match="packs into 0 rows"):
         build_lm_splits(texts.select(range(3)), tok, seq_len=500, val_fraction=0.5)
     with pytest.raises(FileNotFoundError, match="Could not load a tokenizer"):
         build_tokenizer(str(tiny_corpus.parent / "no-tokenizer-here"))
+
+
+def test_packed_splits_cache(tmp_path, tiny_corpus, tiny_tokenizer, monkeypatch):
+    texts = datasets.Dataset.from_dict({"text": list(load_texts(str(tiny_corpus))["text"])})  # in memory: no datasets cache
+    train, val = build_lm_splits(texts, tiny_tokenizer, seq_len=16, val_fraction=0.1, seed=0, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 1
+
+    def no_map(*args, **kwargs):
+        raise AssertionError("tokenised again instead of loading the cached splits")
+
+    monkeypatch.setattr(datasets.Dataset, "map", no_map)
+    train2, val2 = build_lm_splits(texts, tiny_tokenizer, seq_len=16, val_fraction=0.1, seed=0, cache_dir=tmp_path)
+    assert (train2[:]["input_ids"] == train[:]["input_ids"]).all() and (val2[:]["input_ids"] == val[:]["input_ids"]).all()
+    with pytest.raises(AssertionError, match="tokenised again"):  # other options: other splits
+        build_lm_splits(texts, tiny_tokenizer, seq_len=16, val_fraction=0.1, seed=1, cache_dir=tmp_path)
+
+
+def test_trained_tokenizer_is_cached_and_reused(tmp_path, monkeypatch, tiny_corpus):
+    monkeypatch.setenv("BERTNAS_CACHE", str(tmp_path))
+    texts = load_texts(str(tiny_corpus))
+    first = build_tokenizer(None, texts, vocab_size=100)
+    assert len(first) == 100 and first.mask_token == "[MASK]"
+    assert first("the cat sees a dog")["input_ids"][0] == first.cls_token_id
+    assert len(list((tmp_path / "tokenizers").iterdir())) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cached tokenizer")
+
+    monkeypatch.setattr(data_lib, "_train_wordpiece", no_training)
+    assert build_tokenizer(None, texts, vocab_size=100).get_vocab() == first.get_vocab()
+    with pytest.raises(ValueError, match="needs texts"):
+        build_tokenizer(None)

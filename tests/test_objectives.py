@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bertnas import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
+from bertnas import BertNasForMaskedLM, BertNasForPreTraining
 from bertnas.train.data import build_lm_splits, load_texts
 from bertnas.train.objectives import ElectraObjective, MLMObjective, mask_tokens
 from tests.conftest import toy_config
@@ -25,6 +25,19 @@ def test_mask_tokens_80_10_10_and_never_special(tiny_tokenizer):
     assert torch.equal(again, masked)  # all randomness from the generator
 
 
+def test_mask_tokens_always_predicts_something(tiny_tokenizer):
+    """A tiny batch where 15 % picks nothing would give a NaN loss; one token is then chosen."""
+    tok = tiny_tokenizer
+    ids = torch.tensor([[tok.cls_token_id, 20, 21, tok.sep_token_id, tok.pad_token_id]])
+    for seed in range(60):  # P(no token chosen) = 0.85^2: about 43 of these seeds without the guard
+        _, labels = mask_tokens(ids, tok, torch.Generator().manual_seed(seed))
+        chosen = labels != -100
+        assert chosen.any() and not chosen[0, [0, 3, 4]].any()
+    only_special = torch.tensor([[tok.cls_token_id, tok.sep_token_id, tok.pad_token_id]])
+    _, labels = mask_tokens(only_special, tok, torch.Generator().manual_seed(0))
+    assert (labels == -100).all()
+
+
 def _batches(tok, corpus, n):
     train, _ = build_lm_splits(load_texts(str(corpus)), tok, seq_len=32, val_fraction=0.1, seed=0)
     g = torch.Generator().manual_seed(0)
@@ -43,27 +56,35 @@ def _config(tok, **kw):
 
 
 def _train(objective, params, tok, corpus, arch, steps=40):
+    """Train a fixed arch; returns each step's (loss, metrics) and the first step's output."""
     opt = torch.optim.AdamW(params, lr=3e-3)
     gen = torch.Generator().manual_seed(1)
-    losses = []
+    history, first = [], None
     for batch in _batches(tok, corpus, steps):
         out = objective.compute(batch, arch, gen)
         out.loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(out)
-    return losses
+        history.append((out.loss.item(), out.metrics))
+        first = first or out
+    return history, first
+
+
+def _mean(values):
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def test_mlm_loss_falls(corpus_tok):
     corpus_tok, corpus = corpus_tok
     torch.manual_seed(0)
     model = BertNasForMaskedLM(_config(corpus_tok))
-    outs = _train(MLMObjective(model, corpus_tok), model.parameters(), corpus_tok, corpus, ["mha8", "ffn"])
-    first = sum(float(o.loss) for o in outs[:5]) / 5
-    last = sum(float(o.loss) for o in outs[-5:]) / 5
+    history, out = _train(MLMObjective(model, corpus_tok), model.parameters(), corpus_tok, corpus, ["mha8", "ffn"])
+    first = _mean(loss for loss, _ in history[:5])
+    last = _mean(loss for loss, _ in history[-5:])
     assert last < 0.7 * first, (first, last)
-    assert len(outs[0].hidden_states) == 3 and outs[0].inputs["input_ids"].shape == (8, 32)
+    assert len(out.hidden_states) == 3 and out.inputs["input_ids"].shape == (8, 32)
+    assert (out.inputs["input_ids"] == corpus_tok.mask_token_id).any()  # the subnet saw the masked batch
 
 
 def test_electra_labels_shared_embeddings_and_loss_falls(corpus_tok):
@@ -75,15 +96,17 @@ def test_electra_labels_shared_embeddings_and_loss_falls(corpus_tok):
     assert gen.bert.embeddings.word_embeddings is disc.bert.embeddings.word_embeddings
     assert gen.cls.predictions.decoder.weight is disc.bert.embeddings.word_embeddings.weight
     params = list({id(p): p for p in list(disc.parameters()) + list(gen.parameters())}.values())
-    outs = _train(objective, params, corpus_tok, corpus, ["conv3", "ffn"])
-    o = outs[0]
-    assert o.loss.item() == pytest.approx(o.metrics["gen_loss"] + 50 * o.metrics["disc_loss"], rel=1e-5)
-    gen_first = sum(o.metrics["gen_loss"] for o in outs[:5]) / 5
-    gen_last = sum(o.metrics["gen_loss"] for o in outs[-5:]) / 5
+    history, out = _train(objective, params, corpus_tok, corpus, ["conv3", "ffn"])
+    loss, metrics = history[0]
+    assert loss == pytest.approx(metrics["gen_loss"] + 50 * metrics["disc_loss"], rel=1e-5)
+    assert len(out.hidden_states) == 3  # the discriminator subnet's, for MAGIC-A
+    gen_first = _mean(m["gen_loss"] for _, m in history[:5])
+    gen_last = _mean(m["gen_loss"] for _, m in history[-5:])
     assert gen_last < 0.8 * gen_first
-    disc_first = sum(o.metrics["disc_loss"] for o in outs[:5]) / 5
-    disc_last = sum(o.metrics["disc_loss"] for o in outs[-5:]) / 5
+    disc_first = _mean(m["disc_loss"] for _, m in history[:5])
+    disc_last = _mean(m["disc_loss"] for _, m in history[-5:])
     assert disc_last < disc_first
+    assert all(0 < m["replaced_fraction"] < 0.2 for _, m in history)  # of 15 % masked, some sampled right
     with pytest.raises(ValueError, match="same hidden size"):
         ElectraObjective(disc, BertNasForMaskedLM(_config(corpus_tok, hidden_size=24, candidates=["ffn"], arch=["ffn", "ffn"])), corpus_tok)
 
@@ -100,6 +123,11 @@ def test_electra_discriminator_labels_mark_replacements(corpus_tok):
 
     disc.forward = spy
     batch = next(_batches(corpus_tok, corpus, 1))
-    ElectraObjective(disc, gen, corpus_tok).compute(batch, ["ffn", "ffn"], torch.Generator().manual_seed(0))
+    batch["input_ids"][:, -4:] = corpus_tok.pad_token_id  # padded tail: never replaced
+    batch["attention_mask"][:, -4:] = 0
+    out = ElectraObjective(disc, gen, corpus_tok).compute(batch, ["ffn", "ffn"], torch.Generator().manual_seed(0))
     assert torch.equal(seen["labels"].bool(), seen["inputs"] != batch["input_ids"])
-    assert seen["labels"].sum() > 0
+    assert seen["labels"].sum() > 0 and not seen["labels"][:, -4:].any()
+    assert torch.equal(out.inputs["input_ids"], seen["inputs"])
+    real = batch["attention_mask"].sum()
+    assert out.metrics["replaced_fraction"] == pytest.approx(float(seen["labels"].sum() / real))

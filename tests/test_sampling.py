@@ -14,8 +14,10 @@ TINY = SearchSpace({f"layer_{i}": ["a", "b", "c"] for i in range(3)})  # 27 arch
 
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_walk_changes_exactly_k_layers(k):
-    sampler = WalkSampler(TINY, seed=0, k=k)
+    start = TINY.arch(["b", "c", "a"])
+    sampler = WalkSampler(TINY, seed=0, k=k, start=start)
     prev = sampler.next()
+    assert prev == start
     for _ in range(200):
         arch = sampler.next()
         assert sum(prev[c] != arch[c] for c in arch) == k

@@ -1,8 +1,10 @@
 """Pre-training text: sources, tokenizer, packed fixed-length rows, held-out split.
 
 Sources: the embedded default corpus (docstrings of the Python standard library, read with
-`ast` from the installed sources: English prose, no download), local `.txt` / `.jsonl` files
-or folders of them, or any `datasets` name[:config] with a "text" column.
+`ast` from the installed sources: about 1.4 MB of English prose, no download), local text
+files (.txt, .raw, .tokens, ...) and .jsonl/.json files or folders of them, or any `datasets`
+name[:config] with a "text" column. Built corpora and trained tokenizers are cached under
+`BERTNAS_CACHE` (default ~/.cache/bertnas).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from pathlib import Path
 import datasets
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Suffixes picked up in folders (a single file may have any suffix; .json/.jsonl read as JSON).
+TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
+JSON_SUFFIXES = (".jsonl", ".json")
 EMBEDDED_CORPUS_BYTES = 2_000_000
 # Parts of the standard library whose docstrings are tests, demos or generated tables.
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "ensurepip", "pydoc_data", "encodings"}
@@ -65,10 +70,12 @@ def embedded_corpus(max_bytes: int = EMBEDDED_CORPUS_BYTES) -> list[str]:
 
 def _harvest_docstrings(max_bytes: int) -> list[str]:
     root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in _SKIP_DIRS]  # never descend into them
+        files.extend(Path(folder) / name for name in names if name.endswith(".py"))
     texts, size = [], 0
-    for path in sorted(root.rglob("*.py")):
-        if _SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]):
-            continue
+    for path in sorted(files):
         try:
             source = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
@@ -84,32 +91,48 @@ def _harvest_docstrings(max_bytes: int) -> list[str]:
 
 
 def _local_files(path: Path) -> list[Path]:
+    """The file itself, or the text and JSON files under a folder (by suffix, sorted)."""
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".jsonl", ".json") and p.is_file())
+    files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES + JSON_SUFFIXES and p.is_file())
     if not files:
-        raise FileNotFoundError(f"The folder {path} holds no .txt / .jsonl files to train on")
+        raise FileNotFoundError(
+            f"The folder {path} holds no text files to train on (looked for {', '.join(TEXT_SUFFIXES + JSON_SUFFIXES)})"
+        )
     return files
 
 
+def _load_local(files: list[Path], source: str) -> datasets.Dataset:
+    """JSON files by their "text" field, every other file one row per line (UTF-8; a stray byte
+    in another encoding becomes U+FFFD instead of failing the whole corpus)."""
+    parts = []
+    json_files = [str(f) for f in files if f.suffix in JSON_SUFFIXES]
+    text_files = [str(f) for f in files if f.suffix not in JSON_SUFFIXES]
+    for kind, group, options in (("text", text_files, {"encoding_errors": "replace"}), ("json", json_files, {})):
+        if not group:
+            continue
+        ds = datasets.load_dataset(kind, data_files=group, split="train", **options)
+        if "text" not in ds.column_names:
+            raise ValueError(f"{source} has columns {ds.column_names}; a 'text' column is needed")
+        parts.append(ds.select_columns(["text"]))
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
 def _looks_local(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.endswith((".txt", ".jsonl", ".json")) or os.sep in source and Path(source).suffix != ""
+    return (source.startswith((".", "/", "~")) or source.endswith(TEXT_SUFFIXES + JSON_SUFFIXES)
+            or (os.sep in source and Path(source).suffix != ""))
 
 
 def load_texts(source: str | None = None) -> datasets.Dataset:
-    """A Dataset with one "text" column. `source`: None (embedded corpus), a .txt file (one row per
-    non-empty line), a .jsonl/.json file with a "text" field, a folder of those, or a `datasets`
-    name with optional ":config" (train split)."""
+    """A Dataset with one "text" column of non-empty texts. `source`: None (the embedded corpus); a
+    text file (one row per non-empty line; any suffix but .json/.jsonl, e.g. .txt, .raw,
+    .tokens); a .jsonl/.json file with a "text" field; a folder of those (sorted, read
+    recursively); or a `datasets` name with optional ":config" (its train split)."""
     if source is None:
         return datasets.Dataset.from_dict({"text": embedded_corpus()})
     path = Path(source).expanduser()
     if path.exists():
-        files = _local_files(path)
-        suffixes = {f.suffix for f in files}
-        if len(suffixes) > 1:
-            raise ValueError(f"{path} mixes {sorted(suffixes)} files; keep one kind per folder")
-        kind = "text" if suffixes == {".txt"} else "json"
-        ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+        ds = _load_local(_local_files(path), source)
     elif _looks_local(source):
         raise FileNotFoundError(f"Training text {source!r} does not exist; give a .txt/.jsonl file, a folder, or a datasets name")
     else:
@@ -131,7 +154,14 @@ def load_texts(source: str | None = None) -> datasets.Dataset:
 
 def build_tokenizer(name_or_path: str | None, texts: datasets.Dataset | None = None, vocab_size: int = 8000):
     """A Hugging Face tokenizer by folder / Hub id, or (None) a lower-cased WordPiece tokenizer
-    trained on `texts` with `tokenizers`, with BERT's special tokens ([PAD] = 0)."""
+    trained on `texts` with `tokenizers`, with BERT's special tokens ([PAD] = 0, [UNK], [CLS],
+    [SEP], [MASK]).
+
+    `tokenizers` breaks ties between equally frequent merges differently from run to run, so two
+    trainings on the same text can give different vocabularies. The trained tokenizer is
+    therefore cached (under `cache_dir()`, keyed by the text and `vocab_size`) and every later
+    call, and every other process on the machine, loads that one; a run's checkpoints also hold
+    the tokenizer it trained with."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if name_or_path is not None:
@@ -154,9 +184,9 @@ def build_tokenizer(name_or_path: str | None, texts: datasets.Dataset | None = N
     tokenizer.save_pretrained(tmp)
     try:
         tmp.rename(cached)
-    except OSError:  # another process cached the same tokenizer first
+    except OSError:  # another process cached its tokenizer first: use that one, so all agree
         shutil.rmtree(tmp, ignore_errors=True)
-    return tokenizer
+    return PreTrainedTokenizerFast.from_pretrained(cached)
 
 
 def _train_wordpiece(texts: datasets.Dataset, vocab_size: int):
@@ -179,22 +209,42 @@ def _train_wordpiece(texts: datasets.Dataset, vocab_size: int):
     )
 
 
-def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fraction: float = 0.05, seed: int = 0):
+def _splits_key(texts: datasets.Dataset, tokenizer, seq_len: int, val_fraction: float, seed: int) -> str:
+    """Names the packed splits of these texts, tokenizer and options (bump v1 when packing changes)."""
+    digest = hashlib.sha1(f"lm-splits-v1|{texts._fingerprint}|{seq_len}|{val_fraction}|{seed}".encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    digest.update(vocab.encode())
+    return digest.hexdigest()[:16]
+
+
+def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fraction: float = 0.05, seed: int = 0,
+                    cache_dir: str | Path | None = None):
     """(train, val) Datasets of packed rows `[CLS] tokens... [SEP]` of exactly `seq_len` tokens, with
-    `attention_mask` and `token_type_ids`, in torch format. Texts are split before packing, so no
-    held-out text leaks into training. File-backed corpora reuse datasets' fingerprinted cache."""
+    `attention_mask` and `token_type_ids`, in torch format. The texts are split (by `seed`)
+    before packing, so no held-out text leaks into training; documents are joined with [SEP].
+
+    Caching: file-backed corpora reuse datasets' fingerprinted cache of each `map`. With
+    `cache_dir`, the packed splits are also saved there (keyed by the texts' fingerprint, the
+    tokenizer and the options) and a later call with the same inputs loads them instead of
+    tokenising again; this covers in-memory corpora such as the embedded one."""
     if seq_len < 4:
         raise ValueError(f"seq_len={seq_len} is too short to pack; use at least 4")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if len(texts) < 2:
         raise ValueError("The corpus needs at least two texts to hold one out for validation")
+    target = Path(cache_dir) / _splits_key(texts, tokenizer, seq_len, val_fraction, seed) if cache_dir else None
+    if target is not None and (target / "dataset_dict.json").exists():
+        saved = datasets.load_from_disk(str(target))
+        return saved["train"].with_format("torch"), saved["val"].with_format("torch")
     split = texts.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
     body = seq_len - 2
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
     def tokenize(batch):
-        return {"ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+        # verbose=False: texts longer than the model's maximum are fine here, packing cuts them.
+        return {"ids": tokenizer(batch["text"], add_special_tokens=False, verbose=False)["input_ids"]}
 
     def pack(batch):
         stream = []
@@ -218,6 +268,15 @@ def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fracti
                 f"The {'validation' if name == 'test' else 'training'} split packs into 0 rows of {seq_len} tokens; "
                 "use more text, a larger val_fraction or a shorter seq_len"
             )
-        out.append(part.with_format("torch"))
-    return out[0], out[1]
+        out.append(part)
+    train, val = out
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent))
+        datasets.DatasetDict({"train": train, "val": val}).save_to_disk(str(tmp))
+        try:
+            tmp.rename(target)  # atomic: readers never see a half-written cache
+        except OSError:  # another process saved the same splits first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return train.with_format("torch"), val.with_format("torch")
 

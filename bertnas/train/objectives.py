@@ -3,6 +3,13 @@
 All randomness (which tokens are masked, what replaces them, what the ELECTRA generator
 samples) comes from the `torch.Generator` the loop passes in, so a resumed run draws exactly
 what the uninterrupted run would have drawn.
+
+ELECTRA's generator and discriminator share token embeddings. A narrower generator (ELECTRA's
+own choice) would need a projection between widths, so here the generator keeps the hidden
+size and is made small by depth instead: a fixed-arch `BertNasForMaskedLM` with a few layers
+(e.g. [mha, ffn]) that uses the discriminator's `nn.Embedding` module itself (its MLM decoder is
+tied to it). `ObjectiveOutput.inputs` is the batch the subnet saw (masked for MLM, corrupted
+for ELECTRA): MAGIC-A runs the base subnet on exactly that.
 """
 
 from __future__ import annotations
@@ -17,20 +24,26 @@ from torch.nn import functional as F
 class ObjectiveOutput:
     loss: torch.Tensor
     hidden_states: tuple  # the sampled subnet's per-layer hidden states (MAGIC-A aligns them)
-    inputs: dict  # the batch as the subnet saw it (masked / corrupted), for the base forward
     metrics: dict = field(default_factory=dict)  # floats for the log
+    inputs: dict | None = None  # the batch as the subnet saw it (masked / corrupted), for the base forward
 
 
 def mask_tokens(input_ids: torch.Tensor, tokenizer, generator: torch.Generator, mlm_probability: float = 0.15):
     """BERT masking: `mlm_probability` of the non-special tokens are chosen; of those 80 % become
     [MASK], 10 % a random token, 10 % stay. Returns (masked_input_ids, labels) with labels -100
-    on positions that are not predicted."""
+    on positions that are not predicted. Special tokens ([PAD], [CLS], [SEP], ...) are never
+    chosen; at least one token is, when the batch has any that may be."""
     if tokenizer.mask_token_id is None:
         raise ValueError("The tokenizer has no mask token; MLM needs one (e.g. [MASK])")
     device = input_ids.device
     special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids, device=device))
     probability = torch.full(input_ids.shape, mlm_probability, device=device).masked_fill_(special, 0.0)
     chosen = torch.bernoulli(probability, generator=generator).bool()
+    if not chosen.any() and not special.all():
+        # Nothing to predict would make the loss 0/0 = NaN (likely with tiny batches): predict
+        # one maskable token, drawn from the same generator.
+        scores = torch.rand(input_ids.shape, generator=generator, device=device).masked_fill_(special, -1.0)
+        chosen.view(-1)[scores.view(-1).argmax()] = True
     labels = input_ids.masked_fill(~chosen, -100)
 
     masked = input_ids.clone()
@@ -64,7 +77,7 @@ class MLMObjective:
         masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
         inputs = _model_inputs(batch, masked)
         out = self.model(**inputs, labels=labels, arch=arch, output_hidden_states=True)
-        return ObjectiveOutput(out.loss, out.hidden_states, inputs, {"mlm_loss": float(out.loss.detach())})
+        return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": float(out.loss.detach())}, inputs=inputs)
 
 
 def tie_generator_embeddings(discriminator, generator) -> None:
@@ -108,12 +121,14 @@ class ElectraObjective:
         corrupted = original.clone()
         corrupted[chosen] = sampled
         replaced = (corrupted != original).long()  # a sample equal to the original counts as original
+        mask = batch.get("attention_mask")
+        real = mask.bool() if mask is not None else torch.ones_like(replaced, dtype=torch.bool)
         inputs = _model_inputs(batch, corrupted)
         disc_out = self.discriminator(**inputs, labels=replaced, arch=arch, output_hidden_states=True)
         loss = gen_out.loss + self.disc_weight * disc_out.loss
         metrics = {
             "gen_loss": float(gen_out.loss.detach()),
             "disc_loss": float(disc_out.loss.detach()),
-            "replaced_fraction": float(replaced.float().mean()),
+            "replaced_fraction": float(replaced.sum() / real.sum().clamp(min=1)),  # of the real tokens
         }
-        return ObjectiveOutput(loss, disc_out.hidden_states, inputs, metrics)
+        return ObjectiveOutput(loss, disc_out.hidden_states, metrics, inputs=inputs)
