@@ -317,7 +317,7 @@ class SupernetTrainer:
 
         # -- tokenizer, data --------------------------------------------------------------
         with acc.main_process_first():
-            self.tokenizer, self.train_data, self.val_data = _load_data(cfg)
+            self.tokenizer, self.train_data, self.val_data = _load_data(cfg, self._resume_tokenizer())
         self.stream = BatchStream(self.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed)
 
         # -- models, objective ------------------------------------------------------------
@@ -477,6 +477,18 @@ class SupernetTrainer:
             self.output_dir, self.step, write_main=write_main, write_every_rank=write_every_rank,
             is_main=self.is_main, barrier=acc.wait_for_everyone, keep_last=self.cfg.keep_last,
         )
+
+    def _resume_tokenizer(self) -> str | None:
+        """A resumed run reads the tokenizer its checkpoint saved: a WordPiece trained again on the
+        same text is not guaranteed to give the same vocabulary (tokenizers trains in parallel)."""
+        spec = self.cfg.resume_from_checkpoint
+        if not spec or self.cfg.tokenizer or self.cfg.init_from_bert:
+            return None
+        if spec == "latest":
+            if not ckpt_lib.list_checkpoints(self.output_dir):
+                return None
+            spec = self.output_dir
+        return str(ckpt_lib.find_checkpoint(spec) / ckpt_lib.MODEL_DIR)
 
     def _resume(self, spec: str):
         if spec == "latest":
@@ -732,12 +744,12 @@ class SupernetTrainer:
 _DATA_CACHE: dict = {}
 
 
-def _load_data(cfg: PretrainConfig):
+def _load_data(cfg: PretrainConfig, tokenizer_source: str | None = None):
     """(tokenizer, train rows, held-out rows). Kept for the life of the process, so repeated
     `pretrain()` calls on the same data (a demo, tests) tokenise and pack it once."""
     from . import data as data_lib
 
-    tokenizer_source = cfg.tokenizer or cfg.init_from_bert
+    tokenizer_source = tokenizer_source or cfg.tokenizer or cfg.init_from_bert
     key = (cfg.data, tokenizer_source, cfg.tokenizer_vocab_size, cfg.seq_len, cfg.val_fraction, cfg.seed)
     if key not in _DATA_CACHE:
         texts = data_lib.load_texts(cfg.data)
