@@ -446,7 +446,7 @@ class SupernetTrainer:
             "world_size": self.world_size,
             "sampler": self.sampler.state_dict(),
             "aligner": aligner_state,
-            "data": {"source": cfg.data, "seq_len": cfg.seq_len, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
+            "data": {"source": _absolute_if_local(cfg.data), "seq_len": cfg.seq_len, "val_fraction": cfg.val_fraction, "seed": cfg.seed,
                      "tokenizer": cfg.tokenizer},
             "stream": self.stream.state_dict(),
             "config": cfg.to_dict(),
@@ -742,6 +742,13 @@ class SupernetTrainer:
 
 
 _DATA_CACHE: dict = {}
+
+
+def _absolute_if_local(source: str | None) -> str | None:
+    """A local corpus path as an absolute path, so a search run from another folder finds it."""
+    if source is not None and Path(source).expanduser().exists():
+        return str(Path(source).expanduser().resolve())
+    return source
 
 
 def _load_data(cfg: PretrainConfig, tokenizer_source: str | None = None):
