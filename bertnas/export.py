@@ -1,0 +1,310 @@
+"""`bertnas export` and `export(...)`: subnets of a supernet checkpoint as `save_pretrained` folders.
+
+    bertnas export --checkpoint runs/toy --arch '["mha12", "ffn"]' --output-dir exports/bert
+    bertnas export --checkpoint runs/toy --results runs/toy-search/results.json --top-k 3 --output-dir exports
+    bertnas export ... --push-to-hub my-user/my-subnet          # after `huggingface-cli login` or HF_TOKEN=...
+
+Each folder holds the subnet's weights (safetensors), its config (with the arch), the
+tokenizer of the pre-training run, and a model card (README.md: arch table, params, FLOPs,
+search provenance and score).
+
+Layout: an arch `[mha<h>, ffn] x L` is a plain BERT: it is written as a transformers
+`BertForMaskedLM` (`fixed.to_bert()`) and loads with `AutoModelForMaskedLM` anywhere, without
+bertnas and without remote code (the arch is kept in config.json as `bertnas_arch`). Any other
+arch is written as the fixed-arch bertnas model with its modeling code next to the weights
+(`AutoModelForMaskedLM.from_pretrained(dir, trust_remote_code=True)`). ELECTRA checkpoints
+export the discriminator (`BertNasForPreTraining`, remote code) whatever the arch.
+
+`--arch` exports into `--output-dir` itself; `--results` exports the top-k entries into
+`--output-dir/rank-<r>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .models.configuration_bertnas import parse_op
+from .search.constraints import human
+
+CARD_FILE = "README.md"
+
+
+def is_bert_arch(ops) -> bool:
+    """True for `[mha<h>, ffn] x L` (L >= 1): the archs that are a plain transformers BERT."""
+    ops = list(ops)
+    if not ops or len(ops) % 2:
+        return False
+    try:
+        kind, _ = parse_op(ops[0])
+    except ValueError:
+        return False
+    return kind == "mha" and ops == [ops[0], "ffn"] * (len(ops) // 2)
+
+
+def parse_arch(value, space):
+    """An arch from a JSON list / object, a comma-separated string of ops, a path to a JSON file
+    holding either, or a list; validated against `space` (clear errors for unknown ops)."""
+    if isinstance(value, (str, os.PathLike)):
+        text = str(value).strip()
+        path = Path(text)
+        if not text.startswith(("[", "{")) and path.suffix == ".json":
+            if not path.is_file():
+                raise FileNotFoundError(f"Arch file {path} does not exist")
+            text = path.read_text().strip()
+        if text.startswith(("[", "{")):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--arch is not valid JSON ({err}): {text!r}") from None
+            if isinstance(value, dict) and "arch" in value:  # a results entry
+                value = value["arch"]
+        else:
+            value = [op.strip() for op in text.split(",") if op.strip()]
+    return space.arch(value)
+
+
+def model_card(ops, *, layout: str, space, params_total: int, seq_len: int, provenance: dict,
+               base_class: str, name: str = "PATH_OR_REPO") -> str:
+    """README.md: front matter, how to load, the arch table, sizes, and where it came from."""
+    remote = layout == "remote-code"
+    load_args = ", trust_remote_code=True" if remote else ""
+    rows = "\n".join(
+        f"| {i} | `{op}` | {space.op_params(op):,} | {space.op_flops(op, seq_len):,} |" for i, op in enumerate(ops)
+    )
+    prov = "\n".join(f"- {k}: {_card_value(v)}" for k, v in provenance.items() if v is not None)
+    pipeline = "fill-mask" if base_class.endswith("MaskedLM") else None
+    params, flops, c = space.params(list(ops)), space.flops(list(ops), seq_len), space.config
+    front = ["---", "library_name: transformers", "tags:", "- bertnas", "- neural-architecture-search"]
+    if pipeline:
+        front += [f"pipeline_tag: {pipeline}"]
+    front += ["---"]
+    layout_text = (
+        "a fixed-arch bertnas model; its modeling code (`modeling_bertnas.py`, `configuration_bertnas.py`) ships "
+        "in this folder and runs with `trust_remote_code=True` (read it before trusting it)"
+        if remote else
+        f"a plain transformers `{base_class}` (the arch is `[mha, ffn] x L`, i.e. a BERT); no remote code"
+    )
+    return f"""{chr(10).join(front)}
+
+# bertnas subnet: {len(ops)} chain layers
+
+A subnet cut from a weight-sharing hybrid BERT supernet trained with bertnas
+(search space: per chain layer one of
+{", ".join(f"`{c}`" for c in space.config.candidates)}). Layout: {layout_text}.
+
+```python
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+model = AutoModelForMaskedLM.from_pretrained("{name}"{load_args})
+```
+
+## Architecture
+
+Each chain layer is one post-LN residual sublayer `x = LayerNorm(x + op(x))`.
+
+| layer | op | params | FLOPs / sequence ({seq_len} tokens) |
+|---|---|---|---|
+{rows}
+
+- arch: `{json.dumps(list(ops))}`
+- backbone parameters (embeddings + chain): {params:,} ({human(params)})
+- parameters of this model (with its head): {params_total:,} ({human(params_total)})
+- chain FLOPs per sequence of {seq_len} tokens (2 x multiply-adds): {flops:,} ({human(flops)})
+- hidden size {c.hidden_size}, FFN inner size {c.intermediate_size}, vocabulary {c.vocab_size}
+
+## Search provenance
+
+{prov}
+
+Scores are measured with the supernet's inherited weights on the pre-training run's held-out
+split (before any stand-alone training or fine-tuning); fine-tune before use.
+"""
+
+
+def _card_value(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    return str(value)
+
+
+def _prepare_folder(folder: Path, overwrite: bool) -> None:
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{folder} exists and is not empty; pass --overwrite (overwrite=True) or another "
+                                  "--output-dir")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+@torch.no_grad()
+def _check_same_outputs(supernet, exported, ops, vocab_size: int) -> float:
+    """Max |difference| of the exported model's logits and the supernet path's on a random batch."""
+    g = torch.Generator().manual_seed(0)
+    device = next(supernet.parameters()).device
+    ids = torch.randint(5, vocab_size, (2, 12), generator=g).to(device)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    was = supernet.training, exported.training
+    supernet.eval()
+    exported.eval()
+    ref = supernet(input_ids=ids, attention_mask=mask, arch=list(ops)).logits
+    out = exported(input_ids=ids, attention_mask=mask).logits
+    supernet.train(was[0])
+    exported.train(was[1])
+    return float((ref - out).abs().max())
+
+
+def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int,
+                overwrite: bool = False, verify: bool = True, name: str | None = None) -> Path:
+    """Write one subnet of the in-memory supernet `model` into `folder`."""
+    ops = list(arch.ops)
+    fixed = model.extract(ops)
+    base_class = type(fixed).__name__
+    layout = "remote-code"
+    out = fixed
+    if is_bert_arch(ops) and getattr(type(fixed), "_bert_class_name", None):
+        out = fixed.to_bert()
+        out.config.bertnas_arch = ops  # the arch stays on record in config.json
+        layout, base_class = "bert", type(out).__name__
+    if verify:
+        diff = _check_same_outputs(model, out, ops, model.config.vocab_size)
+        if diff > 1e-4:
+            raise RuntimeError(f"The exported subnet {ops} does not reproduce the supernet path "
+                               f"(max |diff| {diff:.2e})")
+    _prepare_folder(folder, overwrite)
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar for one small file
+    try:
+        out.save_pretrained(folder)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    total = sum(p.numel() for p in out.parameters())
+    card = model_card(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
+                      provenance={**provenance, "layout": layout}, base_class=base_class,
+                      name=name or str(folder))
+    (folder / CARD_FILE).write_text(card)
+    return folder
+
+
+def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
+                commit_message: str | None = None) -> str:
+    """Upload an exported folder to the Hugging Face Hub in one commit (create the repo if needed).
+
+    Authentication is huggingface_hub's: `huggingface-cli login` (or `hf auth login`) once, or the
+    HF_TOKEN environment variable, or `token=`. Returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo.repo_id, repo_type="model",
+                             commit_message=commit_message or "Upload bertnas subnet")
+    return str(getattr(info, "commit_url", info))
+
+
+def export(
+    checkpoint,
+    output_dir,
+    *,
+    arch=None,
+    results=None,
+    top_k: int = 1,
+    push_to_hub: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    seq_len: int | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+    device: str = "cpu",
+) -> list[Path]:
+    """Export `arch`, or the `top_k` best entries of a search's `results` (results.json or its
+    folder), from the supernet of `checkpoint` (a run dir or a checkpoint folder). Returns the
+    written folders (`output_dir` for `arch`; `output_dir/rank-<r>` for results)."""
+    from .search.evaluator import load_supernet, load_tokenizer
+    from .search.results import SEARCH_FILE, load_results
+    from .spaces import BertSpace
+
+    if (arch is None) == (results is None):
+        raise ValueError("Give exactly one of arch (--arch) and results (--results)")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    model, ckpt, state = load_supernet(checkpoint, device)
+    space = BertSpace(model.config)
+    tokenizer = load_tokenizer(ckpt)
+    seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
+    base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
+            "pre-training objective": (state.get("config") or {}).get("objective")}
+    jobs = []
+    if arch is not None:
+        jobs.append((parse_arch(arch, space), Path(output_dir), {**base, "source": "given arch"}))
+    else:
+        entries = load_results(results)
+        results_path = Path(results) / "results.json" if Path(results).is_dir() else Path(results)
+        meta_path = results_path.parent / SEARCH_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if meta.get("checkpoint") and Path(meta["checkpoint"]).resolve() != ckpt.resolve():
+            base["note"] = f"the search scored checkpoint {meta['checkpoint']}; exported from {ckpt}"
+        for i, entry in enumerate(entries[:top_k]):
+            r = entry.get("rank", i + 1)
+            try:
+                parsed = space.arch(entry["arch"])
+            except ValueError as err:
+                raise ValueError(f"{results_path} entry {i} is not an arch of this supernet: {err}") from None
+            prov = {**base, "search method": meta.get("method"), "search results": str(results_path),
+                    "rank": r, "metric": entry.get("metric", meta.get("metric")), "score": entry.get("score"),
+                    "held-out set": meta.get("heldout"), "constraints": meta.get("constraints")}
+            jobs.append((parsed, Path(output_dir) / f"rank-{r}", prov))
+    if push_to_hub and len(jobs) != 1:
+        raise ValueError(f"--push-to-hub uploads one model; {len(jobs)} would be exported (use --top-k 1 or --arch)")
+    folders = [export_arch(model, space, tokenizer, a, folder, prov, seq_len, overwrite, verify, name=push_to_hub)
+               for a, folder, prov in jobs]
+    if push_to_hub:
+        push_folder(folders[0], push_to_hub, private=private, token=token)
+    return folders
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--checkpoint", required=True, help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--arch", help='the arch: JSON list/object (\'["mha12","ffn"]\'), comma-separated ops, '
+                                      "or a .json file")
+    which.add_argument("--results", help="a search's results.json (or its folder): export its top-k entries")
+    a("--top-k", type=int, default=1, help="entries of --results to export (rank-1, rank-2, ...)")
+    a("--output-dir", required=True)
+    a("--overwrite", action="store_true", help="replace non-empty output folders")
+    a("--seq-len", type=int, help="sequence length of the FLOPs in the model card (default: the run's)")
+    a("--push-to-hub", metavar="REPO_ID", help="upload the exported folder (needs `huggingface-cli login` or HF_TOKEN)")
+    a("--private", action="store_true", help="create the Hub repo private")
+    a("--no-verify", dest="verify", action="store_false",
+      help="skip the check that the export reproduces the supernet path")
+
+
+def run(args: argparse.Namespace) -> int:
+    folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,
+                     push_to_hub=args.push_to_hub, private=args.private, seq_len=args.seq_len,
+                     overwrite=args.overwrite, verify=args.verify)
+    for folder in folders:
+        print(folder)
+    if args.push_to_hub:
+        print(f"pushed {folders[0]} -> https://huggingface.co/{args.push_to_hub}")
+    return 0
+
+
+__all__ = ["export", "export_arch", "push_folder", "is_bert_arch", "parse_arch", "model_card", "add_arguments", "run"]
