@@ -195,7 +195,7 @@ def markdown(result: dict, command: str) -> str:
     lines = [
         f"Measured by `{command}` on {result['machine']['cpu_count']} CPU cores shared with other jobs "
         f"(load average {result['load_before'][0]:.1f} before, {result['load_after'][0]:.1f} after), "
-        f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} threads. Supernet: "
+        f"torch {result['machine']['torch']} with {result['machine']['torch_threads']} thread(s). Supernet: "
         f"{d['layers']} chain layers x hidden {d['hidden']} (FFN {d['intermediate']}), {len(CANDIDATES)} candidates, "
         f"vocab {d['vocab']}; held-out set {d['eval_batches']} batches x {d['batch']} x {d['seq']} tokens.",
         "",

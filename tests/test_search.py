@@ -309,7 +309,7 @@ def quick_timing(monkeypatch):
 
 def test_latency_table_build_predict_save_load(tmp_path, quick_timing):
     config = toy_config()
-    table = build_latency_table(config, seq_lens=[8, 16], check_archs=2, progress=False)
+    table = build_latency_table(config, seq_lens=[8, 16], check_archs=2, threads=1, progress=False)
     assert set(table.ops) == set(config.candidates) and table.seq_lens == [8, 16]
     assert all(table.ops[op]["8"] > 0 for op in config.candidates)
     err = table.data["prediction_error"]
@@ -409,7 +409,7 @@ def test_build_latency_table_command(run_dir, tmp_path, capsys, quick_timing):
 
     out = tmp_path / "lat.json"
     assert main(["search", "--checkpoint", str(run_dir), "--build-latency-table", str(out),
-                 "--latency-check-archs", "2", "--no-progress"]) == 0
+                 "--latency-check-archs", "2", "--latency-threads", "1", "--no-progress"]) == 0
     table = LatencyTable.load(out)
     assert table.seq_lens == [16] and table.mean_abs_pct_error is not None
     assert "prediction error" in capsys.readouterr().out
