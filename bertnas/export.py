@@ -31,6 +31,7 @@ import torch
 
 from .models.configuration_bertnas import parse_op
 from .search.constraints import human
+from .train.checkpoint import save_model
 
 CARD_FILE = "README.md"
 
@@ -179,17 +180,7 @@ def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, s
             raise RuntimeError(f"The exported subnet {ops} does not reproduce the supernet path "
                                f"(max |diff| {diff:.2e})")
     _prepare_folder(folder, overwrite)
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Writing model shards" bar for one small file
-    try:
-        out.save_pretrained(folder)
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+    save_model(out, tokenizer, folder)
     total = sum(p.numel() for p in out.parameters())
     card = model_card(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
                       provenance={**provenance, "layout": layout}, base_class=base_class,
