@@ -1,0 +1,104 @@
+"""`bertnas finetune`: fine-tune any Hugging Face checkpoint on a GLUE task or SQuAD.
+
+    bertnas finetune --task sst2 --model PATH_OR_ID --output-dir OUT [--data-dir DIR]
+        [--max-train-samples N] [--epochs E] [--lr LR] [--grid-lr 2e-5,5e-5 --grid-epochs 2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .tasks import SQUAD_TASKS, TASK_NAMES
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> None:
+    """The `bertnas finetune` options (`single_task=False` leaves out --task, for multi-task recipes)."""
+    if single_task:
+        parser.add_argument("--task", required=True, type=str.lower, choices=list(TASK_NAMES),
+                            help="GLUE task or squad / squad_v2")
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--output-dir", required=True, help="where results.json, results.md and predictions go")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding glue/<TASK>/*.tsv and squad/ (default: $BERTNAS_DATA_DIR, else the Hub)")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--warmup-steps", type=int, default=0)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-length", type=int, default=None, help="max tokens per input (default 128; 384 for SQuAD)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--max-train-samples", type=int, default=None, help="random training subset of this size")
+    parser.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N dev rows")
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    parser.add_argument("--no-test-predictions", action="store_true",
+                        help="skip the GLUE-server prediction files (saves the test-set forward passes)")
+    parser.add_argument("--grid-lr", type=_floats, default=None, help="e.g. 2e-5,5e-5: try each, keep the best dev score")
+    parser.add_argument("--grid-epochs", type=_floats, default=None, help="e.g. 2,3")
+    parser.add_argument("--grid-batch-size", type=_ints, default=None, help="e.g. 16,32")
+    parser.add_argument("--doc-stride", type=int, default=128, help="SQuAD: overlap between windows of a long context")
+    parser.add_argument("--n-best", type=int, default=20, help="SQuAD: start/end candidates considered")
+    parser.add_argument("--max-answer-length", type=int, default=30, help="SQuAD: longest answer in tokens")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own modeling code")
+
+
+def settings_from_args(args: argparse.Namespace, task: str):
+    from .finetune import Settings
+
+    is_qa = task in SQUAD_TASKS
+    return Settings(
+        lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        max_length=args.max_length or (384 if is_qa else 128), seed=args.seed,
+        max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, bf16=args.bf16,
+    )
+
+
+def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
+    """Fine-tune on one task with the options in `args`; returns the results dict."""
+    from .finetune import finetune
+
+    settings = settings_from_args(args, task)
+    if task in SQUAD_TASKS:
+        from .squad import finetune_squad
+
+        return finetune_squad(task, args.model, output_dir, settings, args.data_dir, args.trust_remote_code,
+                              doc_stride=args.doc_stride, n_best=args.n_best, max_answer_len=args.max_answer_length)
+    grid = {"lr": args.grid_lr, "epochs": args.grid_epochs, "batch_size": args.grid_batch_size}
+    return finetune(task, args.model, output_dir, settings, args.data_dir, grid, args.trust_remote_code,
+                    predict_test=not args.no_test_predictions)
+
+
+def run(args: argparse.Namespace) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    result = run_task(args, args.task, args.output_dir)
+    print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"]}))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m glue.cli", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Fine-tune any Hugging Face checkpoint on one GLUE task with the transformers `Trainer`.
+
+Writes `OUT/results.json` (`{"task", "model", "eval": {metric: value}, ...}` plus the settings and
+timings), `OUT/results.md`, and the GLUE-server prediction files (`OUT/SST-2.tsv`, ...) when the task
+has a test split. `--grid-lr` / `--grid-epochs` / `--grid-batch-size` run every combination and keep
+the one with the best dev score.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_task
+from .metrics import load_metric
+from .tasks import GlueTask, SquadTask, get_task, task_score
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    """One fine-tuning run's hyper-parameters (a grid varies lr, epochs and batch_size)."""
+
+    lr: float = 5e-5
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    max_length: int = 128
+    seed: int = 42
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    bf16: bool = False
+
+
+def _load_model_and_tokenizer(spec: GlueTask, model_name: str, trust_remote_code: bool):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
+    config_kwargs = {"num_labels": spec.num_labels}
+    if spec.is_regression:
+        config_kwargs["problem_type"] = "regression"
+    else:
+        config_kwargs["id2label"] = dict(enumerate(spec.labels))
+        config_kwargs["label2id"] = {label: i for i, label in enumerate(spec.labels)}
+    config = AutoConfig.from_pretrained(model_name, trust_remote_code=trust_remote_code, **config_kwargs)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_name, config=config, trust_remote_code=trust_remote_code,
+        ignore_mismatched_sizes=True,  # a checkpoint with another task's head gets a fresh one
+    )
+    return model, tokenizer
+
+
+def tokenize_splits(spec: GlueTask, dataset, tokenizer, max_length: int):
+    """Tokenise every split (no padding: the collator pads each batch to its longest row)."""
+
+    def encode(batch):
+        texts = [batch[col] for col in spec.text_columns]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    keep = {"label"}
+    return {
+        split: ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c not in keep],
+                      desc=f"tokenising {spec.name} {split}")
+        for split, ds in dataset.items()
+    }
+
+
+def subsample(ds, n: int | None, seed: int, shuffle: bool):
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n)) if shuffle else ds.select(range(n))
+
+
+def predictions_from_logits(spec: GlueTask, logits) -> np.ndarray:
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return logits.squeeze(-1) if spec.is_regression else logits.argmax(-1)
+
+
+def submission_label(spec: GlueTask, prediction) -> str:
+    """A prediction as the GLUE server wants it: the label string of the task's files, a 0-5 score for STS-B."""
+    if spec.is_regression:
+        return f"{min(max(float(prediction), 0.0), 5.0):.3f}"
+    if spec.local_label_values:
+        names = {i: text for text, i in spec.local_label_values.items()}
+        return names[int(prediction)]
+    return str(int(prediction))
+
+
+def write_submission(spec: GlueTask, stem: str, indices, predictions, out_dir: Path) -> Path:
+    """The GLUE server's file for one test split (`OUT/SST-2.tsv`): `index\tprediction`."""
+    path = out_dir / f"{stem}.tsv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("index\tprediction\n")
+        for idx, pred in zip(indices, predictions):
+            f.write(f"{int(idx)}\t{submission_label(spec, pred)}\n")
+    return path
+
+
+def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out_dir: Path,
+               trust_remote_code: bool = False, predict_test: bool = True) -> dict:
+    """One fine-tuning run: train, score every dev split, predict the test splits (kept in memory)."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    set_seed(settings.seed)
+    model, tokenizer = _load_model_and_tokenizer(spec, model_name, trust_remote_code)
+    encoded = tokenize_splits(spec, dataset, tokenizer, settings.max_length)
+    train = subsample(encoded["train"], settings.max_train_samples, settings.seed, shuffle=True)
+    metric = load_metric(spec.name)
+
+    def compute_metrics(eval_pred):
+        preds = predictions_from_logits(spec, eval_pred.predictions)
+        return metric.compute(predictions=preds, references=eval_pred.label_ids)
+
+    args = TrainingArguments(
+        output_dir=str(out_dir / "trainer"),
+        learning_rate=settings.lr,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.eval_batch_size,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+        bf16=settings.bf16,
+        use_cpu=settings.bf16 and not torch.cuda.is_available(),  # bf16 on CPU needs it said explicitly
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=max(1, math.ceil(len(train) / settings.batch_size) // 4),
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=compute_metrics)
+    start = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    eval_results = {}
+    for name, split in spec.dev_splits.items():
+        ds = subsample(encoded[split], settings.max_eval_samples, settings.seed, shuffle=False)
+        scores = trainer.evaluate(ds, metric_key_prefix="eval")
+        prefix = f"{name}_" if name else ""  # MNLI: matched_accuracy, mismatched_accuracy
+        for name in spec.metrics:
+            eval_results[prefix + name] = float(scores[f"eval_{name}"])
+    eval_seconds = time.perf_counter() - start
+
+    test_predictions = {}
+    if predict_test:
+        for stem, split in spec.test_splits.items():
+            if split in encoded:
+                ds = encoded[split].remove_columns([c for c in ("label",) if c in encoded[split].column_names])
+                preds = predictions_from_logits(spec, trainer.predict(ds).predictions)
+                test_predictions[stem] = (list(dataset[split]["idx"]), preds.tolist())
+    del trainer, model
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {
+        "eval": eval_results,
+        "score": task_score(spec.name, eval_results),
+        "settings": asdict(settings),
+        "num_train_samples": len(train),
+        "train_loss": float(train_output.training_loss),
+        "train_seconds": round(train_seconds, 2),
+        "eval_seconds": round(eval_seconds, 2),
+        "test_predictions": test_predictions,
+    }
+
+
+def results_markdown(result: dict) -> str:
+    eval_results = result["eval"]
+    lines = [
+        f"# {result['task']} fine-tuning of `{result['model']}`",
+        "",
+        "| task | " + " | ".join(eval_results) + " | score | train samples | train s |",
+        "|---|" + "---|" * (len(eval_results) + 3),
+        f"| {result['task']} | " + " | ".join(f"{v:.4f}" for v in eval_results.values())
+        + f" | {result['score']:.2f} | {result['num_train_samples']} | {result['train_seconds']:.0f} |",
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()),
+    ]
+    if len(result.get("grid", [])) > 1:
+        lines += ["", "| grid lr | epochs | batch | score |", "|---|---|---|---|"]
+        lines += [f"| {g['settings']['lr']} | {g['settings']['epochs']} | {g['settings']['batch_size']} | {g['score']:.2f} |"
+                  for g in result["grid"]]
+    return "\n".join(lines) + "\n"
+
+
+def finetune(task: str, model: str, output_dir: str | Path, settings: Settings | None = None,
+             data_dir: str | Path | None = None, grid: dict | None = None, trust_remote_code: bool = False,
+             predict_test: bool = True) -> dict:
+    """Fine-tune `model` on `task` (one run, or each point of `grid` = {"lr": [...], "epochs": [...],
+    "batch_size": [...]}) and write the result files into `output_dir`. Returns the results dict."""
+    spec = get_task(task)
+    if isinstance(spec, SquadTask):
+        from .squad import finetune_squad
+
+        return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code)
+    settings = settings or Settings()
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    needed = ["train", *spec.dev_splits.values()]
+    dataset = load_task(spec, data_dir, splits=needed)
+    if predict_test:
+        try:  # test splits are optional (only needed for the GLUE-server files)
+            dataset.update(load_task(spec, data_dir, splits=list(spec.test_splits.values())))
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            logger.info("%s: no test split (%s); no GLUE-server file written", spec.name, err)
+
+    grid = {k: v for k, v in (grid or {}).items() if v}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    runs, best = [], None
+    for i, point in enumerate(points):
+        run_settings = replace(settings, **point)
+        logger.info("%s run %d/%d: %s", spec.name, i + 1, len(points), point or "single run")
+        run = train_once(spec, model, dataset, run_settings, out_dir, trust_remote_code, predict_test)
+        logger.info("%s run %d/%d: dev %s (score %.4f) in %.0f s", spec.name, i + 1, len(points),
+                    run["eval"], run["score"], run["train_seconds"])
+        runs.append(run)
+        if best is None or run["score"] > best["score"]:
+            best = run
+
+    result = {
+        "task": spec.name,
+        "model": str(model),
+        "eval": best["eval"],
+        "score": best["score"],
+        "settings": best["settings"],
+        "num_train_samples": best["num_train_samples"],
+        "train_loss": best["train_loss"],
+        "train_seconds": best["train_seconds"],
+        "eval_seconds": best["eval_seconds"],
+        "total_seconds": round(sum(r["train_seconds"] + r["eval_seconds"] for r in runs), 2),
+        "grid": [{"settings": r["settings"], "eval": r["eval"], "score": r["score"],
+                  "train_seconds": r["train_seconds"]} for r in runs],
+        "prediction_files": [],
+    }
+    for stem, (indices, preds) in best["test_predictions"].items():
+        result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "results.md").write_text(results_markdown(result))
+    _remove_if_empty(out_dir / "trainer")
+    return result
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Trainer creates its output_dir even when it saves nothing there; do not leave it behind empty."""
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
