@@ -42,9 +42,31 @@ class Settings:
     bf16: bool = False
 
 
+def check_model_path(model_name: str) -> None:
+    """A local folder must hold a checkpoint; an export of several subnets holds one per sub-folder."""
+    path = Path(model_name)
+    if not path.is_dir() or (path / "config.json").is_file():
+        return  # a checkpoint folder, or a Hub id
+    inner = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
+    hint = f"; it holds checkpoints in {inner}: pass one of them, e.g. {path / inner[0]}" if inner else ""
+    raise FileNotFoundError(f"--model {model_name}: no config.json in this folder{hint}")
+
+
+def capped_max_length(requested: int, model, tokenizer) -> int:
+    """`requested`, lowered to what the model's position embeddings can hold (a small searched subnet
+    may have fewer positions than the 128/384 default)."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and requested > limit:
+        logger.warning("max length %d > the model's %d positions; using %d", requested, limit, limit)
+        requested = limit
+    tokenizer.model_max_length = min(getattr(tokenizer, "model_max_length", requested), requested)
+    return requested
+
+
 def _load_model_and_tokenizer(spec: GlueTask, model_name: str, trust_remote_code: bool):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    check_model_path(model_name)
     tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
     config_kwargs = {"num_labels": spec.num_labels}
     if spec.is_regression:
@@ -114,6 +136,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
 
     set_seed(settings.seed)
     model, tokenizer = _load_model_and_tokenizer(spec, model_name, trust_remote_code)
+    settings = replace(settings, max_length=capped_max_length(settings.max_length, model, tokenizer))
     encoded = tokenize_splits(spec, dataset, tokenizer, settings.max_length)
     train = subsample(encoded["train"], settings.max_train_samples, settings.seed, shuffle=True)
     metric = load_metric(spec.name)

@@ -14,11 +14,13 @@ import json
 import logging
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .data import load_task
+from .finetune import _remove_if_empty, capped_max_length, check_model_path, results_markdown
 from .metrics import load_metric
 from .tasks import SquadTask, get_task, task_score
 
@@ -135,8 +137,10 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(settings.seed)
     dataset = load_task(spec, data_dir, splits=["train", "validation"])
+    check_model_path(model)
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     qa_model = AutoModelForQuestionAnswering.from_pretrained(model, trust_remote_code=trust_remote_code)
+    settings = replace(settings, max_length=capped_max_length(settings.max_length, qa_model, tokenizer))
     stride = min(doc_stride, settings.max_length // 2)
 
     train_examples = dataset["train"]
@@ -191,8 +195,6 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
     }
     (out_dir / "predictions.json").write_text(json.dumps({p["id"]: p["prediction_text"] for p in predictions}, indent=1))
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    from .finetune import _remove_if_empty, results_markdown
-
     (out_dir / "results.md").write_text(results_markdown(result))
     _remove_if_empty(out_dir / "trainer")
     return result

@@ -246,6 +246,33 @@ def test_bertnas_finetune_command_dispatches(tmp_path, tiny_model):
     assert saved["num_train_samples"] == 32 and saved["settings"]["max_eval_samples"] == 16
 
 
+def test_exported_bertnas_subnet_finetunes_through_the_command(tmp_path, minilm_path):
+    """A searched subnet (not a BERT layout, remote code, fewer positions than the default max length)
+    runs through the same command; an export folder of several subnets gets a clear hint."""
+    from transformers import AutoTokenizer
+
+    import bertnas
+    from bertnas.cli import main
+    from conftest import toy_config
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    supernet = bertnas.BertNasForMaskedLM(toy_config(vocab_size=tokenizer.vocab_size, max_position_embeddings=32))
+    subnet_dir = tmp_path / "export" / "rank-1"
+    supernet.extract(["conv3", "ffn_wide"]).save_pretrained(subnet_dir)
+    tokenizer.save_pretrained(subnet_dir)
+    _synthetic_sst2(tmp_path / "data" / "glue" / "SST-2")
+    common = ["finetune", "--task", "sst2", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+              "--max-train-samples", "32", "--max-eval-samples", "16", "--batch-size", "16", "--no-test-predictions"]
+
+    assert main([*common, "--model", str(subnet_dir), "--output-dir", str(tmp_path / "out")]) == 0
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["settings"]["max_length"] == 32  # the default 128 lowered to the subnet's positions
+    assert 0.0 <= saved["eval"]["accuracy"] <= 1.0
+
+    with pytest.raises(FileNotFoundError, match="pass one of them.*rank-1"):
+        main([*common, "--model", str(tmp_path / "export"), "--output-dir", str(tmp_path / "out2")])
+
+
 # ---------------------------------------------------------------- SQuAD
 
 
