@@ -2,7 +2,7 @@
 
     bertnas export --checkpoint runs/toy --arch '["mha12", "ffn"]' --output-dir exports/bert
     bertnas export --checkpoint runs/toy --results runs/toy-search/results.json --top-k 3 --output-dir exports
-    bertnas export ... --push-to-hub my-user/my-subnet          # after `huggingface-cli login` or HF_TOKEN=...
+    bertnas export ... --push-to-hub my-user/my-subnet          # after `hf auth login` or HF_TOKEN=...
 
 Each folder holds the subnet's weights (safetensors), its config (with the arch), the
 tokenizer of the pre-training run, and a model card (README.md: arch table, params, FLOPs,
@@ -193,7 +193,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
                 commit_message: str | None = None) -> str:
     """Upload an exported folder to the Hugging Face Hub in one commit (create the repo if needed).
 
-    Authentication is huggingface_hub's: `huggingface-cli login` (or `hf auth login`) once, or the
+    Authentication is huggingface_hub's: `hf auth login` once, or the
     HF_TOKEN environment variable, or `token=`. Returns the commit URL."""
     from huggingface_hub import HfApi
 
@@ -281,7 +281,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--output-dir", required=True)
     a("--overwrite", action="store_true", help="replace non-empty output folders")
     a("--seq-len", type=int, help="sequence length of the FLOPs in the model card (default: the run's)")
-    a("--push-to-hub", metavar="REPO_ID", help="upload the exported folder (needs `huggingface-cli login` or HF_TOKEN)")
+    a("--push-to-hub", metavar="REPO_ID", help="upload the exported folder (needs `hf auth login` or HF_TOKEN)")
     a("--private", action="store_true", help="create the Hub repo private")
     a("--no-verify", dest="verify", action="store_false",
       help="skip the check that the export reproduces the supernet path")
