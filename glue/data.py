@@ -73,6 +73,7 @@ def _read_tsv(path: Path, spec: GlueTask, labelled: bool) -> datasets.Dataset:
         data_files=str(path), delimiter="\t", quoting=3,  # GLUE files hold bare '"': no quoting at all
         encoding="utf-8-sig",  # MRPC begins with a byte-order mark
         na_filter=False,  # "NA" / "null" are sentences too
+        on_bad_lines="skip",  # QQP's files hold a few broken rows (too many fields); counted below
     )
     if labelled and spec.headerless_columns:
         kwargs.update(header=None, column_names=list(spec.headerless_columns))
@@ -83,6 +84,7 @@ def _read_tsv(path: Path, spec: GlueTask, labelled: bool) -> datasets.Dataset:
     if missing:
         raise ValueError(f"{path}: columns {missing} not found (the file has {raw.column_names}); "
                          f"{_layout_help(spec)}")
+    raw = _drop_broken_rows(raw, path, wanted, has_header=not (labelled and spec.headerless_columns))
     columns = {ours: [str(t) for t in raw[theirs]] for ours, theirs in zip(spec.text_columns, spec.local_text_columns)}
     features = {col: datasets.Value("string") for col in spec.text_columns}
     if labelled:
@@ -96,6 +98,25 @@ def _read_tsv(path: Path, spec: GlueTask, labelled: bool) -> datasets.Dataset:
         columns["idx"] = list(range(len(raw)))
     features["idx"] = datasets.Value("int32")
     return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+
+
+MAX_BROKEN_ROWS = 0.001  # a few broken rows are the file's (QQP); more means a wrong file or format
+
+
+def _drop_broken_rows(raw: datasets.Dataset, path: Path, wanted: list[str], has_header: bool) -> datasets.Dataset:
+    """Drop rows that pandas read short (an empty text or label field), count those it skipped as too
+    long, and fail when they are more than a tiny fraction of the file."""
+    with open(path, "rb") as f:
+        lines = sum(1 for line in f if line.strip()) - int(has_header)
+    keep = [i for i, row in enumerate(zip(*(raw[col] for col in wanted))) if all(str(v) != "" for v in row)]
+    broken = lines - len(keep)
+    if broken > max(2, MAX_BROKEN_ROWS * lines):
+        raise ValueError(f"{path}: {broken} of {lines} rows are broken (wrong number of tab-separated fields); "
+                         "is this a GLUE file in the download layout (tab-separated, one row per line)?")
+    if broken:
+        logger.warning("%s: skipped %d broken row(s) of %d", path, broken, lines)
+        raw = raw.select(keep)
+    return raw
 
 
 def _label_ids(spec: GlueTask, values, path) -> list:

@@ -170,6 +170,24 @@ def test_file_of_another_task_is_a_clear_error(tmp_path):
         glue_data.load_task("mrpc", tmp_path)
 
 
+def test_a_few_broken_rows_are_skipped_many_are_an_error(tmp_path):
+    """QQP's files hold a few rows with too many or too few fields: skip them; a file of them is wrong."""
+    folder = tmp_path / "glue" / "QQP"
+    folder.mkdir(parents=True)
+    header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+    good = [f"{i}\t{2 * i}\t{2 * i + 1}\tquestion {i}?\tother {i}?\t{i % 2}\n" for i in range(3000)]
+    broken = ["9001\t1\t2\ta question cut short\n", "9002\t3\t4\tq\tr\t1\tstray field\n"]
+    (folder / "train.tsv").write_text(header + "".join(good[:1000] + broken[:1] + good[1000:] + broken[1:]))
+    (folder / "dev.tsv").write_text(header + "".join(good[:10]))
+    ds = glue_data.load_task("qqp", tmp_path, splits=["train", "validation"])
+    assert len(ds["train"]) == 3000 and "a question cut short" not in ds["train"]["question1"]
+    assert ds["train"]["label"][:4] == [0, 1, 0, 1]
+
+    (folder / "dev.tsv").write_text(header + "".join(good[:10] + broken * 3))
+    with pytest.raises(ValueError, match="6 of 16 rows are broken"):
+        glue_data.load_task("qqp", tmp_path, splits=["validation"])
+
+
 def test_cli_rejects_unknown_task(capsys):
     from glue.cli import main
 
