@@ -161,6 +161,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
         logging_steps=max(1, math.ceil(len(train) / settings.batch_size) // 4),
         report_to="none",
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
         disable_tqdm=False,
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),

@@ -160,7 +160,8 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
         output_dir=str(out_dir / "trainer"), learning_rate=settings.lr, num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
         warmup_steps=settings.warmup_steps, weight_decay=settings.weight_decay, seed=settings.seed,
-        bf16=settings.bf16, use_cpu=settings.bf16 and not torch.cuda.is_available(), eval_strategy="no", save_strategy="no", report_to="none",
+        bf16=settings.bf16, use_cpu=settings.bf16 and not torch.cuda.is_available(), eval_strategy="no",
+        save_strategy="no", report_to="none", dataloader_pin_memory=torch.cuda.is_available(),
         logging_steps=max(1, math.ceil(len(train_features) / settings.batch_size) // 4),
     )
     trainer = Trainer(model=qa_model, args=args, train_dataset=train_features, data_collator=default_data_collator)
