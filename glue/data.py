@@ -84,7 +84,7 @@ def _read_tsv(path: Path, spec: GlueTask, labelled: bool) -> datasets.Dataset:
     if missing:
         raise ValueError(f"{path}: columns {missing} not found (the file has {raw.column_names}); "
                          f"{_layout_help(spec)}")
-    raw = _drop_broken_rows(raw, path, wanted, has_header=not (labelled and spec.headerless_columns))
+    raw = _drop_broken_rows(raw, path, wanted if labelled else [], has_header=not (labelled and spec.headerless_columns))
     columns = {ours: [str(t) for t in raw[theirs]] for ours, theirs in zip(spec.text_columns, spec.local_text_columns)}
     features = {col: datasets.Value("string") for col in spec.text_columns}
     if labelled:
@@ -103,20 +103,23 @@ def _read_tsv(path: Path, spec: GlueTask, labelled: bool) -> datasets.Dataset:
 MAX_BROKEN_ROWS = 0.001  # a few broken rows are the file's (QQP); more means a wrong file or format
 
 
-def _drop_broken_rows(raw: datasets.Dataset, path: Path, wanted: list[str], has_header: bool) -> datasets.Dataset:
-    """Drop rows that pandas read short (an empty text or label field), count those it skipped as too
-    long, and fail when they are more than a tiny fraction of the file."""
+def _drop_broken_rows(raw: datasets.Dataset, path: Path, required: list[str], has_header: bool) -> datasets.Dataset:
+    """Drop rows that pandas read short (an empty field among `required`: the text and label columns of
+    a labelled split; test splits keep every row the GLUE server expects), count those it skipped as
+    too long, and fail when they are more than a tiny fraction of the file."""
     with open(path, "rb") as f:
         lines = sum(1 for line in f if line.strip()) - int(has_header)
-    keep = [i for i, row in enumerate(zip(*(raw[col] for col in wanted))) if all(str(v) != "" for v in row)]
+    if required:
+        keep = [i for i, row in enumerate(zip(*(raw[col] for col in required))) if all(str(v) != "" for v in row)]
+    else:
+        keep = list(range(len(raw)))
     broken = lines - len(keep)
     if broken > max(2, MAX_BROKEN_ROWS * lines):
         raise ValueError(f"{path}: {broken} of {lines} rows are broken (wrong number of tab-separated fields); "
                          "is this a GLUE file in the download layout (tab-separated, one row per line)?")
     if broken:
         logger.warning("%s: skipped %d broken row(s) of %d", path, broken, lines)
-        raw = raw.select(keep)
-    return raw
+    return raw.select(keep) if len(keep) < len(raw) else raw
 
 
 def _label_ids(spec: GlueTask, values, path) -> list:

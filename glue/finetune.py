@@ -53,11 +53,13 @@ def check_model_path(model_name: str) -> None:
 
 
 def capped_max_length(requested: int, model, tokenizer) -> int:
-    """`requested`, lowered to what the model's position embeddings can hold (a small searched subnet
-    may have fewer positions than the 128/384 default)."""
-    limit = getattr(model.config, "max_position_embeddings", None)
+    """`requested`, lowered to what the model's position embeddings and its tokenizer can hold (a small
+    searched subnet may have fewer positions than the 128/384 default)."""
+    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [n for n in limits if isinstance(n, int) and n < 1_000_000]  # tokenizers without a limit say 1e30
+    limit = min(limits, default=None)
     if limit is not None and requested > limit:
-        logger.warning("max length %d > the model's %d positions; using %d", requested, limit, limit)
+        logger.warning("max length %d > the model's limit of %d tokens; using %d", requested, limit, limit)
         requested = limit
     tokenizer.model_max_length = min(getattr(tokenizer, "model_max_length", requested), requested)
     return requested
