@@ -193,7 +193,7 @@ def bench_latency(dims: dict) -> dict:
 def markdown(result: dict, command: str) -> str:
     d, t, s, lat = result["dims"], result["throughput"], result["scaling"], result["latency"]
     lines = [
-        f"Measured by `{command}` on {result['machine']['cpu_count']} CPU cores shared with other jobs "
+        f"Measured by `{command}` on {result['machine']['cpu_count']} CPU cores "
         f"(load average {result['load_before'][0]:.1f} before, {result['load_after'][0]:.1f} after), "
         f"torch {result['machine']['torch']} with {result['machine']['torch_threads']} thread(s). Supernet: "
         f"{d['layers']} chain layers x hidden {d['hidden']} (FFN {d['intermediate']}), {len(CANDIDATES)} candidates, "
