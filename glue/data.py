@@ -139,23 +139,6 @@ def _label_ids(spec: GlueTask, values, path) -> list:
     return ids
 
 
-def load_glue_local(spec: GlueTask, folder: Path, splits=None) -> datasets.DatasetDict:
-    """Read the task's splits from a GLUE-layout folder. Without `splits`: the dev sets are required,
-    train and test are read when present; with `splits`: exactly those, all required."""
-    out = {}
-    for split, name in _local_files(spec).items():
-        if splits is not None and split not in splits:
-            continue
-        path = folder / name
-        if not path.exists():
-            if splits is not None or split.startswith("validation"):
-                raise FileNotFoundError(f"Task {spec.name}: missing {path} ({split} split); {_layout_help(spec)}")
-            logger.info("%s: no %s, skipping the %s split", spec.name, path, split)
-            continue
-        out[split] = _read_tsv(path, spec, labelled=not split.startswith("test"))
-    return datasets.DatasetDict(out)
-
-
 def _squad_rows(path: Path) -> dict[str, list]:
     """Flatten the official SQuAD json into the Hub dataset's columns."""
     with open(path, encoding="utf-8") as f:
@@ -174,19 +157,26 @@ def _squad_rows(path: Path) -> dict[str, list]:
     return rows
 
 
-def load_squad_local(spec: SquadTask, folder: Path, splits=None) -> datasets.DatasetDict:
+def load_local(spec, folder: Path, splits=None) -> datasets.DatasetDict:
+    """Read the task's splits from its local folder (GLUE tsv files or SQuAD json). Without `splits`:
+    the GLUE dev sets are required, other splits read when present; with `splits`: exactly those."""
+    squad = isinstance(spec, SquadTask)
     out = {}
     for split, name in _local_files(spec).items():
         if splits is not None and split not in splits:
             continue
         path = folder / name
         if not path.exists():
-            if splits is not None:
+            if splits is not None or (not squad and split.startswith("validation")):
                 raise FileNotFoundError(f"Task {spec.name}: missing {path} ({split} split); {_layout_help(spec)}")
+            logger.info("%s: no %s, skipping the %s split", spec.name, path, split)
             continue
-        out[split] = datasets.Dataset.from_dict(_squad_rows(path))
+        if squad:
+            out[split] = datasets.Dataset.from_dict(_squad_rows(path))
+        else:
+            out[split] = _read_tsv(path, spec, labelled=not split.startswith("test"))
     if not out:
-        raise FileNotFoundError(f"Task {spec.name}: no SQuAD json in {folder}; {_layout_help(spec)}")
+        raise FileNotFoundError(f"Task {spec.name}: no data files in {folder}; {_layout_help(spec)}")
     return datasets.DatasetDict(out)
 
 
@@ -199,9 +189,7 @@ def load_task(task, data_dir: str | Path | None = None, splits=None) -> datasets
     spec = get_task(task) if isinstance(task, str) else task
     folder = task_folder(spec, data_dir)
     if folder.is_dir() and any((folder / f).exists() for f in _local_files(spec).values()):
-        if isinstance(spec, SquadTask):
-            return load_squad_local(spec, folder, splits)
-        return load_glue_local(spec, folder, splits)
+        return load_local(spec, folder, splits)
     if data_dir is not None or _offline():
         first = next(iter(_local_files(spec).values()))
         why = "" if data_dir is not None else " and the Hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"

@@ -61,14 +61,12 @@ def capped_max_length(requested: int, model, tokenizer) -> int:
     if limit is not None and requested > limit:
         logger.warning("max length %d > the model's limit of %d tokens; using %d", requested, limit, limit)
         requested = limit
-    tokenizer.model_max_length = min(getattr(tokenizer, "model_max_length", requested), requested)
     return requested
 
 
 def _load_model_and_tokenizer(spec: GlueTask, model_name: str, trust_remote_code: bool):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    check_model_path(model_name)
     tokenizer = AutoTokenizer.from_pretrained(model_name, trust_remote_code=trust_remote_code)
     config_kwargs = {"num_labels": spec.num_labels}
     if spec.is_regression:
@@ -232,6 +230,7 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         from .squad import finetune_squad
 
         return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code)
+    check_model_path(model)
     settings = settings or Settings()
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
