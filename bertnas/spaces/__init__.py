@@ -1,6 +1,6 @@
-"""Search spaces: generic `Arch` / `SearchSpace` and the spaces built on them."""
+"""Search spaces: generic `Arch` / `SearchSpace` (layer and input choices) and the spaces built on them."""
 
-from .base import Arch, SearchSpace, as_rng
+from .base import Arch, InputChoice, SearchSpace, as_rng
 from .bert import BertSpace
 
-__all__ = ["Arch", "SearchSpace", "BertSpace", "as_rng"]
+__all__ = ["Arch", "InputChoice", "SearchSpace", "BertSpace", "as_rng"]

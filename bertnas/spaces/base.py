@@ -1,7 +1,19 @@
 """Architectures and search spaces shared by every space (BERT chain, CNN, DARTS cells).
 
-An `Arch` maps each choice of a space to one of its candidates. A `SearchSpace` owns the
-ordered choices, validates archs, samples them, walks between them and counts their cost.
+An `Arch` maps each choice of a space to its decision. A `SearchSpace` owns the ordered
+choices, validates archs, samples them, walks between them and counts their cost.
+
+Two kinds of choice:
+- a *layer choice* (a plain sequence of candidate names) picks one candidate; its value in an
+  `Arch` is that name, a `str`;
+- an *input choice* (`InputChoice(candidates, n_chosen)`) picks `n_chosen` distinct
+  candidates, e.g. a DARTS cell node keeping 2 of its predecessors. The choice is a set: its
+  value in an `Arch` is a tuple of the chosen names in candidate order, a JSON list.
+
+```
+space = SearchSpace({"node_2": InputChoice(["0", "1"], n_chosen=2), "op_0": ["conv3", "skip"]})
+space.arch({"node_2": ["1", "0"], "op_0": "skip"})  # -> values ("0", "1") and "skip"
+```
 """
 
 from __future__ import annotations
@@ -11,7 +23,9 @@ import json
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
+
+Value = Union[str, tuple[str, ...]]  # a layer choice's candidate, or an input choice's chosen names
 
 
 def as_rng(rng: random.Random | int | None) -> random.Random:
@@ -21,24 +35,58 @@ def as_rng(rng: random.Random | int | None) -> random.Random:
     return random.Random(rng)
 
 
-class Arch(Mapping):
-    """An immutable, hashable mapping choice name -> candidate name, in the space's order.
+class InputChoice:
+    """Declares an input choice of a space: `n_chosen` distinct names out of `candidates`."""
 
-    `Arch.ops` is the tuple of candidates in order (for chain spaces: one op per layer).
-    JSON form is a plain object `{"layer_0": "mha12", ...}`; spaces also accept a list.
+    __slots__ = ("candidates", "n_chosen")
+
+    def __init__(self, candidates: Sequence[str], n_chosen: int):
+        self.candidates = tuple(candidates)
+        self.n_chosen = n_chosen
+
+    def __repr__(self) -> str:
+        return f"InputChoice({list(self.candidates)!r}, n_chosen={self.n_chosen})"
+
+
+def _value(value: Any) -> Value:
+    """A str stays; a list or tuple of str becomes a tuple (input choices); else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        return tuple(value)
+    return None
+
+
+def _jsonable(value: Value) -> str | list[str]:
+    return value if isinstance(value, str) else list(value)
+
+
+class Arch(Mapping):
+    """An immutable, hashable mapping choice name -> value, in the space's order.
+
+    A value is a candidate name (layer choice) or a tuple of candidate names (input choice).
+    `Arch.ops` is the tuple of values in order (for chain spaces: one op per layer).
+    JSON form is a plain object `{"layer_0": "mha12", "node_2": ["0", "1"]}`; spaces also
+    accept a list of values in choice order.
     """
 
     __slots__ = ("_items", "_hash")
 
-    def __init__(self, items: Mapping[str, str] | Sequence[tuple[str, str]]):
+    def __init__(self, items: Mapping[str, Value] | Sequence[tuple[str, Value]]):
         pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(items)
+        checked = []
         for pair in pairs:
-            if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-                raise ValueError(f"Arch items must be (choice, candidate) string pairs, got {pair!r}")
-        self._items = pairs
-        self._hash = hash(pairs)
+            value = _value(pair[1]) if isinstance(pair, tuple) and len(pair) == 2 else None
+            if value is None or not isinstance(pair[0], str):
+                raise ValueError(
+                    f"Arch items must be (choice, candidate) pairs of strings, or (choice, list of strings) "
+                    f"for input choices, got {pair!r}"
+                )
+            checked.append((pair[0], value))
+        self._items = tuple(checked)
+        self._hash = hash(self._items)
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> Value:
         for name, value in self._items:
             if name == key:
                 return value
@@ -59,20 +107,28 @@ class Arch(Mapping):
         return NotImplemented
 
     def __repr__(self) -> str:
-        return f"Arch({list(self.ops)!r})"
+        return f"Arch({self.to_list()!r})"
 
     @property
-    def ops(self) -> tuple[str, ...]:
+    def ops(self) -> tuple[Value, ...]:
         return tuple(value for _, value in self._items)
 
-    def replace(self, **changes: str) -> Arch:
+    def replace(self, **changes: Value | list[str]) -> Arch:
         unknown = set(changes) - set(self)
         if unknown:
             raise KeyError(f"Arch has no choice(s) {sorted(unknown)}; choices are {list(self)}")
         return Arch([(name, changes.get(name, value)) for name, value in self._items])
 
+    def to_list(self) -> list[str | list[str]]:
+        """The values in choice order, JSON-ready (input choices as lists)."""
+        return [_jsonable(value) for _, value in self._items]
+
+    def to_dict(self) -> dict[str, str | list[str]]:
+        """choice -> value, JSON-ready (input choices as lists)."""
+        return {name: _jsonable(value) for name, value in self._items}
+
     def to_json(self) -> str:
-        return json.dumps(dict(self._items))
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Arch:
@@ -85,28 +141,45 @@ class Arch(Mapping):
 class SearchSpace:
     """Ordered choices, each with a tuple of candidate names.
 
+    `choices[name]` is the tuple of candidates of every choice, `n_chosen[name]` how many of
+    them an arch picks (1 for layer choices) and `input_choices` the names of input choices.
     Subclasses add the cost model (`params`, `flops`) and whatever builds their modules.
     """
 
-    def __init__(self, choices: Mapping[str, Sequence[str]]):
+    def __init__(self, choices: Mapping[str, Sequence[str] | InputChoice]):
         if not choices:
             raise ValueError("A search space needs at least one choice")
         self.choices: dict[str, tuple[str, ...]] = {}
-        for name, candidates in choices.items():
-            candidates = tuple(candidates)
+        self.n_chosen: dict[str, int] = {}
+        inputs = []
+        for name, spec in choices.items():
+            if isinstance(spec, str):
+                raise ValueError(f"Choice {name!r}: give a list of candidate names, not the string {spec!r}")
+            candidates = tuple(spec.candidates if isinstance(spec, InputChoice) else spec)
+            n = spec.n_chosen if isinstance(spec, InputChoice) else 1
             if not candidates:
                 raise ValueError(f"Choice {name!r} has no candidates")
+            if not all(isinstance(c, str) for c in candidates):
+                raise ValueError(f"Choice {name!r}: candidates must be strings, got {list(candidates)}")
             if len(set(candidates)) != len(candidates):
                 raise ValueError(f"Choice {name!r} lists a candidate twice: {list(candidates)}")
+            if isinstance(spec, InputChoice):
+                if not (isinstance(n, int) and 1 <= n <= len(candidates)):
+                    raise ValueError(f"Input choice {name!r}: n_chosen={n!r} must be between 1 and {len(candidates)}")
+                inputs.append(name)
             self.choices[name] = candidates
+            self.n_chosen[name] = n
+        self.input_choices: frozenset[str] = frozenset(inputs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self.choices)} choices, {self.size()} archs)"
 
     # -- validation ---------------------------------------------------------------------
-    def arch(self, value: Arch | Mapping[str, str] | Sequence[str] | str) -> Arch:
-        """Validate and normalise an arch given as an Arch, a mapping, a list of candidates
-        in choice order, or a JSON string of either. Raises ValueError naming the bad field."""
+    def arch(self, value: Arch | Mapping[str, Any] | Sequence[Any] | str) -> Arch:
+        """Validate and normalise an arch given as an Arch, a mapping, a list of values in
+        choice order, or a JSON string of either. An input choice's value is a list of distinct
+        candidate names in any order (stored in candidate order). Raises ValueError naming the
+        bad field and the allowed values."""
         if isinstance(value, str):
             value = json.loads(value)
         names = list(self.choices)
@@ -130,14 +203,32 @@ class SearchSpace:
             raise ValueError(
                 f"An arch must be a list of candidate names, a mapping or an Arch, got {type(value).__name__}"
             )
-        for name, op in zip(names, values):
-            if not isinstance(op, str):
-                raise ValueError(f"Arch entry for {name} must be a string, got {type(op).__name__} {op!r}")
-            if op not in self.choices[name]:
-                raise ValueError(
-                    f"Unknown candidate {op!r} for {name}; allowed: {', '.join(self.choices[name])}"
-                )
-        return Arch(list(zip(names, values)))
+        return Arch([(name, self._check(name, v)) for name, v in zip(names, values)])
+
+    def _check(self, name: str, value: Any) -> Value:
+        allowed = self.choices[name]
+        if name not in self.input_choices:
+            if not isinstance(value, str):
+                raise ValueError(f"Arch entry for {name} must be a string, got {type(value).__name__} {value!r}")
+            if value not in allowed:
+                raise ValueError(f"Unknown candidate {value!r} for {name}; allowed: {', '.join(allowed)}")
+            return value
+        n = self.n_chosen[name]
+        picks = _value(value)
+        if picks is None or isinstance(picks, str):
+            raise ValueError(
+                f"Arch entry for input choice {name} must be a list of {n} names out of {', '.join(allowed)}, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        for pick in picks:
+            if pick not in allowed:
+                raise ValueError(f"Unknown candidate {pick!r} for {name}; allowed: {', '.join(allowed)}")
+        twice = sorted({p for p in picks if picks.count(p) > 1})
+        if twice:
+            raise ValueError(f"Input choice {name} picks {twice} twice; it picks {n} distinct names out of {', '.join(allowed)}")
+        if len(picks) != n:
+            raise ValueError(f"Input choice {name} picks exactly {n} of {', '.join(allowed)}, got {len(picks)}: {list(picks)}")
+        return tuple(c for c in allowed if c in picks)
 
     def contains(self, value: Any) -> bool:
         try:
@@ -147,35 +238,61 @@ class SearchSpace:
         return True
 
     # -- sampling -----------------------------------------------------------------------
-    def sample(self, rng: random.Random | int | None = None) -> Arch:
-        """Every choice drawn uniformly and independently (SPOS)."""
-        rng = as_rng(rng)
-        return Arch([(name, rng.choice(cands)) for name, cands in self.choices.items()])
+    def _canonical(self, name: str, picks) -> tuple[str, ...]:
+        return tuple(c for c in self.choices[name] if c in picks)
 
-    def neighbour(self, arch: Arch | Sequence[str], k: int = 1, rng: random.Random | int | None = None) -> Arch:
-        """`arch` with exactly `k` distinct choices changed, each to a different candidate
-        drawn uniformly (MAGIC-T walk step). Choices with a single candidate never change."""
+    def sample(self, rng: random.Random | int | None = None) -> Arch:
+        """Every choice drawn uniformly and independently (SPOS); an input choice draws one of
+        its C(n_candidates, n_chosen) subsets uniformly."""
+        rng = as_rng(rng)
+        values = []
+        for name, cands in self.choices.items():
+            if name in self.input_choices:
+                values.append((name, self._canonical(name, rng.sample(cands, self.n_chosen[name]))))
+            else:
+                values.append((name, rng.choice(cands)))
+        return Arch(values)
+
+    def mutable_choices(self) -> list[str]:
+        """The choices that have more than one possible value (the ones a walk can change)."""
+        return [name for name, cands in self.choices.items() if len(cands) > self.n_chosen[name]]
+
+    def neighbour(self, arch: Arch | Sequence[Any], k: int = 1, rng: random.Random | int | None = None) -> Arch:
+        """`arch` with exactly `k` distinct choices changed, each to a different value drawn
+        uniformly (MAGIC-T walk step): a layer choice to another candidate, an input choice by
+        swapping one chosen name for one not chosen. Choices with one possible value never change."""
         rng = as_rng(rng)
         arch = self.arch(arch)
-        mutable = [name for name, cands in self.choices.items() if len(cands) > 1]
+        mutable = self.mutable_choices()
         if not 0 <= k <= len(mutable):
-            raise ValueError(f"k={k} layers cannot change: the space has {len(mutable)} choices with >1 candidate")
+            raise ValueError(
+                f"k={k} layers cannot change: the space has {len(mutable)} choices with more than one possible value"
+            )
         changes = {}
         for name in rng.sample(mutable, k):
-            others = [c for c in self.choices[name] if c != arch[name]]
-            changes[name] = rng.choice(others)
+            current = arch[name]
+            if name in self.input_choices:
+                dropped = rng.choice(current)
+                added = rng.choice([c for c in self.choices[name] if c not in current])
+                changes[name] = self._canonical(name, [c for c in current if c != dropped] + [added])
+            else:
+                changes[name] = rng.choice([c for c in self.choices[name] if c != current])
         return arch.replace(**changes)
 
     # -- size ---------------------------------------------------------------------------
     def size(self) -> int:
-        return math.prod(len(c) for c in self.choices.values())
+        return math.prod(math.comb(len(c), self.n_chosen[name]) for name, c in self.choices.items())
 
     def enumerate(self, limit: int = 1_000_000) -> Iterator[Arch]:
-        """Every arch, in lexicographic order of candidate indices (small spaces only)."""
+        """Every arch once, in lexicographic order of candidate indices (small spaces only)."""
         if self.size() > limit:
             raise ValueError(f"The space has {self.size()} archs, more than limit={limit}; sample it instead")
         names = list(self.choices)
-        for combo in itertools.product(*self.choices.values()):
+        options = [
+            list(itertools.combinations(cands, self.n_chosen[name])) if name in self.input_choices else cands
+            for name, cands in self.choices.items()
+        ]
+        for combo in itertools.product(*options):
             yield Arch(list(zip(names, combo)))
 
     # -- cost (space specific) ------------------------------------------------------------
