@@ -1,12 +1,23 @@
-"""Which subnet trains at each step: uniform (SPOS) or a random walk (MAGIC-T).
+"""Which subnet trains at each step: uniform (SPOS), a random walk (MAGIC-T), one fixed arch,
+or any sampler registered with `@register_sampler`.
 
-Every rank builds its sampler with the same seed, so all ranks draw the same arch each step
-without communication; `assert_same_arch` checks that cheaply.
+The protocol every sampler follows:
+- `next() -> Arch`: the arch for the next step;
+- `feedback(arch, reward)`: the reward (higher is better, e.g. minus a validation loss) of an
+  arch it drew. A no-op for samplers that do not learn; a learning controller (REINFORCE,
+  PPO) sets `learns = True` and updates itself there;
+- `state_dict()` / `load_state_dict()`: JSON-serialisable; restoring continues the stream.
+
+Every rank builds its sampler with the same seed (and gives it the same feedback), so all
+ranks draw the same arch each step without communication; `assert_same_arch` checks that
+cheaply.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
 import random
 
 import torch
@@ -25,9 +36,13 @@ def _rng_state_from_json(state) -> tuple:
 
 
 class Sampler:
-    """Base class: seeded `random.Random`, the last arch, JSON-serialisable state."""
+    """Base class: seeded `random.Random`, the last arch, JSON-serialisable state.
+
+    A subclass implements `_draw()`; its keyword options are the `__init__` parameters after
+    `(space, seed)` (`build_sampler` reads them from the signature)."""
 
     name = "base"
+    learns = False  # True: feedback() changes what it draws next (the trainer must compute rewards)
 
     def __init__(self, space: SearchSpace, seed: int):
         self.space = space
@@ -44,12 +59,15 @@ class Sampler:
     def _draw(self) -> Arch:
         raise NotImplementedError
 
+    def feedback(self, arch: Arch, reward: float) -> None:
+        """Reward of an arch this sampler drew (higher is better). Non-learning samplers ignore it."""
+
     def state_dict(self) -> dict:
         return {
             "name": self.name,
             "seed": self.seed,
             "steps": self.steps,
-            "arch": list(self.arch.ops) if self.arch is not None else None,
+            "arch": self.arch.to_list() if self.arch is not None else None,
             "rng": _rng_state_to_json(self.rng.getstate()),
         }
 
@@ -64,29 +82,72 @@ class Sampler:
         self.rng.setstate(_rng_state_from_json(state["rng"]))
 
 
+SAMPLERS: dict[str, type[Sampler]] = {}
+
+
+def register_sampler(name: str):
+    """Class decorator: make a `Sampler` subclass buildable as `build_sampler(name, ...)`."""
+
+    def register(cls: type[Sampler]) -> type[Sampler]:
+        if name in SAMPLERS and SAMPLERS[name] is not cls:
+            raise ValueError(f"A sampler named {name!r} is already registered: {SAMPLERS[name].__qualname__}")
+        cls.name = name
+        SAMPLERS[name] = cls
+        return cls
+
+    return register
+
+
+def sampler_options(cls: type[Sampler]) -> tuple[str, ...]:
+    """The keyword options a sampler class takes: its `__init__` parameters after `(space, seed)`."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[3:]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds)
+
+
+def build_sampler(name: str, space: SearchSpace, seed: int, **options) -> Sampler:
+    """The registered sampler `name` with the options it takes.
+
+    A caller may pass the options of every sampler it supports (the trainer passes `k=walk_k`
+    whatever the sampler): an option that another registered sampler takes is dropped, so
+    `build_sampler("uniform", space, seed, k=2)` is the uniform sampler. An option that no
+    registered sampler takes (a typo) and an unknown sampler name raise ValueError."""
+    if name not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    cls = SAMPLERS[name]
+    takes = sampler_options(cls)
+    known = {option for other in SAMPLERS.values() for option in sampler_options(other)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"No sampler takes the option(s) {unknown}; {name!r} takes {list(takes)}, "
+            f"the registered samplers together take {sorted(known)}"
+        )
+    return cls(space, seed, **{key: value for key, value in options.items() if key in takes})
+
+
+@register_sampler("uniform")
 class UniformSampler(Sampler):
     """SPOS: every layer's op drawn uniformly and independently each step."""
-
-    name = "uniform"
 
     def _draw(self) -> Arch:
         return self.space.sample(self.rng)
 
 
+@register_sampler("walk")
 class WalkSampler(Sampler):
-    """MAGIC-T: the previous arch with exactly `k` layers changed, each to a different op drawn
-    uniformly. The first arch is `start` (or a uniform sample).
+    """MAGIC-T: the previous arch with exactly `k` choices changed (`space.neighbour`: a layer
+    to a different op drawn uniformly, an input choice by swapping one chosen input). The first
+    arch is `start` (or a uniform sample).
 
     With k = 1 the walk mixes towards uniform sampling (METHODS §3) as long as some layer has
     3 or more candidates (the BERT spaces have 7-8). If every layer has exactly 2, each step
     changes the parity of the arch by k, so the walk alternates between two halves of the space
     (k odd) or never leaves one (k even): use the uniform sampler for such spaces."""
 
-    name = "walk"
-
     def __init__(self, space: SearchSpace, seed: int, k: int = 1, start=None):
         super().__init__(space, seed)
-        mutable = sum(len(c) > 1 for c in space.choices.values())
+        mutable = len(space.mutable_choices())
         if not 1 <= k <= mutable:
             raise ValueError(f"walk k={k} must be between 1 and the number of searchable layers ({mutable})")
         self.k = k
@@ -106,21 +167,42 @@ class WalkSampler(Sampler):
         super().load_state_dict(state)
 
 
-SAMPLERS = {"uniform": UniformSampler, "walk": WalkSampler}
+@register_sampler("constant")
+class ConstantSampler(Sampler):
+    """Always `arch`: stand-alone training of one fixed arch through the supernet trainer."""
 
+    def __init__(self, space: SearchSpace, seed: int, arch=None):
+        super().__init__(space, seed)
+        if arch is None:
+            raise ValueError(
+                "The constant sampler trains one fixed arch: pass arch= (candidates in choice order, "
+                "a mapping choice -> candidate, or its JSON)"
+            )
+        try:
+            self.fixed = space.arch(arch)
+        except ValueError as error:
+            raise ValueError(f"constant sampler: invalid arch: {error}") from None
 
-def build_sampler(name: str, space: SearchSpace, seed: int, k: int = 1, start=None) -> Sampler:
-    if name == "uniform":
-        return UniformSampler(space, seed)
-    if name == "walk":
-        return WalkSampler(space, seed, k=k, start=start)
-    raise ValueError(f"Unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    def _draw(self) -> Arch:
+        return self.fixed
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "fixed": self.fixed.to_list()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fixed") is not None and self.space.arch(state["fixed"]) != self.fixed:
+            raise ValueError(
+                f"Sampler state trains the fixed arch {state['fixed']}, this run {self.fixed.to_list()}: "
+                "resume with the same arch"
+            )
+        super().load_state_dict(state)
 
 
 def arch_hash(arch) -> int:
-    """A stable 63-bit hash of an arch's op names (python's hash() differs between processes)."""
+    """A stable 63-bit hash of an arch's values (python's hash() differs between processes)."""
     ops = arch.ops if hasattr(arch, "ops") else tuple(arch)
-    digest = hashlib.sha1("|".join(ops).encode()).digest()
+    text = "|".join(op if isinstance(op, str) else json.dumps(list(op)) for op in ops)
+    digest = hashlib.sha1(text.encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
