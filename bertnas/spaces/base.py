@@ -225,9 +225,13 @@ class SearchSpace:
                 raise ValueError(f"Unknown candidate {pick!r} for {name}; allowed: {', '.join(allowed)}")
         twice = sorted({p for p in picks if picks.count(p) > 1})
         if twice:
-            raise ValueError(f"Input choice {name} picks {twice} twice; it picks {n} distinct names out of {', '.join(allowed)}")
+            raise ValueError(
+                f"Input choice {name} picks {twice} twice; it picks {n} distinct names out of {', '.join(allowed)}"
+            )
         if len(picks) != n:
-            raise ValueError(f"Input choice {name} picks exactly {n} of {', '.join(allowed)}, got {len(picks)}: {list(picks)}")
+            raise ValueError(
+                f"Input choice {name} picks exactly {n} of {', '.join(allowed)}, got {len(picks)}: {list(picks)}"
+            )
         return tuple(c for c in allowed if c in picks)
 
     def contains(self, value: Any) -> bool:

@@ -1,0 +1,178 @@
+"""Choice modules: how a space is written as an ordinary torch module.
+
+Every searchable layer of every space (the BERT chain layer in `models/modeling_bertnas.py`,
+and `LayerChoice` / `InputChoice` here for new spaces) follows one protocol:
+
+- `label: str` - the choice's name in the `SearchSpace` and in an `Arch`. Modules that share
+  a label share one decision (e.g. every normal cell of a DARTS network).
+- `candidates: tuple[str, ...]` - the candidate names, in the space's order.
+- `n_chosen: int` - input choices only: how many distinct candidates an arch picks.
+- single path: `LayerChoice.forward(*args, op=name, **kw)` runs one candidate;
+  `InputChoice.forward(inputs, chosen=names)` sums the chosen inputs. `op` / `chosen` is the
+  choice's value in the arch: `arch[module.label]`.
+- mixed: `forward_mixed(..., weights=w)` with `w` a 1-D tensor over `candidates` returns
+  `sum_o w[o] * out_o`. With a one-hot (n-hot) `w` the result equals the single path exactly,
+  so DARTS / GDAS / SNAS and weight-sharing training run the same weights.
+- `candidate_parameters(prefix="") -> {candidate: [(qualified name, Parameter), ...]}` -
+  the parameters each candidate owns (for per-candidate optimisers, active-path gradients,
+  counting); with `prefix` the module's qualified name plus ".", names match
+  `model.named_parameters()`.
+
+`choice_modules(model)` finds the choice modules of a model by that protocol and
+`space_from_model(model)` turns them into a `SearchSpace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .spaces.base import InputChoice as InputChoiceSpec
+from .spaces.base import SearchSpace
+
+
+def _check_weights(weights: torch.Tensor, candidates: tuple[str, ...], label: str) -> None:
+    if not isinstance(weights, torch.Tensor) or weights.shape != (len(candidates),):
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(
+            f"{label}: weights must be a 1-D tensor with one entry per candidate "
+            f"({len(candidates)}: {', '.join(candidates)}), got {shape}"
+        )
+
+
+def _weighted_sum(weights: torch.Tensor, outputs) -> torch.Tensor:
+    """sum_i weights[i] * outputs[i], accumulated in candidate order."""
+    total = None
+    for weight, out in zip(weights, outputs):
+        term = weight * out
+        total = term if total is None else total + term
+    return total
+
+
+class LayerChoice(nn.Module):
+    """One of several candidate modules, picked by name. The candidates live in `self.ops`
+    (an `nn.ModuleDict`), so their parameters are named `<path>.ops.<candidate>.<param>`."""
+
+    def __init__(self, candidates: Mapping[str, nn.Module], label: str):
+        super().__init__()
+        if not candidates:
+            raise ValueError(f"LayerChoice {label!r} needs at least one candidate")
+        self.label = label
+        self.ops = nn.ModuleDict(dict(candidates))
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return tuple(self.ops)
+
+    def forward(self, *args, op: str, **kwargs):
+        if op not in self.ops:
+            raise ValueError(f"LayerChoice {self.label!r} has no candidate {op!r}; candidates: {', '.join(self.ops)}")
+        return self.ops[op](*args, **kwargs)
+
+    def forward_mixed(self, *args, weights: torch.Tensor, **kwargs) -> torch.Tensor:
+        _check_weights(weights, self.candidates, f"LayerChoice {self.label!r}")
+        return _weighted_sum(weights, (op(*args, **kwargs) for op in self.ops.values()))
+
+    def candidate_parameters(self, prefix: str = "") -> dict[str, list[tuple[str, nn.Parameter]]]:
+        return {
+            name: list(op.named_parameters(prefix=f"{prefix}ops.{name}", remove_duplicate=False))
+            for name, op in self.ops.items()
+        }
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
+
+
+class InputChoice(nn.Module):
+    """`n_chosen` of several inputs, summed (a DARTS cell node keeps 2 of its predecessors).
+
+    `candidates` is a count (names "0" .. "n-1") or a sequence of names. It owns no parameters."""
+
+    def __init__(self, candidates: int | Sequence[str], n_chosen: int, label: str):
+        super().__init__()
+        names = tuple(str(i) for i in range(candidates)) if isinstance(candidates, int) else tuple(candidates)
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"InputChoice {label!r}: candidates must be distinct and non-empty, got {list(names)}")
+        if not 1 <= n_chosen <= len(names):
+            raise ValueError(f"InputChoice {label!r}: n_chosen={n_chosen} must be between 1 and {len(names)}")
+        self.label = label
+        self._candidates = names
+        self.n_chosen = n_chosen
+
+    @property
+    def candidates(self) -> tuple[str, ...]:
+        return self._candidates
+
+    def _indices(self, chosen: Sequence[str | int]) -> list[int]:
+        if isinstance(chosen, (str, int)):
+            chosen = [chosen]
+        indices = []
+        for pick in chosen:
+            if isinstance(pick, int) and 0 <= pick < len(self._candidates):
+                indices.append(pick)
+            elif isinstance(pick, str) and pick in self._candidates:
+                indices.append(self._candidates.index(pick))
+            else:
+                raise ValueError(
+                    f"InputChoice {self.label!r} has no candidate {pick!r}; candidates: {', '.join(self._candidates)}"
+                )
+        if len(set(indices)) != len(indices) or len(indices) != self.n_chosen:
+            raise ValueError(f"InputChoice {self.label!r} picks {self.n_chosen} distinct inputs, got {list(chosen)}")
+        return sorted(indices)  # candidate order: the same sum as the mixed form
+
+    def _check_inputs(self, inputs: Sequence[torch.Tensor]) -> None:
+        if len(inputs) != len(self._candidates):
+            raise ValueError(f"InputChoice {self.label!r} takes {len(self._candidates)} inputs, got {len(inputs)}")
+
+    def forward(self, inputs: Sequence[torch.Tensor], chosen: Sequence[str | int]) -> torch.Tensor:
+        self._check_inputs(inputs)
+        total = None
+        for i in self._indices(chosen):
+            total = inputs[i] if total is None else total + inputs[i]
+        return total
+
+    def forward_mixed(self, inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        self._check_inputs(inputs)
+        _check_weights(weights, self._candidates, f"InputChoice {self.label!r}")
+        return _weighted_sum(weights, inputs)
+
+    def candidate_parameters(self, prefix: str = "") -> dict[str, list[tuple[str, nn.Parameter]]]:
+        return {name: [] for name in self._candidates}
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, candidates={list(self._candidates)}, n_chosen={self.n_chosen}"
+
+
+def _is_choice(module: nn.Module) -> bool:
+    return all(hasattr(module, a) for a in ("label", "candidates", "forward_mixed", "candidate_parameters"))
+
+
+def choice_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """label -> the first module with that label, in `model.modules()` order. Modules sharing
+    a label must agree on candidates (and n_chosen): they share one decision."""
+    found: dict[str, nn.Module] = {}
+    for module in model.modules():
+        if not _is_choice(module):
+            continue
+        first = found.setdefault(module.label, module)
+        signature = (tuple(module.candidates), getattr(module, "n_chosen", None))
+        if signature != (tuple(first.candidates), getattr(first, "n_chosen", None)):
+            raise ValueError(
+                f"Choice modules labelled {module.label!r} disagree: candidates {list(first.candidates)} "
+                f"(n_chosen {getattr(first, 'n_chosen', None)}) vs {list(module.candidates)} "
+                f"(n_chosen {getattr(module, 'n_chosen', None)}); give different choices different labels"
+            )
+    return found
+
+
+def space_from_model(model: nn.Module) -> SearchSpace:
+    """The `SearchSpace` of a model's choice modules (modules with `n_chosen` are input choices)."""
+    modules = choice_modules(model)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no choice modules (LayerChoice / InputChoice)")
+    return SearchSpace({
+        label: InputChoiceSpec(m.candidates, m.n_chosen) if hasattr(m, "n_chosen") else tuple(m.candidates)
+        for label, m in modules.items()
+    })
