@@ -12,7 +12,7 @@ import sys
 
 COMMANDS = {
     "demo": ("bertnas.demo", "Run the whole flow on the embedded toy default (no download)"),
-    "pretrain": ("bertnas.train.loop", "Pre-train a supernet (MLM / ELECTRA, MAGIC-T / MAGIC-A)"),
+    "pretrain": ("bertnas.train.cli", "Pre-train a supernet (MLM / ELECTRA, MAGIC-T / MAGIC-A)"),
     "search": ("bertnas.search.cli", "Search a trained supernet for the best subnets"),
     "export": ("bertnas.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),

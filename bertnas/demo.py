@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from .export import export
     from .search import search
     from .train.checkpoint import find_checkpoint
-    from .train.loop import pretrain
+    from .train.trainer import pretrain
 
     out = Path(args.output_dir)
     print(f"[1/4] pre-training the toy supernet (MAGIC-T walk + MAGIC-A), {args.max_steps} steps -> {out / 'pretrain'}")

@@ -222,17 +222,16 @@ def export(
     """Export `arch`, or the `top_k` best entries of a search's `results` (results.json or its
     folder), from the supernet of `checkpoint` (a run dir or a checkpoint folder). Returns the
     written folders (`output_dir` for `arch`; `output_dir/rank-<r>` for results)."""
-    from .search.evaluator import load_supernet, load_tokenizer
     from .search.results import SEARCH_FILE, load_results
-    from .spaces import BertSpace
+    from .tasks import load_task
 
     if (arch is None) == (results is None):
         raise ValueError("Give exactly one of arch (--arch) and results (--results)")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    model, ckpt, state = load_supernet(checkpoint, device)
-    space = BertSpace(model.config)
-    tokenizer = load_tokenizer(ckpt)
+    task = load_task(checkpoint, device)
+    model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
+    tokenizer = getattr(task, "tokenizer", None)
     seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
     base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
             "pre-training objective": (state.get("config") or {}).get("objective")}

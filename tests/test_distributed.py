@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bertnas.train import checkpoint as ck
-from bertnas.train.loop import pretrain, read_log
+from bertnas.train.logs import read_log
+from bertnas.train.trainer import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -87,7 +88,7 @@ def test_two_cpu_ranks_train_identical_weights_and_resume(tmp_path):
 
 KILLER = """
 import os, signal, sys
-from bertnas.train import checkpoint, loop
+from bertnas.train import checkpoint, cli
 
 kill_step = int(os.environ.get("KILL_WHILE_SAVING_STEP", "0"))
 save_model = checkpoint.save_model
@@ -99,7 +100,7 @@ def save_and_maybe_die(model, tokenizer, directory):
         os.kill(os.getpid(), signal.SIGKILL)
 
 checkpoint.save_model = save_and_maybe_die
-sys.exit(loop.main())
+sys.exit(cli.main())
 """
 
 
@@ -171,12 +172,12 @@ def test_deepspeed_configs_are_valid():
     from deepspeed.runtime.config import DeepSpeedConfig
 
     from bertnas.train.config import load_config
-    from bertnas.train.loop import _fill_deepspeed_config
+    from bertnas.train.launch import fill_deepspeed_config
 
     cfg = load_config(str(TOY))
     for stage in (1, 2):
         raw = json.loads((REPO / f"recipes/configs/deepspeed_zero{stage}.json").read_text())
-        filled = _fill_deepspeed_config(raw, cfg, world_size=1)  # outside a process group DeepSpeed sees 1
+        filled = fill_deepspeed_config(raw, cfg, world_size=1)  # outside a process group DeepSpeed sees 1
         assert "auto" not in json.dumps(filled)
         ds = DeepSpeedConfig(filled)
         assert ds.zero_optimization_stage == stage and ds.zero_enabled
@@ -189,7 +190,7 @@ def test_deepspeed_configs_are_valid():
 def _sync_worker(rank, port, results):
     import torch.distributed as dist
 
-    from bertnas.train.loop import all_reduce_active_grads
+    from bertnas.train.distributed import all_reduce_active_grads
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

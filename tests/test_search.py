@@ -22,7 +22,7 @@ from bertnas.search import (
     random_search,
     recalibrate,
 )
-from bertnas.search.evaluator import mlm_heldout
+from bertnas.tasks.bert import mlm_heldout
 from bertnas.search.latency import build_latency_table
 from bertnas.search.results import Candidate, load_results, pareto_front, write_results
 from bertnas.search.shrinking import block_ranges, make_bins

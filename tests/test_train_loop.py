@@ -11,15 +11,11 @@ import torch
 
 from bertnas.train import checkpoint as ck
 from bertnas.train.config import PretrainConfig, load_config
-from bertnas.train.loop import (
-    SupernetTrainer,
-    add_arguments,
-    args_to_config,
-    param_groups,
-    pretrain,
-    read_log,
-    warmup_linear_decay,
-)
+from bertnas.train.cli import add_arguments, args_to_config
+from bertnas.train.launch import reset_accelerate_state
+from bertnas.train.logs import read_log
+from bertnas.train.optim import param_groups, warmup_linear_decay
+from bertnas.train.trainer import SupernetTrainer, pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 TOY_YAML = REPO / "recipes" / "configs" / "toy.yaml"
@@ -133,10 +129,7 @@ def test_parameters_outside_the_path_are_untouched(tmp_path):
                 assert (id(p) in with_state) == (arch[layer] == op), name
     finally:
         trainer.close()
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(True)
-        GradientState._reset_state()
+        reset_accelerate_state()
 
 
 def test_resume_refuses_other_space_and_corrupt_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""Search a trained supernet for the best subnets under a budget (`bertnas search`, `search(...)`).
+"""`bertnas search`: the command line of `search(...)` (`api.py`) and of latency tables.
 
     bertnas search --checkpoint runs/toy --method shrinking --max-params 70k --output-dir runs/toy-search
     bertnas search --checkpoint runs/toy --method evolution --max-latency-ms 0.5 --latency-table lat.json ...
@@ -12,203 +12,13 @@ OUT/search.json and OUT/pareto.png (see `bertnas/search/results.py` and docs/sea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import time
 from pathlib import Path
 
-import torch
+from .api import SEARCH_METHODS, build_table, search
+from .constraints import human, parse_size
 
-from .constraints import Constraints, human, parse_size
-
-logger = logging.getLogger("bertnas.search")
-
-METHODS = ("shrinking", "evolution", "random")
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _space_and_config(checkpoint):
-    """(config, checkpoint folder, state) without loading weights (enough for latency tables)."""
-    from ..models import BertNasConfig
-    from ..train.checkpoint import MODEL_DIR, find_checkpoint, read_state
-
-    ckpt = find_checkpoint(checkpoint)
-    return BertNasConfig.from_pretrained(ckpt / MODEL_DIR), ckpt, read_state(ckpt)
-
-
-@contextlib.contextmanager
-def _hf_progress(enabled: bool):
-    """transformers' "Loading weights" bar only when progress bars are wanted."""
-    from transformers.utils import logging as hf_logging
-
-    was_on = hf_logging.is_progress_bar_enabled()
-    if not enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_on:
-            hf_logging.enable_progress_bar()
-
-
-def _seq_len(state: dict, seq_len: int | None) -> int:
-    return int(seq_len or (state.get("data") or {}).get("seq_len") or (state.get("config") or {}).get("seq_len") or 128)
-
-
-def build_table(checkpoint, output: str | Path, seq_lens=None, batch_size: int = 1, check_archs: int = 5,
-                device: str | None = None, seed: int = 0, threads: int | None = None, progress: bool = True):
-    """Measure a latency table for the supernet of `checkpoint` on this machine; save it as JSON."""
-    from .latency import build_latency_table
-
-    config, _, state = _space_and_config(checkpoint)
-    seq_lens = list(seq_lens) if seq_lens else [_seq_len(state, None)]
-    table = build_latency_table(config, seq_lens, batch_size=batch_size, device=device or _default_device(),
-                                check_archs=check_archs, seed=seed, threads=threads, progress=progress)
-    table.save(output)
-    return table
-
-
-def search(
-    checkpoint,
-    method: str = "shrinking",
-    output_dir=None,
-    *,
-    max_params=None,
-    max_flops=None,
-    max_latency_ms: float | None = None,
-    latency_table=None,
-    seq_len: int | None = None,
-    eval_batches: int = 8,
-    batch_size: int | None = None,
-    data: str | None = None,
-    seed: int = 0,
-    top_k: int | None = 10,
-    device: str | None = None,
-    progress: bool = True,
-    # progressive shrinking
-    bins: int = 3,
-    candidates_per_bin: int = 16,
-    survivors_per_bin: int = 2,
-    bin_by: str = "params",
-    blockwise: bool = False,
-    block_size: int = 2,
-    base_arch=None,
-    candidates_per_block: int = 64,
-    # evolution / random
-    population: int = 16,
-    generations: int = 8,
-    parents: int = 4,
-    mutation_k: int = 1,
-    num_samples: int = 64,
-) -> list[dict]:
-    """Search the supernet of a pre-training checkpoint; returns the ranked entries (best first,
-    at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
-    and pareto.png there. Scores are held-out losses (lower is better)."""
-    from ..spaces import BertSpace
-    from .evaluator import Evaluator, electra_loss, heldout_from_checkpoint, load_supernet, mlm_loss
-    from .evolution import evolution_search, random_search
-    from .latency import LatencyTable
-    from .results import to_entries, write_results
-    from .shrinking import BlockwiseScorer, block_ranges, blockwise_search, progressive_shrinking
-
-    if method not in METHODS:
-        raise ValueError(f"Unknown search method {method!r}; choose one of {', '.join(METHODS)}")
-    if blockwise and method != "shrinking":
-        raise ValueError("blockwise=True is a variant of --method shrinking")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    started = time.perf_counter()
-    device = device or _default_device()
-    with _hf_progress(progress):
-        model, ckpt, state = load_supernet(checkpoint, device)
-    space = BertSpace(model.config)
-    seq_len = _seq_len(state, seq_len)
-
-    table, table_path = None, None
-    if latency_table is not None:
-        table = latency_table if isinstance(latency_table, LatencyTable) else LatencyTable.load(latency_table)
-        table_path = None if isinstance(latency_table, LatencyTable) else str(latency_table)
-        table.check_config(model.config)
-    elif max_latency_ms is not None:
-        logger.info("no --latency-table: measuring one on this machine (seq len %d)", seq_len)
-        from .latency import build_latency_table
-
-        table = build_latency_table(model.config, [seq_len], device=device, seed=seed, progress=progress)
-        if output_dir is not None:
-            table_path = str(table.save(Path(output_dir) / "latency_table.json"))
-    constraints = Constraints(max_params, max_flops, max_latency_ms, seq_len=seq_len, latency_table=table)
-    constraints.check_feasible(space)  # fail before the held-out set is built
-
-    batches, heldout = heldout_from_checkpoint(model, ckpt, state, data=data, seq_len=seq_len, batch_size=batch_size,
-                                               eval_batches=eval_batches, device=device)
-    loss_fn = electra_loss if heldout["metric"] == "electra_disc_loss" else mlm_loss
-    evaluator = Evaluator(model, batches, loss_fn=loss_fn, metric=heldout["metric"], space=space)
-
-    common = dict(higher_is_better=False, seed=seed, progress=progress)
-    if method == "shrinking" and blockwise:
-        base = _base_arch(space, state, base_arch)
-        scorer = BlockwiseScorer(model, evaluator.batches, base, block_size)
-        outcome = blockwise_search(space, scorer, block_ranges(len(space.choices), block_size), constraints,
-                                   candidates_per_block=candidates_per_block, top_k=top_k or 10, score_fn=evaluator,
-                                   **common)
-        outcome.info["base_arch"] = list(base.ops)
-    elif method == "shrinking":
-        outcome = progressive_shrinking(space, evaluator, constraints, num_bins=bins,
-                                        candidates_per_bin=candidates_per_bin, survivors_per_bin=survivors_per_bin,
-                                        bin_by=bin_by, mutation_k=mutation_k, **common)
-    elif method == "evolution":
-        outcome = evolution_search(space, evaluator, constraints, population=population, generations=generations,
-                                   parents=parents, mutation_k=mutation_k, **common)
-    else:
-        outcome = random_search(space, evaluator, constraints, num_samples=num_samples, **common)
-
-    if blockwise:
-        settings = {"block_size": block_size, "candidates_per_block": candidates_per_block}
-    elif method == "shrinking":
-        settings = {"bins": bins, "candidates_per_bin": candidates_per_bin, "survivors_per_bin": survivors_per_bin,
-                    "bin_by": bin_by, "mutation_k": mutation_k}
-    elif method == "evolution":
-        settings = {"population": population, "generations": generations, "parents": parents,
-                    "mutation_k": mutation_k}
-    else:
-        settings = {"num_samples": num_samples}
-    results = outcome.results[:top_k] if top_k else outcome.results
-    elapsed = time.perf_counter() - started
-    meta = {
-        "method": method + ("-blockwise" if blockwise else ""),
-        "checkpoint": str(ckpt),
-        "step": state.get("step"),
-        "constraints": constraints.describe(),
-        "heldout": heldout,
-        "latency_table": table_path,
-        "latency_prediction_error_pct": table.mean_abs_pct_error if table is not None else None,
-        "settings": {"seed": seed, "top_k": top_k, "eval_batches": eval_batches, "device": device, **settings},
-        "space": {"choices": len(space.choices), "candidates": list(model.config.candidates), "size": space.size()},
-        "method_info": outcome.info,
-        "seconds": {"total": elapsed, "scoring": evaluator.seconds},
-        "archs_scored": evaluator.num_evaluated,
-        "archs_per_second": evaluator.num_evaluated / evaluator.seconds if evaluator.seconds else None,
-    }
-    if output_dir is not None:
-        write_results(output_dir, results, outcome.evaluated, heldout["metric"], False, meta)
-    return to_entries(results, heldout["metric"])
-
-
-def _base_arch(space, state: dict, base_arch):
-    """The teacher path of the block-wise search: given, else the run's MAGIC-A base, else BERT's."""
-    if base_arch is not None:
-        return space.arch(base_arch.split(",") if isinstance(base_arch, str) and "[" not in base_arch else base_arch)
-    stored = (state.get("aligner") or {}).get("base_arch")
-    if stored:
-        return space.arch(stored)
-    try:
-        return space.bert_arch()
-    except ValueError:
-        raise ValueError("The block-wise search needs a teacher path: pass --base-arch op,op,... (the run has no "
-                         "MAGIC-A base and the space has no [mha12, ffn] path)") from None
+METHODS = tuple(SEARCH_METHODS)
 
 
 # ----------------------------------------------------------------------------------------
@@ -313,4 +123,4 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
-__all__ = ["search", "build_table", "add_arguments", "run", "main", "METHODS"]
+__all__ = ["add_arguments", "run", "main", "METHODS"]

@@ -1,9 +1,11 @@
 """Scoring subnets with inherited supernet weights on a fixed held-out set.
 
 The supernet is called with `arch=` for every subnet: nothing is rebuilt or copied per arch,
-so scoring an arch costs one forward pass over the held-out batches. The batches are built
-once (tokens masked with a seeded generator, moved to the device), the model runs in eval mode
-under `no_grad`, and scores are cached per arch: the same arch always gets the same score.
+so scoring an arch costs one forward pass over the held-out batches. The task
+(`bertnas/tasks/`) builds the batches once (tokens masked with a seeded generator); they move
+to the device once, the model runs in eval mode under `no_grad`, and scores are cached per
+arch: the same arch always gets the same score. Training's base-replacement checks use this
+same class (uncached), so a run's scores and `bertnas search`'s agree.
 
 Spaces whose ops hold BatchNorm (CNN spaces) need the running statistics of each subnet
 before it is scored; `recalibrate(model, arch, batches)` does that and the `Evaluator` calls
@@ -12,10 +14,8 @@ it automatically when the model has BatchNorm modules (the BERT space has none).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,8 +24,6 @@ from torch.nn import functional as F
 # A loss function returns (sum over the batch, number of items summed), so scores average
 # over tokens / examples exactly, whatever the batch sizes.
 LossFn = Callable[[nn.Module, dict, tuple], tuple]
-
-INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _ops(arch) -> tuple:
@@ -125,10 +123,13 @@ class Evaluator:
         space: when given, archs are validated against it (clear errors for bad archs).
         calibration_batches: batches for BatchNorm recalibration (default: `batches`); used only
             when the model has BatchNorm modules.
+        cache: keep each arch's score (search); False while the weights still move (training's
+            base-replacement checks score with this same class).
     """
 
     def __init__(self, model: nn.Module, batches: Sequence[dict], loss_fn: LossFn = mlm_loss, metric: str = "mlm_loss",
-                 higher_is_better: bool = False, space=None, calibration_batches: Sequence[dict] | None = None):
+                 higher_is_better: bool = False, space=None, calibration_batches: Sequence[dict] | None = None,
+                 cache: bool = True):
         if not batches:
             raise ValueError("The held-out set is empty: give at least one batch to score subnets on")
         self.model = model.eval()
@@ -142,6 +143,7 @@ class Evaluator:
         self.space = space
         self.uses_batchnorm = has_batchnorm(model)
         self.cache: dict[tuple, float] = {}
+        self.use_cache = cache
         self.seconds = 0.0  # time spent scoring archs not in the cache
 
     def sort_key(self, score: float) -> float:
@@ -161,7 +163,8 @@ class Evaluator:
         start = time.perf_counter()
         score = self._score(ops)
         self.seconds += time.perf_counter() - start
-        self.cache[ops] = score
+        if self.use_cache:
+            self.cache[ops] = score
         return score
 
     score = __call__
@@ -194,152 +197,6 @@ def prepare_batch(batch: dict, device) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------------------
-# Held-out sets
-# ----------------------------------------------------------------------------------------
-
-
-def _rows(dataset, start: int, stop: int) -> dict:
-    rows = dataset[start:stop]
-    batch = {}
-    for key in INPUT_KEYS:
-        if key in rows:
-            value = rows[key]
-            batch[key] = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    return batch
-
-
-def mlm_heldout(rows, tokenizer, batch_size: int, num_batches: int, seed: int,
-                mlm_probability: float = 0.15) -> list[dict]:
-    """The first `num_batches * batch_size` rows of `rows` (packed LM rows with input_ids),
-    masked once with a generator seeded `seed`: the same tokens are masked for every arch."""
-    from ..train.objectives import mask_tokens
-
-    if batch_size < 1 or num_batches < 1:
-        raise ValueError(f"batch_size and eval batches must be >= 1, got {batch_size} and {num_batches}")
-    generator = torch.Generator().manual_seed(seed)
-    n = min(len(rows), batch_size * num_batches)
-    batches = []
-    for start in range(0, n, batch_size):
-        batch = _rows(rows, start, min(start + batch_size, n))
-        masked, labels = mask_tokens(batch["input_ids"], tokenizer, generator, mlm_probability)
-        batches.append({**batch, "input_ids": masked, "labels": labels})
-    return batches
-
-
-@torch.no_grad()
-def electra_heldout(discriminator, generator_model, rows, tokenizer, batch_size: int, num_batches: int, seed: int,
-                    mlm_probability: float = 0.15, base_arch=None) -> list[dict]:
-    """Held-out rows corrupted once by the ELECTRA generator (seeded), with `labels` = 1 where a
-    token was replaced: every arch of the discriminator is scored on the same corruption."""
-    from ..train.objectives import ElectraObjective
-
-    objective = ElectraObjective(discriminator, generator_model, tokenizer, mlm_probability=mlm_probability)
-    discriminator.eval()
-    generator_model.eval()
-    arch = base_arch or discriminator.config.candidates[:1] * discriminator.config.num_hidden_layers
-    g = torch.Generator().manual_seed(seed)
-    n = min(len(rows), batch_size * num_batches)
-    batches = []
-    for start in range(0, n, batch_size):
-        batch = _rows(rows, start, min(start + batch_size, n))
-        out = objective.compute(batch, arch, g)  # one extra discriminator pass, once per batch
-        replaced = (out.inputs["input_ids"] != batch["input_ids"]).long()
-        batches.append({**batch, "input_ids": out.inputs["input_ids"], "labels": replaced})
-    return batches
-
-
-# ----------------------------------------------------------------------------------------
-# Supernets from pre-training checkpoints
-# ----------------------------------------------------------------------------------------
-
-
-def load_supernet(checkpoint, device: str | torch.device = "cpu"):
-    """(model, checkpoint folder, state) of a pre-training run folder (its latest checkpoint) or
-    one checkpoint folder. The model class is the one saved (`BertNasForMaskedLM` for MLM runs,
-    `BertNasForPreTraining` for ELECTRA), in eval mode."""
-    from .. import models
-    from ..train.checkpoint import MODEL_DIR, find_checkpoint, read_state
-
-    ckpt = find_checkpoint(checkpoint)
-    state = read_state(ckpt)
-    folder = ckpt / MODEL_DIR
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{folder} has no config.json: the checkpoint's model is missing")
-    names = json.loads(config_path.read_text()).get("architectures") or ["BertNasForMaskedLM"]
-    cls = getattr(models, names[0], None)
-    if cls is None:
-        raise ValueError(f"{config_path} names the model class {names[0]!r}, which is not a bertnas model")
-    model = cls.from_pretrained(folder).to(device).eval()
-    if not model.is_supernet:
-        raise ValueError(f"{folder} holds a fixed-arch model ({model.config.arch}), not a supernet to search")
-    return model, ckpt, state
-
-
-def load_tokenizer(ckpt: Path):
-    from transformers import AutoTokenizer
-
-    from ..train.checkpoint import MODEL_DIR
-
-    try:
-        return AutoTokenizer.from_pretrained(ckpt / MODEL_DIR)
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"No tokenizer in {ckpt / MODEL_DIR} (pre-training saves it next to the model): "
-                                f"{err}") from err
-
-
-def heldout_from_checkpoint(model, ckpt: Path, state: dict, *, data: str | None = None, seq_len: int | None = None,
-                            batch_size: int | None = None, eval_batches: int = 8, mlm_probability: float | None = None,
-                            device: str | torch.device = "cpu") -> tuple[list[dict], dict]:
-    """Rebuild the run's held-out split from `state["data"]` (or from `data`, which overrides
-    the source) and mask / corrupt it once. Returns (batches, description of the held-out set).
-
-    The masking generator is seeded `data seed + 12345` and batches are cut in order, like the
-    training loop's own evaluation: same options, same masked tokens."""
-    from ..train.data import build_lm_splits, load_texts
-
-    options = dict(state.get("data") or {})
-    run_config = state.get("config") or {}
-    if data is not None:
-        options["source"] = data
-    elif "source" not in options:
-        raise ValueError(f"{ckpt}/state.json records no training data; pass --data SOURCE for the held-out set")
-    seq_len = seq_len or options.get("seq_len") or run_config.get("seq_len") or 128
-    if seq_len > model.config.max_position_embeddings:
-        raise ValueError(f"seq_len {seq_len} exceeds the model's max_position_embeddings "
-                         f"{model.config.max_position_embeddings}")
-    val_fraction = options.get("val_fraction", 0.05)
-    seed = int(options.get("seed", 0))
-    batch_size = batch_size or run_config.get("batch_size") or 8
-    mlm_probability = mlm_probability or run_config.get("mlm_probability", 0.15)
-    tokenizer = load_tokenizer(ckpt)
-    texts = load_texts(options["source"])
-    _, val = build_lm_splits(texts, tokenizer, seq_len, val_fraction=val_fraction, seed=seed)
-    mask_seed = seed + 12345
-    if type(model).__name__ == "BertNasForPreTraining":
-        from ..models import BertNasForMaskedLM
-        from ..train.checkpoint import GENERATOR_DIR
-
-        gen_dir = ckpt / GENERATOR_DIR
-        if not gen_dir.is_dir():
-            raise FileNotFoundError(f"{ckpt} is an ELECTRA checkpoint without {GENERATOR_DIR}/: the generator is "
-                                    "needed to corrupt the held-out set")
-        generator_model = BertNasForMaskedLM.from_pretrained(gen_dir).to(device)
-        base = (state.get("aligner") or {}).get("base_arch")
-        batches = electra_heldout(model, generator_model, val, tokenizer, batch_size, eval_batches, mask_seed,
-                                  mlm_probability, base_arch=base)
-        metric = "electra_disc_loss"
-    else:
-        batches = mlm_heldout(val, tokenizer, batch_size, eval_batches, mask_seed, mlm_probability)
-        metric = "mlm_loss"
-    info = {"source": options["source"], "seq_len": seq_len, "val_fraction": val_fraction, "split_seed": seed,
-            "mask_seed": mask_seed, "batch_size": batch_size, "batches": len(batches),
-            "rows": sum(int(b["input_ids"].shape[0]) for b in batches), "val_rows": len(val),
-            "mlm_probability": mlm_probability, "metric": metric}
-    return batches, info
-
-
 __all__ = [
     "Evaluator",
     "mlm_loss",
@@ -347,10 +204,5 @@ __all__ = [
     "classification_accuracy",
     "recalibrate",
     "has_batchnorm",
-    "mlm_heldout",
-    "electra_heldout",
-    "load_supernet",
-    "load_tokenizer",
-    "heldout_from_checkpoint",
     "prepare_batch",
 ]

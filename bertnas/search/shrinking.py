@@ -232,17 +232,20 @@ def block_ranges(num_layers: int, block_size: int) -> list[tuple[int, int]]:
 class BlockwiseScorer:
     """Block losses against a teacher path: block j of candidate ops, run from the teacher's
     hidden state at the block's input, vs the teacher's hidden state at the block's output
-    (mean squared error over the held-out tokens). The teacher (`base_arch`) runs once."""
+    (mean squared error over the held-out tokens). The teacher (`base_arch`) runs once.
 
-    def __init__(self, model, batches: Sequence[dict], base_arch, block_size: int = 2):
+    `backbone(**inputs, arch=..., output_hidden_states=True)` gives the hidden states after
+    every layer; `layers` are its chain layers (`layer(x, op, attn_mask, token_mask)`)."""
+
+    def __init__(self, backbone, layers, batches: Sequence[dict], base_arch, block_size: int = 2):
         from .evaluator import model_inputs
 
-        self.backbone = model.bert if hasattr(model, "bert") else model
-        self.layers = self.backbone.encoder.layers
+        self.backbone = backbone
+        self.layers = list(layers)
         self.base = tuple(base_arch.ops if hasattr(base_arch, "ops") else base_arch)
         self.blocks = block_ranges(len(self.layers), block_size)
         self.items = []
-        model.eval()
+        backbone.eval()
         with torch.no_grad():
             for batch in batches:
                 inputs = model_inputs(batch)

@@ -292,9 +292,16 @@ def save_checkpoint(
 
 
 def save_model(model, tokenizer, directory: Path) -> None:
-    """`save_pretrained` of the model (safetensors) and of the tokenizer into one folder."""
+    """`save_pretrained` of the model (safetensors) and of the tokenizer into one folder. A plain
+    `nn.Module` (a space written without transformers) is saved as `model.safetensors` alone."""
     from transformers.utils import logging as hf_logging
 
+    if not hasattr(model, "save_pretrained"):
+        from safetensors.torch import save_model as save_safetensors
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_safetensors(model, str(Path(directory) / "model.safetensors"))
+        return
     bar_was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside the training bar
     try:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 OBJECTIVES = ("mlm", "electra")
-SAMPLERS = ("uniform", "walk")
+SAMPLERS = ("uniform", "walk", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 REPORT_TO = ("none", "tensorboard")
 BASE_REPLACEMENT = ("none", "beat", "population")
@@ -51,6 +51,7 @@ class PretrainConfig:
     verify_ranks: bool = False  # at the end, check every rank holds the same weights
     # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
     model: dict = field(default_factory=lambda: dict(TOY_MODEL))
+    arch: list | None = None  # one fixed arch trained alone (constant sampler); None: the supernet
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
     # -- data ---------------------------------------------------------------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
@@ -58,6 +59,8 @@ class PretrainConfig:
     tokenizer_vocab_size: int = 1000  # when training one
     seq_len: int = 32
     val_fraction: float = 0.05  # held-out rows (MAGIC-A base replacement scores subnets on them)
+    val_data: str | None = None  # a held-out source of its own instead of a split of `data`
+    data_seed: int = 0  # seed of the train / held-out split, independent of `seed`
     eval_batches: int = 4  # held-out batches per subnet score
     batch_size: int = 4  # per process, per micro-batch
     gradient_accumulation_steps: int = 1
@@ -95,8 +98,7 @@ class PretrainConfig:
 
 
 FIELD_NAMES = tuple(f.name for f in fields(PretrainConfig))
-_CHOICES = {
-    "objective": OBJECTIVES,
+_CHOICES = {  # objective: any registered task (bertnas/tasks/registry.py)
     "sampler": SAMPLERS,
     "mixed_precision": MIXED_PRECISION,
     "report_to": REPORT_TO,
@@ -129,8 +131,14 @@ def _coerce(name: str, value: Any) -> Any:
         value = dict(value)
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ValueError(f"config key {name!r} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
-    if name == "base_arch" and not (isinstance(value, list) and all(isinstance(x, str) for x in value)):
-        raise ValueError(f"config key 'base_arch' must be a list of op names, got {value!r}")
+    if name in ("base_arch", "arch") and not (
+            isinstance(value, list) and value and all(isinstance(x, (str, list)) for x in value)):
+        raise ValueError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}")
+    if name == "objective":
+        from ..tasks.registry import TASKS
+
+        if value not in TASKS:
+            raise ValueError(f"config key 'objective' must be one of {', '.join(TASKS)}, got {value!r}")
     return value
 
 

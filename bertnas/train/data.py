@@ -239,6 +239,25 @@ def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fracti
         saved = datasets.load_from_disk(str(target))
         return saved["train"].with_format("torch"), saved["val"].with_format("torch")
     split = texts.train_test_split(test_size=val_fraction, seed=seed, shuffle=True)
+    out = [pack_lm_rows(split[name], tokenizer, seq_len, "validation" if name == "test" else "training")
+           for name in ("train", "test")]
+    train, val = out
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent))
+        datasets.DatasetDict({"train": train, "val": val}).save_to_disk(str(tmp))
+        try:
+            tmp.rename(target)  # atomic: readers never see a half-written cache
+        except OSError:  # another process saved the same splits first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return train.with_format("torch"), val.with_format("torch")
+
+
+def pack_lm_rows(texts: datasets.Dataset, tokenizer, seq_len: int, what: str = "held-out"):
+    """Packed rows `[CLS] tokens... [SEP]` of exactly `seq_len` tokens of every text (documents
+    joined with [SEP]), with `attention_mask` and `token_type_ids` (no torch format set)."""
+    if seq_len < 4:
+        raise ValueError(f"seq_len={seq_len} is too short to pack; use at least 4")
     body = seq_len - 2
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
 
@@ -258,25 +277,12 @@ def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fracti
             "token_type_ids": [[0] * seq_len for _ in rows],
         }
 
-    out = []
-    for name in ("train", "test"):
-        part = split[name].map(tokenize, batched=True, remove_columns=split[name].column_names,
-                               desc=f"tokenise {name}")
-        part = part.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"pack {name}")
-        if len(part) == 0:
-            raise ValueError(
-                f"The {'validation' if name == 'test' else 'training'} split packs into 0 rows of {seq_len} tokens; "
-                "use more text, a larger val_fraction or a shorter seq_len"
-            )
-        out.append(part)
-    train, val = out
-    if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent))
-        datasets.DatasetDict({"train": train, "val": val}).save_to_disk(str(tmp))
-        try:
-            tmp.rename(target)  # atomic: readers never see a half-written cache
-        except OSError:  # another process saved the same splits first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return train.with_format("torch"), val.with_format("torch")
-
+    short = "train" if what == "training" else "test" if what == "validation" else what
+    part = texts.map(tokenize, batched=True, remove_columns=texts.column_names, desc=f"tokenise {short}")
+    part = part.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"pack {short}")
+    if len(part) == 0:
+        raise ValueError(
+            f"The {what} split packs into 0 rows of {seq_len} tokens; "
+            "use more text, a larger val_fraction or a shorter seq_len"
+        )
+    return part

@@ -110,7 +110,9 @@ class ElectraObjective:
         self.disc_weight = disc_weight
         self.mlm_probability = mlm_probability
 
-    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+    def corrupt(self, batch: dict, generator: torch.Generator) -> tuple[dict, torch.Tensor, object]:
+        """(inputs with masked positions replaced by generator samples, 1 where a token changed,
+        the generator's MLM output)."""
         original = batch["input_ids"]
         masked, labels = mask_tokens(original, self.tokenizer, generator, self.mlm_probability)
         gen_out = self.generator(**_model_inputs(batch, masked), labels=labels)
@@ -121,9 +123,12 @@ class ElectraObjective:
         corrupted = original.clone()
         corrupted[chosen] = sampled
         replaced = (corrupted != original).long()  # a sample equal to the original counts as original
+        return _model_inputs(batch, corrupted), replaced, gen_out
+
+    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+        inputs, replaced, gen_out = self.corrupt(batch, generator)
         mask = batch.get("attention_mask")
         real = mask.bool() if mask is not None else torch.ones_like(replaced, dtype=torch.bool)
-        inputs = _model_inputs(batch, corrupted)
         disc_out = self.discriminator(**inputs, labels=replaced, arch=arch, output_hidden_states=True)
         loss = gen_out.loss + self.disc_weight * disc_out.loss
         metrics = {

@@ -1,0 +1,129 @@
+"""A training run's state: what a checkpoint holds besides weights, and how a run resumes.
+
+`state.json` records the step, sampler, aligner, data-stream position, data options, the run
+config and the task's signature; model weights come from the task (`task.save` / `task.load`),
+optimizer and scheduler states from torch, RNG states per rank. Written atomically by
+`checkpoint.save_checkpoint`; verified (manifest, safetensors headers, signature) on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import checkpoint as ckpt_lib
+
+logger = logging.getLogger("bertnas.pretrain")
+
+
+def _version() -> str:
+    try:
+        from .. import __version__
+
+        return __version__
+    except ImportError:
+        return "unknown"
+
+
+class TrainState:
+    """Saves and restores a `SupernetTrainer` (its attributes are read when called)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def resume_path(self) -> Path | None:
+        """The checkpoint this run will resume from, or None (no resume, or 'latest' of an empty run)."""
+        t = self.trainer
+        spec = t.cfg.resume_from_checkpoint
+        if not spec:
+            return None
+        if spec == "latest":
+            if not ckpt_lib.list_checkpoints(t.output_dir):
+                return None
+            return ckpt_lib.find_checkpoint(t.output_dir)
+        return ckpt_lib.find_checkpoint(spec)
+
+    def to_dict(self) -> dict:
+        t = self.trainer
+        return {
+            "step": t.step,
+            "world_size": t.world_size,
+            "task": t.task.name,
+            "sampler": t.sampler.state_dict(),
+            "aligner": t.aligner.state_dict() if t.aligner is not None else None,
+            "data": t.task.data_state(),
+            "stream": t.stream.state_dict(),
+            "config": t.cfg.to_dict(),
+            "signature": t.task.signature(),
+            "deepspeed": t.use_deepspeed,
+            "bertnas_version": _version(),
+        }
+
+    def save(self) -> Path:
+        t = self.trainer
+        optimizer = t.optimizer
+
+        def write_main(tmp: Path):
+            t.task.save(tmp)
+            if not t.use_deepspeed:
+                ckpt_lib.save_torch(optimizer.state_dict(), tmp / ckpt_lib.OPTIMIZER_FILE)
+            ckpt_lib.save_torch(t.scheduler.state_dict(), tmp / ckpt_lib.SCHEDULER_FILE)
+            ckpt_lib.write_state(tmp, self.to_dict())
+
+        def write_every_rank(tmp: Path):
+            ckpt_lib.save_torch(ckpt_lib.capture_rng(t.mask_generator), tmp / ckpt_lib.rng_file(t.rank))
+            if t.use_deepspeed:  # collective: optimizer partitions of every rank
+                t.engine.save_checkpoint(str(tmp / ckpt_lib.DEEPSPEED_DIR), tag="state")
+
+        return ckpt_lib.save_checkpoint(
+            t.output_dir, t.step, write_main=write_main, write_every_rank=write_every_rank,
+            is_main=t.is_main, barrier=t.accelerator.wait_for_everyone, keep_last=t.cfg.keep_last,
+        )
+
+    def resume(self) -> None:
+        t = self.trainer
+        path = self.resume_path()
+        if path is None:
+            if t.is_main:
+                logger.warning("--resume-from-checkpoint latest: no checkpoint in %s yet, starting from step 0",
+                               t.output_dir)
+            return
+        state = ckpt_lib.verify_checkpoint(path)
+        ckpt_lib.check_compatible(path, state.get("signature", {}), t.task.signature())
+        if state.get("deepspeed", False) != t.use_deepspeed:
+            raise ckpt_lib.CheckpointError(
+                f"checkpoint {path} was written {'with' if state.get('deepspeed') else 'without'} DeepSpeed; "
+                f"resume it {'with' if state.get('deepspeed') else 'without'} --deepspeed"
+            )
+        t.task.load(path)
+        if not t.use_deepspeed:
+            t.optimizer.load_state_dict(ckpt_lib.load_torch(path / ckpt_lib.OPTIMIZER_FILE))
+        t.scheduler.load_state_dict(ckpt_lib.load_torch(path / ckpt_lib.SCHEDULER_FILE))
+        t.sampler.load_state_dict(state["sampler"])
+        if t.aligner is not None:
+            if state.get("aligner") is None:
+                raise ckpt_lib.CheckpointError(f"checkpoint {path} was trained without --align; resume with --no-align")
+            t.aligner.load_state_dict(state["aligner"])
+        t.stream.load_state_dict(state["stream"])
+        rng_path = path / ckpt_lib.rng_file(t.rank)
+        if not rng_path.is_file():
+            raise ckpt_lib.CheckpointError(
+                f"checkpoint {path} has no RNG state for rank {t.rank}: it was written by "
+                f"{state.get('world_size')} process(es); resume with the same number of processes"
+            )
+        ckpt_lib.restore_rng(ckpt_lib.load_torch(rng_path), t.mask_generator)
+        t.step = int(state["step"])
+        t.resumed_from = path
+        if t.is_main:
+            logger.info("resumed from %s at step %d", path, t.step)
+
+    def load_deepspeed(self, path: Path) -> None:
+        load_path, _ = self.trainer.engine.load_checkpoint(
+            str(path / ckpt_lib.DEEPSPEED_DIR), tag="state", load_module_strict=False,
+            load_optimizer_states=True, load_lr_scheduler_states=False,
+        )
+        if load_path is None:
+            raise ckpt_lib.CheckpointError(f"DeepSpeed could not load the optimizer state in {path / ckpt_lib.DEEPSPEED_DIR}")
+
+
+__all__ = ["TrainState"]

@@ -1,0 +1,347 @@
+"""Supernet training: `pretrain(config)` and the `SupernetTrainer` behind `bertnas pretrain`.
+
+One optimizer step = one subnet from the sampler (uniform, MAGIC-T walk, or a constant arch
+for stand-alone training), trained on `gradient_accumulation_steps` micro-batches of the
+task's objective, plus the MAGIC-A alignment to the base subnet when enabled. Every rank trains
+the same subnet in the same step: samplers are seeded identically on every rank and the arch
+hash is compared every step.
+
+What is trained, on what data and how a subnet is scored comes from a `Task`
+(`bertnas/tasks/`): the trainer knows no model class. Multi-process gradients: see
+`distributed.py`; checkpoints: `state.py` and `checkpoint.py`; output dir: `log.jsonl` (one line
+per step), `checkpoint-<step:08d>/`, `summary.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt_lib
+from .config import PretrainConfig, load_config
+from .distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
+from .launch import build_accelerator, reset_accelerate_state
+from .logs import SUMMARY_FILE, StepLog
+from .optim import param_groups, warmup_linear_decay
+from .state import TrainState
+from .stream import BatchStream
+
+logger = logging.getLogger("bertnas.pretrain")
+
+
+class SupernetTrainer:
+    """Builds everything for a `PretrainConfig` (and a `Task`: by default the one registered
+    under `cfg.objective`) and runs / resumes the training loop."""
+
+    def __init__(self, cfg: PretrainConfig, task=None):
+        from accelerate.utils import set_seed
+
+        from ..sampling import build_sampler
+        from ..tasks import task_class
+
+        self.cfg = cfg
+        self.output_dir = Path(cfg.output_dir)
+        self.accelerator, self.use_deepspeed = build_accelerator(cfg, self.output_dir)
+        acc = self.accelerator
+        self.world_size = acc.num_processes
+        self.rank = acc.process_index
+        self.is_main = acc.is_main_process
+        self.device = acc.device
+        set_seed(cfg.seed)  # identical on every rank: identical initial weights and samplers
+
+        # -- task: data, models, objective ------------------------------------------------------
+        self.task = task if task is not None else task_class(cfg.objective)()
+        self.state = TrainState(self)
+        with acc.main_process_first():
+            self.task.setup(cfg, self.state.resume_path())
+        self.model = self.task.model
+        self.space = self.task.space
+        # One container, so DeepSpeed gets a single module and parameter groups see shared
+        # (tied) parameters once.
+        self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
+        self.trainable.train()
+        self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
+                                  collate=self.task.collate)
+
+        # -- sampler, aligner -------------------------------------------------------------------
+        fixed = self.task.fixed_arch
+        if fixed is not None:  # stand-alone training of one arch: the same loop, a constant sampler
+            if self.is_main and cfg.align:
+                logger.info("fixed arch %s: training it alone (MAGIC-A alignment off)", list(fixed.ops))
+            self.sampler = build_sampler("constant", self.space, cfg.seed, arch=fixed)
+        else:
+            if cfg.sampler == "constant":
+                raise ValueError("sampler 'constant' trains one arch: give it with --arch op,op,... (or model.arch)")
+            self.sampler = build_sampler(cfg.sampler, self.space, cfg.seed, k=cfg.walk_k)
+        self.aligner = None
+        if cfg.align and fixed is None:
+            from ..align import Aligner
+
+            if cfg.base_arch is not None:
+                base = self.space.arch(cfg.base_arch)
+            else:  # a random subnet, from a generator of its own (the sampler's stream is untouched)
+                base = self.space.sample(random.Random(cfg.seed + 7))
+            self.aligner = Aligner(
+                self.space, base, block_size=cfg.align_block_size, weight=cfg.align_weight,
+                replacement=cfg.base_replacement, every=cfg.base_every, top_p=cfg.base_top_p,
+                tolerance=cfg.base_tolerance, population=cfg.base_population,
+            )
+        self._evaluator = None
+
+        # -- optimizer, scheduler -----------------------------------------------------------------
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_linear_decay(cfg.warmup_steps, cfg.max_steps)
+        )
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+
+        # Masking randomness: one generator per rank (ranks see different data, so different masks).
+        self.mask_generator = torch.Generator(device=self.device)
+        self.mask_generator.manual_seed(cfg.seed * 1_000_003 + 1 + self.rank)
+        # Dropout differs across ranks too (the initial weights above were identical).
+        torch.manual_seed(cfg.seed + 1 + self.rank)
+
+        self.step = 0
+        self.resumed_from = None
+        if cfg.resume_from_checkpoint:
+            self.state.resume()
+
+        # -- distribution -------------------------------------------------------------------------
+        if self.use_deepspeed:
+            # DeepSpeed needs the module; ZeRO-1/2 keep full weights on every rank, so the
+            # objective may keep calling the sub-models directly.
+            self.engine, self.optimizer = acc.prepare(self.trainable, self.optimizer)
+            if self.resumed_from is not None:
+                self.state.load_deepspeed(self.resumed_from)
+        else:
+            self.engine = self.trainable
+            self.optimizer = acc.prepare(self.optimizer)
+            if self.world_size > 1:
+                broadcast_parameters(self.trainable)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save(self) -> Path:
+        return self.state.save()
+
+    # -- evaluation (MAGIC-A base replacement) ---------------------------------------------
+    def evaluator(self):
+        """The task's held-out scorer on the current weights: the same batches and code as
+        `bertnas search` uses for this run, so the numbers agree."""
+        if self._evaluator is None or self.task.heldout_moves_with_weights:
+            batches, _ = self.task.heldout(eval_batches=self.cfg.eval_batches)
+            self._evaluator = self.task.evaluator(batches, cache=False)
+        return self._evaluator
+
+    def evaluate(self, arch) -> float:
+        """Held-out score of one subnet (lower is better for losses); leaves the modules in train mode."""
+        try:
+            return self.evaluator()(arch)
+        finally:
+            self.trainable.train()
+
+    def _autocast(self):
+        return contextlib.nullcontext() if self.use_deepspeed else self.accelerator.autocast()
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    # -- the loop ---------------------------------------------------------------------------
+    def train(self) -> dict:
+        from tqdm.auto import tqdm
+
+        from ..sampling import assert_same_arch
+
+        cfg, acc = self.cfg, self.accelerator
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            ckpt_lib.clean_partial(self.output_dir)
+            (self.output_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+        acc.wait_for_everyone()
+        if cfg.report_to != "none":
+            acc.init_trackers("pretrain", config={k: v for k, v in cfg.to_dict().items()
+                                                  if isinstance(v, (int, float, str, bool))})
+        log = StepLog(self.output_dir, self.is_main)
+        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (self.is_main and cfg.progress),
+                   desc="pretrain", dynamic_ncols=True)
+        last = {}
+        saved_at = self.step if self.resumed_from is not None else None
+        try:
+            while self.step < cfg.max_steps:
+                t0 = time.perf_counter()
+                arch = self.sampler.next()
+                if self.world_size > 1:  # mha6/8/12 share shapes: a mismatch would mix gradients silently
+                    assert_same_arch(arch, acc)
+                record = self._train_step(arch)
+                self.step += 1
+                record["step_time_s"] = time.perf_counter() - t0
+                record["tokens_per_s"] = record["tokens"] / record["step_time_s"]
+                if self.aligner is not None:
+                    replaced = self._maybe_replace_base(arch)
+                    record["base_arch"] = _json_arch(self.aligner.base_arch)
+                    if self.aligner.base_score is not None:
+                        record["base_score"] = self.aligner.base_score
+                    if replaced:
+                        record["base_replaced"] = True
+                line = {"step": self.step, **record}
+                log.write(line)
+                if cfg.report_to != "none":
+                    acc.log({k: v for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                            step=self.step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                arch=" ".join(self.task.short_name(op) for op in arch.ops),
+                                tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
+                last = line
+                if (cfg.save_steps and self.step % cfg.save_steps == 0) or self.step == cfg.max_steps:
+                    self.save()
+                    saved_at = self.step
+            if saved_at != self.step:
+                self.save()
+        finally:
+            bar.close()
+            log.close()
+        return self._finish(last)
+
+    def _train_step(self, arch) -> dict:
+        """`gradient_accumulation_steps` micro-batches of one subnet, then one optimizer step."""
+        acc, cfg = self.accelerator, self.cfg
+        loss_sum = align_sum = 0.0
+        metrics_sum: dict[str, float] = {}
+        items = 0
+        for _ in range(cfg.gradient_accumulation_steps):
+            batch = self._to_device(self.stream.next())
+            with acc.accumulate(self.engine):
+                with self._autocast():
+                    out = self.task.compute(batch, arch, self.mask_generator)
+                    loss = out.loss
+                    if self.aligner is not None:  # the base subnet sees what the sampled one saw
+                        seen = out.inputs if getattr(out, "inputs", None) is not None else batch
+                        align = self.aligner.align_loss(self.task.align_model(), seen, out.hidden_states, arch=arch)
+                        loss = loss + self.aligner.weight * align
+                        align_sum += float(align.detach())
+                acc.backward(loss)
+            loss_sum += float(loss.detach())
+            for k, v in (out.metrics or {}).items():
+                if isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1):
+                    metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v)
+            items += self.task.count_items(batch)
+
+        n = cfg.gradient_accumulation_steps
+        stats = torch.tensor([loss_sum, align_sum, float(items)], dtype=torch.float32, device=self.device)
+        if self.world_size > 1:
+            if self.use_deepspeed:
+                import torch.distributed as dist
+
+                dist.all_reduce(stats)
+            else:
+                stats = all_reduce_active_grads(self.params, self.world_size, extra=stats,
+                                                bucket_bytes=int(cfg.grad_bucket_mb * 2**20))
+        grad_norm = None
+        if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+            grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        if not getattr(self.optimizer, "step_was_skipped", False):
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+        w = self.world_size
+        record = {
+            "loss": float(stats[0]) / (n * w),
+            "lr": lr,
+            "world_size": w,
+            "arch": _json_arch(arch),
+            "tokens": int(stats[2]),
+        }
+        if self.aligner is not None:
+            record["align_loss"] = float(stats[1]) / (n * w)
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        for k, v in metrics_sum.items():  # this rank's metrics, averaged over micro-batches
+            record[k] = v / n
+        return record
+
+    def _maybe_replace_base(self, arch) -> bool:
+        cfg = self.cfg
+        if cfg.base_replacement == "none":
+            return False
+        if cfg.base_replacement == "beat":
+            candidates = [arch]
+        else:  # a population drawn independently of the training sampler, the same on every rank
+            rng = random.Random(cfg.seed * 7919 + self.step)
+            candidates = [self.space.sample(rng) for _ in range(cfg.base_population)]
+        return bool(self.aligner.maybe_replace(self.step, self.evaluate, candidates))
+
+    def _finish(self, last: dict) -> dict:
+        acc = self.accelerator
+        summary = {
+            "step": self.step,
+            "loss": last.get("loss"),
+            "output_dir": str(self.output_dir),
+            "world_size": self.world_size,
+            "arch": last.get("arch"),
+            "checkpoint": str(self.output_dir / ckpt_lib.checkpoint_name(self.step)),
+            "resumed_from": str(self.resumed_from) if self.resumed_from else None,
+        }
+        if self.aligner is not None:
+            summary["base_arch"] = _json_arch(self.aligner.base_arch)
+        if self.cfg.verify_ranks:
+            digest = params_sha256(self.trainable)
+            summary["param_sha256"] = digest
+            digests = acc.gather_for_metrics([digest], use_gather_object=True) if self.world_size > 1 else [digest]
+            summary["rank_param_sha256"] = list(digests)
+            summary["ranks_in_sync"] = len(set(digests)) == 1
+            (self.output_dir / f"summary.rank{self.rank}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if not summary["ranks_in_sync"]:
+                raise RuntimeError(f"ranks ended with different weights: {digests}")
+        if self.is_main:
+            (self.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def close(self):
+        """Clean shutdown (avoids the sporadic gloo abort at exit of 2-rank CPU runs)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        for name in ("engine", "optimizer", "trainable", "model", "task", "_evaluator"):
+            if hasattr(self, name):
+                delattr(self, name)
+        acc.free_memory()
+        acc.end_training()
+
+
+def _json_arch(arch) -> list:
+    """An arch as the JSON list of log.jsonl / results.json (input choices as lists)."""
+    return [list(op) if isinstance(op, tuple) else op for op in arch.ops]
+
+
+def pretrain(config: Mapping | PretrainConfig | str | None = None, task=None, **overrides) -> dict:
+    """Train a supernet; returns a summary (final `step`, last `loss`, `output_dir`, ...).
+
+    `config`: a dict / namespace of options (may name a YAML file under "config"), a YAML path,
+    or a PretrainConfig; keyword overrides win. `task`: a `Task` instance (default: the task
+    registered under the config's `objective`). Works in one process and under
+    `accelerate launch` / torchrun / the deepspeed launcher."""
+    cfg = load_config(config, **overrides)
+    trainer = SupernetTrainer(cfg, task=task)
+    distributed = trainer.world_size > 1
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+        if not distributed:  # let a later pretrain() in this process build a fresh Accelerator
+            reset_accelerate_state()
+    return summary
+
+
+__all__ = ["SupernetTrainer", "pretrain"]
