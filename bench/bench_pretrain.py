@@ -93,7 +93,7 @@ def ratio_stats(ratios):
 
 
 def bench_single(dims: dict, tmp: str) -> dict:
-    from bertnas.train.loop import SupernetTrainer
+    from bertnas.train.trainer import SupernetTrainer
 
     trainers = {
         "uniform": SupernetTrainer(bench_config(dims, f"{tmp}/u", sampler="uniform", align=False)),
@@ -155,7 +155,8 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from bertnas.train.loop import SupernetTrainer, param_groups
+    from bertnas.train.optim import param_groups
+    from bertnas.train.trainer import SupernetTrainer
     from bertnas.train.objectives import MLMObjective
 
     trainer = SupernetTrainer(bench_config(dims, f"{tmp}/r", sampler="uniform", align=False))
@@ -280,11 +281,17 @@ def memory_worker(dims: dict, mode: str, out_json: str, tmp: str) -> None:
     import gc
 
     from bertnas import BertNasConfig, BertNasForMaskedLM
-    from bertnas.train.loop import BatchStream, SupernetTrainer, _load_data, param_groups
+    from bertnas.tasks.bert import MLMTask
+    from bertnas.train.optim import param_groups
+    from bertnas.train.stream import BatchStream
+    from bertnas.train.trainer import SupernetTrainer
     from bertnas.train.objectives import MLMObjective
 
     cfg = bench_config(dims, f"{tmp}/m", sampler="uniform", align=(mode == "supernet+align"))
-    tokenizer, train, _ = _load_data(cfg)
+    # the data alone (no model yet): the trainer below finds it in the process-wide cache
+    probe = MLMTask()
+    probe.setup_data(cfg)
+    tokenizer, train = probe.tokenizer, probe.train_data
     gc.collect()
     meter = PeakRSS()
     layers = dims["layers"]

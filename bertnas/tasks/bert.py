@@ -141,6 +141,12 @@ class BertTask(Task):
 
     # -- building ---------------------------------------------------------------------------
     def setup(self, cfg, resume_from: Path | None = None) -> None:
+        self.setup_data(cfg, resume_from)
+        self._build_models(cfg)
+        self._finish_setup()
+
+    def setup_data(self, cfg, resume_from: Path | None = None) -> None:
+        """Tokenizer and packed training / held-out rows of `cfg` (no model)."""
         self.data_options = {"source": absolute_if_local(cfg.data), "val_data": absolute_if_local(cfg.val_data),
                              "seq_len": cfg.seq_len, "val_fraction": cfg.val_fraction, "split_seed": cfg.data_seed,
                              "tokenizer": cfg.tokenizer}
@@ -153,8 +159,6 @@ class BertTask(Task):
             source = str(resume_from / MODEL_DIR)
         self.tokenizer, self.train_data, self.val_data = load_lm_data(self.data_options, source,
                                                                       cfg.tokenizer_vocab_size)
-        self._build_models(cfg)
-        self._finish_setup()
 
     def _finish_setup(self) -> None:
         self.space = chain_space(self.model.config)
