@@ -215,3 +215,64 @@ def test_active_grad_all_reduce_averages_existing_grads_only():
         grads, summed = results[rank]
         assert grads == [[1.5] * 3, None, [0.0, 1.5, 3.0, 4.5], [5.0, 5.0]]
         assert summed == [3.0, 4.0]
+
+
+OFF_PATH_WORKER = """
+import json, sys
+import torch
+from deepspeed.utils import safe_get_full_fp32_param
+from bertnas.train.config import load_config
+from bertnas.train.trainer import SupernetTrainer
+
+toy, ds_config, out = sys.argv[1:4]
+cfg = load_config({"config": toy, "output_dir": out, "deepspeed": ds_config, "align": False, "progress": False,
+                   "max_steps": 10, "warmup_steps": 1, "model": {"hidden_dropout_prob": 0.1}})
+t = SupernetTrainer(cfg)
+a_only = ("encoder.layers.0.ops.conv3.", "encoder.layers.1.ops.mha6.")
+named = [(n, p) for n, p in t.model.named_parameters()]
+t._train_step(t.space.arch(["conv3", "mha6"]))  # A: gives A's ops gradients and momentum
+
+def snapshot(prefixes):
+    return {n: (p.detach().clone(), safe_get_full_fp32_param(p).clone()) for n, p in named
+            if any(s in n for s in prefixes)}
+
+before = snapshot(a_only)
+shared_before = snapshot(("embeddings.word_embeddings",))
+for ops in (["ffn", "mha8"], ["mha12", "conv5"], ["ffn_wide", "ffn"], ["conv5", "conv3"]):  # never conv3@0, mha6@1
+    t._train_step(t.space.arch(ops))
+after, shared_after = snapshot(a_only), snapshot(("embeddings.word_embeddings",))
+result = {
+    "groups": len(t.optimizer.param_groups),
+    "a_only_params": len(before),
+    "unchanged": sorted(n for n in before if torch.equal(before[n][0], after[n][0])),
+    "master_unchanged": sorted(n for n in before if torch.equal(before[n][1], after[n][1])),
+    "shared_moved": all(not torch.equal(shared_before[n][0], shared_after[n][0]) for n in shared_before),
+}
+if t.rank == 0:
+    with open(out + ".json", "w") as f:
+        json.dump(result, f)
+t.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="DeepSpeed's CPU ops need a C++ compiler to JIT-build")
+@pytest.mark.parametrize("stage", [1, 2])
+def test_deepspeed_keeps_off_path_candidates_bit_identical(tmp_path, stage):
+    """ZeRO-1/2 on 2 CPU ranks: a step on arch A, then four steps on archs without A's ops; A's
+    own parameters and their fp32 master copies stay bit-identical (one optimizer group per
+    candidate, lr 0 and no weight decay off the path), while shared weights keep training."""
+    pytest.importorskip("deepspeed")
+    EXTENSIONS.mkdir(parents=True, exist_ok=True)
+    script = tmp_path / "off_path.py"
+    script.write_text(OFF_PATH_WORKER)
+    out = tmp_path / f"zero{stage}"
+    check(run([BIN / "torchrun", "--nproc_per_node", "2", "--master_port", free_port(), script, TOY,
+               REPO / f"recipes/configs/deepspeed_zero{stage}.json", out],
+              timeout=400, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1"))
+    result = json.loads(Path(str(out) + ".json").read_text())
+    assert result["a_only_params"] > 0 and result["groups"] > 4
+    assert len(result["unchanged"]) == result["a_only_params"], result
+    assert len(result["master_unchanged"]) == result["a_only_params"], result
+    assert result["shared_moved"]

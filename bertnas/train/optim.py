@@ -35,4 +35,47 @@ def warmup_linear_decay(warmup_steps: int, total_steps: int):
     return factor
 
 
-__all__ = ["param_groups", "warmup_linear_decay"]
+# ----------------------------------------------------------------------------------------
+# Per-candidate groups (DeepSpeed): off-path candidates stay bit-identical
+# ----------------------------------------------------------------------------------------
+# ZeRO-1/2 flatten each parameter group and let AdamW step the whole flat partition, with zero
+# gradients where a parameter got none: candidates off the path would get weight decay and a
+# step from their stale momentum every step. With one group per candidate, the groups off this
+# step's path get lr = 0 and weight_decay = 0, so AdamW's update of their weights is exactly 0
+# (`p * (1 - 0 * 0)`, then `p - 0 * m / (sqrt(v) + eps)`).
+
+
+def candidate_param_groups(module: nn.Module, weight_decay: float, choice_layers) -> list[dict]:
+    """AdamW groups split by owner: one (decay, no-decay) pair for the shared parameters and one
+    per candidate of each choice layer. Each group records its owner under "choice" / "candidate"
+    (None for shared) and its configured decay under "initial_weight_decay"."""
+    owner = {}
+    for layer in choice_layers:
+        for op, params in layer.candidate_parameters().items():
+            for _, p in params:
+                owner[id(p)] = (layer.label, op)
+    groups: dict[tuple, dict] = {}
+    for group in param_groups(module, weight_decay):
+        for p in group["params"]:
+            label, op = owner.get(id(p), (None, None))
+            key = (label, op, group["weight_decay"])
+            if key not in groups:
+                groups[key] = {"params": [], "weight_decay": group["weight_decay"], "choice": label,
+                               "candidate": op, "initial_weight_decay": group["weight_decay"]}
+            groups[key]["params"].append(p)
+    return list(groups.values())
+
+
+def gate_param_groups(param_groups_, arch, lrs) -> None:
+    """Before an optimizer step on `arch`: groups of candidates off the path get lr = 0 and no
+    weight decay; every other group gets its scheduled LR (`lrs`, one per group) and its
+    configured decay."""
+    for group, lr in zip(param_groups_, lrs):
+        chosen = arch[group["choice"]] if group.get("choice") is not None else None
+        on_path = chosen is None or (group["candidate"] in chosen if isinstance(chosen, tuple)
+                                     else group["candidate"] == chosen)
+        group["lr"] = lr if on_path else 0.0
+        group["weight_decay"] = group.get("initial_weight_decay", group["weight_decay"]) if on_path else 0.0
+
+
+__all__ = ["param_groups", "warmup_linear_decay", "candidate_param_groups", "gate_param_groups"]

@@ -30,7 +30,7 @@ from .config import PretrainConfig, load_config
 from .distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
 from .launch import build_accelerator, reset_accelerate_state
 from .logs import SUMMARY_FILE, StepLog
-from .optim import param_groups, warmup_linear_decay
+from .optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
 from .state import TrainState
 from .stream import BatchStream
 
@@ -97,8 +97,12 @@ class SupernetTrainer:
         self._evaluator = None
 
         # -- optimizer, scheduler -----------------------------------------------------------------
+        # DeepSpeed steps whole flat groups, zero gradients included: one group per candidate,
+        # gated per step, keeps off-path candidates bit-identical (optim.py).
+        groups = (candidate_param_groups(self.trainable, cfg.weight_decay, self.task.choice_layers())
+                  if self.use_deepspeed else param_groups(self.trainable, cfg.weight_decay))
         self.optimizer = torch.optim.AdamW(
-            param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr,
+            groups, lr=cfg.lr,
             betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -216,6 +220,8 @@ class SupernetTrainer:
     def _train_step(self, arch) -> dict:
         """`gradient_accumulation_steps` micro-batches of one subnet, then one optimizer step."""
         acc, cfg = self.accelerator, self.cfg
+        if self.use_deepspeed:  # before the backward: DeepSpeed steps inside the last one
+            gate_param_groups(self.optimizer.param_groups, arch, self.scheduler.get_last_lr())
         loss_sum = align_sum = 0.0
         metrics_sum: dict[str, float] = {}
         items = 0
