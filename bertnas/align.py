@@ -1,18 +1,38 @@
-"""MAGIC-A: align the sampled subnet to a best-so-far base subnet, block by block.
+"""MAGIC-A: align the sampled subnet to a best-so-far base subnet, block by block (METHODS §4).
 
 Each step the base subnet runs on the same batch without gradient; the loss adds
-`weight * sum_b MSE(H_b(sampled), H_b(base))` over the hidden states at block ends
-(a block = `block_size` consecutive chain layers; aligning every layer over-regularises).
-The base is replaced when a better subnet shows up on held-out data (METHODS §4):
-- "beat": every `every` steps, the candidates (e.g. the current subnet) are scored with the
-  base; a candidate that validates better becomes the base.
-- "population": every `every` steps a population is scored with the base; the base stays
-  while it ranks inside the top `top_p + tolerance` of them, else the best one replaces it.
+`weight * sum_b D_b(sampled, base)` over the hidden states at block ends (a block =
+`block_size` consecutive chain layers; aligning every layer over-regularises), where D_b is the
+MSE divided by the base's per-feature variance at that block end (`normalize=True`), and the
+weighted term is capped at `max_ratio` times the task loss (`weighted`). See
+`docs/training.md` ("MAGIC-A") for why and what was measured.
+
+Dropout. The student runs in train mode; if the base ran in eval mode, a student identical to
+the base would still differ from it by its dropout noise (block MSE ~0.1 at dropout 0.1), so
+the loss would mostly measure dropout. `shared_randomness(modules, seed)` gives both forwards
+the same random numbers per chain layer (common random numbers): wrap the student forward,
+`align_loss` and the backward in it, and the base runs in train mode with the same dropout
+masks wherever the two paths run the same op on the same input. A student equal to the base
+then gets exactly 0, and a student differing in one layer gets 0 on every block before it.
+
+Base replacement (`maybe_replace`, every `every` steps), lower scores are better:
+- "beat": the base is replaced by the best candidate that is *significantly* better than it.
+- "population": a population is scored with the base; the base is kept while it ranks inside
+  the top `top_p + tolerance` of the population (counting only candidates significantly better
+  than it), else it is replaced by the best one, which must itself rank inside the top
+  `top_p - tolerance` (hysteresis: a new base starts at least 2 * tolerance away from the edge
+  at which it would be dropped).
+"Significantly better": the mean score is lower by more than `margin` and, when `evaluate`
+returns per-batch losses (the same held-out batches for every arch), the paired z statistic of
+the per-batch differences exceeds `z`. Each check is recorded in `last_decision` (JSON-ready).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -20,12 +40,58 @@ from torch.nn import functional as F
 from .spaces.base import Arch, SearchSpace
 
 REPLACEMENTS = ("none", "beat", "population")
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (SplitMix64 finaliser over the folded values)."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (int(v) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        x ^= x >> 31
+        x = (x * 0x94D049BB133111EB) & _MASK64
+        x ^= x >> 29
+    return x & ((1 << 63) - 1)
+
+
+def step_seed(seed: int, step: int, micro: int = 0, rank: int = 0) -> int:
+    """The seed `shared_randomness` should get for one micro-batch: deterministic in (run seed,
+    optimizer step, micro-batch, rank), so a resumed run draws the same dropout masks."""
+    return _mix(seed, step, micro, rank)
+
+
+def t_critical(z: float, dof: int) -> float:
+    """The one-sided Student-t critical value with `dof` degrees of freedom at the tail
+    probability of the standard normal's `z` (Cornish-Fisher expansion; within 1 % of the exact
+    value for dof >= 7, e.g. z = 3, dof = 7: 4.51 vs 4.53)."""
+    if dof < 1:
+        return math.inf
+    z3, z5, z7 = z**3, z**5, z**7
+    return (z + (z3 + z) / (4 * dof) + (5 * z5 + 16 * z3 + 3 * z) / (96 * dof**2)
+            + (3 * z7 + 19 * z5 + 17 * z3 - 15 * z) / (384 * dof**3))
+
+
+def _device_of(module: torch.nn.Module, args) -> torch.device:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _has_dropout(model: torch.nn.Module) -> bool:
+    config = getattr(model, "config", None)
+    if config is not None and (getattr(config, "hidden_dropout_prob", 0) or getattr(config, "attention_probs_dropout_prob", 0)):
+        return True
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
 class Aligner:
-    def __init__(self, space: SearchSpace, base_arch, block_size: int = 2, weight: float = 1.0,
-                 replacement: str = "beat", every: int = 100, top_p: float = 0.3, tolerance: float = 0.1,
-                 population: int = 8):
+    def __init__(self, space: SearchSpace, base_arch, block_size: int = 2, weight: float = 0.1,
+                 replacement: str = "population", every: int = 100, top_p: float = 0.3, tolerance: float = 0.1,
+                 population: int = 8, *, normalize: bool = True, max_ratio: float | None = 0.5,
+                 margin: float = 0.0, z: float = 3.0, start: int = 0, ramp: int = 0):
         if replacement not in REPLACEMENTS:
             raise ValueError(f"Unknown base replacement {replacement!r}; choose one of {REPLACEMENTS}")
         if block_size < 1 or every < 1:
@@ -34,6 +100,9 @@ class Aligner:
             raise ValueError(f"top_p must be in (0, 1] and tolerance >= 0, got {top_p}, {tolerance}")
         if population < 1:
             raise ValueError(f"population must be >= 1 subnets, got {population}")
+        if weight < 0 or (max_ratio is not None and max_ratio < 0) or margin < 0 or z < 0 or start < 0 or ramp < 0:
+            raise ValueError(f"weight, max_ratio, margin, z, start and ramp must be >= 0, got {weight}, {max_ratio}, "
+                             f"{margin}, {z}, {start}, {ramp}")
         self.space = space
         self.base_arch: Arch = space.arch(base_arch)
         self.base_score: float | None = None
@@ -44,8 +113,80 @@ class Aligner:
         self.top_p = top_p
         self.tolerance = tolerance
         self.population = population
+        self.normalize = normalize
+        self.max_ratio = max_ratio
+        self.margin = margin
+        self.z = z
+        self.start = start
+        self.ramp = ramp
         self.replacements = 0
+        self.checks = 0
+        self.last_decision: dict | None = None
+        self.last_block_losses: torch.Tensor | None = None  # detached, one entry per block
+        self._shared = 0  # active shared_randomness contexts
+        self._fired = 0  # hook calls inside them
+        self._warned = False
 
+    # -- common random numbers -------------------------------------------------------------
+    @contextlib.contextmanager
+    def shared_randomness(self, modules: Sequence[torch.nn.Module], seed: int):
+        """Run every module of `modules` (the chain's layers, plus the embeddings if they have
+        dropout) on a private RNG state derived from (`seed`, its index), CPU and the device of
+        its input, so the student's and the base's forwards inside this context draw the same
+        dropout masks layer by layer. The global RNG streams are left exactly as they were before
+        each hooked call (other random work in the step, e.g. an ELECTRA generator, draws from
+        them as usual). With gradient checkpointing, keep the backward inside the context too
+        (recomputation then re-derives the same states)."""
+        seed = int(seed)
+        forks: list = []
+
+        def pre(index):
+            def hook(module, args):
+                device = _device_of(module, args)
+                accel = device.type not in ("cpu", "meta")
+                fork = torch.random.fork_rng(devices=[device] if accel else [],
+                                             device_type=device.type if accel else "cuda")
+                fork.__enter__()
+                forks.append(fork)
+                s = _mix(seed, index)
+                torch.default_generator.manual_seed(s)
+                if accel:
+                    mod = torch.get_device_module(device.type)
+                    with mod.device(device):
+                        mod.manual_seed(s)
+                self._fired += 1
+            return hook
+
+        def post(module, args, output):
+            if forks:
+                forks.pop().__exit__(None, None, None)
+
+        handles = []
+        for i, module in enumerate(modules):
+            handles.append(module.register_forward_pre_hook(pre(i)))
+            handles.append(module.register_forward_hook(post, always_call=True))
+        self._shared += 1
+        try:
+            yield self
+        finally:
+            self._shared -= 1
+            for h in handles:
+                h.remove()
+            while forks:
+                forks.pop().__exit__(None, None, None)
+
+    @staticmethod
+    def randomness_modules(model: torch.nn.Module) -> list:
+        """The modules `shared_randomness` should hook for a bertnas model (any head class or
+        the backbone): the embeddings (their dropout) followed by the chain layers."""
+        backbone = getattr(model, "bert", model)
+        modules = []
+        if hasattr(backbone, "embeddings"):
+            modules.append(backbone.embeddings)
+        modules.extend(backbone.encoder.layers)
+        return modules
+
+    # -- the loss ---------------------------------------------------------------------------
     def block_ends(self, num_layers: int) -> list[int]:
         """Indices into `hidden_states` (0 = embeddings) of the block boundaries; the last layer
         always ends a block."""
@@ -54,15 +195,24 @@ class Aligner:
             ends.append(num_layers)
         return ends
 
-    def align_loss(self, model, batch: dict, student_hidden_states, arch=None) -> torch.Tensor:
-        """Block-wise MSE between the sampled subnet's hidden states and the base's on `batch`.
-
-        `model` is the backbone (or any bertnas model) the student ran on; the base runs in eval
-        mode (no dropout, so its targets are clean) and without gradient."""
-        if arch is not None and tuple(getattr(arch, "ops", arch)) == self.base_arch.ops:
-            return student_hidden_states[-1].new_zeros(())
+    def align_loss(self, model, batch: dict, student_hidden_states, arch=None, return_blocks: bool = False):
+        """Block-wise alignment loss between the sampled subnet's hidden states and the base's on
+        `batch` (sum over blocks; each block's MSE divided by the base's mean per-feature variance
+        there when `normalize`). `model` is the backbone (or any bertnas model) the student ran
+        on; the base runs without gradient. Inside `shared_randomness` the base runs in the
+        model's current mode with the student's dropout masks; outside it, in eval mode (clean
+        targets, but a training student is then also penalised for its own dropout noise).
+        `arch` is accepted for compatibility and not needed. With `return_blocks`, returns
+        (loss, per-block losses)."""
+        shared = self._shared > 0
         was_training = model.training
-        model.eval()
+        if not shared:
+            if was_training and not self._warned and _has_dropout(model):
+                warnings.warn("MAGIC-A outside Aligner.shared_randomness with dropout on: the alignment loss also "
+                              "measures the student's dropout noise", stacklevel=2)
+                self._warned = True
+            model.eval()
+        fired = self._fired
         try:
             with torch.no_grad():
                 base = model(
@@ -71,55 +221,150 @@ class Aligner:
                 ).hidden_states
         finally:
             model.train(was_training)
+        if shared and self._fired == fired:
+            raise RuntimeError("Aligner.shared_randomness is active but none of its modules ran in the base forward: "
+                               "hook the modules of the model passed to align_loss (Aligner.randomness_modules(model))")
         mask = batch.get("attention_mask")
         keep = None if mask is None or bool(mask.all()) else mask.bool()
-        loss = student_hidden_states[-1].new_zeros(())
+        blocks = []
         for end in self.block_ends(len(student_hidden_states) - 1):
             student, target = student_hidden_states[end], base[end].to(student_hidden_states[end].dtype)
             if keep is not None:  # padding positions carry no signal
                 student, target = student[keep], target[keep]
-            loss = loss + F.mse_loss(student, target)
-        return loss
+            loss = F.mse_loss(student, target)
+            if self.normalize:  # scale-free: shrinking every hidden state cannot lower it
+                flat = target.reshape(-1, target.shape[-1]).float()
+                var = flat.var(dim=0, unbiased=False).mean() if flat.shape[0] > 1 else flat.new_ones(())
+                loss = loss / (var.to(loss.dtype) + 1e-6)
+            blocks.append(loss)
+        blocks = torch.stack(blocks)
+        self.last_block_losses = blocks.detach()
+        total = blocks.sum()
+        return (total, blocks) if return_blocks else total
 
+    def current_weight(self, step: int | None = None) -> float:
+        """`weight` after the schedule: 0 before step `start`, then a linear ramp over `ramp`
+        steps (`step` None: the full weight)."""
+        if step is None or step >= self.start + self.ramp:
+            return self.weight
+        if step < self.start:
+            return 0.0
+        return self.weight * (step - self.start + 1) / (self.ramp + 1)
+
+    def active(self, step: int | None = None) -> bool:
+        """Whether the alignment counts at `step` (else the trainer can skip the base forward)."""
+        return self.current_weight(step) > 0
+
+    def weighted(self, align_loss: torch.Tensor, task_loss: torch.Tensor | float | None = None,
+                 step: int | None = None) -> torch.Tensor:
+        """The term to add to the task loss: `current_weight(step) * align_loss`, scaled down (by
+        a detached factor) so that it never exceeds `max_ratio * task_loss` in value."""
+        term = self.current_weight(step) * align_loss
+        if self.max_ratio is None or task_loss is None:
+            return term
+        cap = self.max_ratio * float(task_loss.detach() if isinstance(task_loss, torch.Tensor) else task_loss)
+        value = float(term.detach())
+        if value > cap >= 0 and value > 0:
+            term = term * (cap / value)
+        return term
+
+    # -- base replacement ---------------------------------------------------------------------
     def due(self, step: int) -> bool:
         return self.replacement != "none" and step > 0 and step % self.every == 0
 
-    def maybe_replace(self, step: int, evaluate: Callable[[Arch], float], candidates) -> bool:
+    @staticmethod
+    def _scores(value) -> torch.Tensor:
+        t = torch.as_tensor(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=torch.float64)
+        return t.reshape(-1)
+
+    def _compare(self, a: torch.Tensor, b: torch.Tensor) -> tuple[bool, float, float | None]:
+        """Is score set `a` significantly better (lower) than `b`? Returns (better, mean
+        difference a - b, paired t statistic of b - a or None when per-batch scores are not
+        available). The t statistic must exceed the Student-t critical value at the normal tail
+        of `z` (z = 3: one-sided 0.135 %), with n - 1 degrees of freedom."""
+        diff = float(a.mean() - b.mean())
+        z = None
+        if a.numel() == b.numel() and a.numel() >= 2:
+            d = b - a
+            se = float(d.std(unbiased=True)) / math.sqrt(d.numel())
+            mean = float(d.mean())
+            z = mean / se if se > 0 else (math.inf if mean > 0 else (0.0 if mean == 0 else -math.inf))
+        better = -diff > self.margin and (z is None or z > t_critical(self.z, a.numel() - 1))
+        return better, diff, z
+
+    def maybe_replace(self, step: int, evaluate: Callable[[Arch], object], candidates) -> bool:
         """Score the base and `candidates` with `evaluate` (lower is better) when a check is due;
-        returns True when the base changed."""
+        returns True when the base changed. `evaluate(arch)` returns a float, or better the
+        per-batch held-out losses (a sequence or 1-D tensor, the same batches in the same order
+        for every arch), which enables the paired test. The check is recorded in
+        `last_decision`."""
         if not self.due(step):
             return False
+        self.checks += 1
         candidates = [self.space.arch(c) for c in candidates]
-        base_score = float(evaluate(self.base_arch))  # weights moved since the last check
-        scores = {}
+        base = self._scores(evaluate(self.base_arch))  # weights moved since the last check
+        scores: dict[Arch, torch.Tensor] = {}
         for arch in candidates:
             if arch not in scores and arch != self.base_arch:
-                scores[arch] = float(evaluate(arch))
-        self.base_score = base_score
-        if not scores:
-            return False
-        best = min(scores, key=scores.get)
+                scores[arch] = self._scores(evaluate(arch))
+        old = self.base_arch
+        self.base_score = float(base.mean())
+        compared = {arch: self._compare(s, base) for arch, s in scores.items()}
+        n = len(scores)
+        better = [arch for arch, (b, _, _) in compared.items() if b]
+        by_mean = sorted(better, key=lambda a: float(scores[a].mean()))
+        new = None
         if self.replacement == "beat":
-            replace = scores[best] < base_score
+            new = by_mean[0] if by_mean else None
+            reason = "a candidate is significantly better" if new is not None else "no candidate is significantly better"
         else:
-            # Fraction of the population strictly better than the base.
-            better = sum(score < base_score for score in scores.values())
-            replace = better / len(scores) > self.top_p + self.tolerance
-        if replace:
-            self.base_arch, self.base_score = best, scores[best]
+            keep_edge, enter_edge = self.top_p + self.tolerance, max(self.top_p - self.tolerance, 0.0)
+            if n == 0 or len(better) <= keep_edge * n:
+                reason = f"base inside the top {keep_edge:.0%} ({len(better)} of {n} significantly better)"
+            else:
+                for arch in by_mean:  # the best one that itself ranks inside the top p - r
+                    rank = sum(self._compare(scores[c], scores[arch])[0] for c in scores if c != arch)
+                    if rank <= enter_edge * n:
+                        new = arch
+                        break
+                reason = (f"base outside the top {keep_edge:.0%} ({len(better)} of {n} significantly better)"
+                          + ("" if new is not None else f"; no candidate inside the top {enter_edge:.0%}: kept"))
+        if new is not None:
+            self.base_arch, self.base_score = new, float(scores[new].mean())
             self.replacements += 1
-        return replace
+        self.last_decision = {
+            "step": int(step),
+            "rule": self.replacement,
+            "replaced": new is not None,
+            "old_arch": old.to_list(),
+            "new_arch": new.to_list() if new is not None else None,
+            "base_score": float(base.mean()),
+            "candidates": [
+                {"arch": arch.to_list(), "score": float(scores[arch].mean()), "diff": diff,
+                 "z": None if z is None else max(min(z, 1e9), -1e9), "better": b}
+                for arch, (b, diff, z) in compared.items()
+            ],
+            "significant": len(better),
+            "population": n,
+            "reason": reason,
+        }
+        return new is not None
 
+    # -- checkpointing ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "base_arch": list(self.base_arch.ops),
+            "base_arch": self.base_arch.to_list(),
             "base_score": self.base_score,
             "replacements": self.replacements,
+            "checks": self.checks,
             "replacement": self.replacement,
             "block_size": self.block_size,
+            "last_decision": self.last_decision,
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.base_arch = self.space.arch(state["base_arch"])
-        self.base_score = state["base_score"]
+        self.base_score = state.get("base_score")
         self.replacements = state.get("replacements", 0)
+        self.checks = state.get("checks", 0)
+        self.last_decision = state.get("last_decision")
