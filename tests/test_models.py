@@ -227,3 +227,217 @@ def test_from_bert_with_matching_config_and_other_heads(batch):
     out = supernet(**batch, arch=["mha4", "ffn"] * 2)
     torch.testing.assert_close(out.last_hidden_state, bert(**batch).last_hidden_state, rtol=0, atol=1e-5)
     torch.testing.assert_close(out.pooler_output, bert(**batch).pooler_output, rtol=0, atol=1e-5)
+
+
+# -- the op registry ---------------------------------------------------------------------
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from bertnas.models import OP_KINDS, OpKind, op_flops, op_params, parse_op, register_op_kind, short_op_name  # noqa: E402
+from bertnas.models.ops_bertnas import build_op  # noqa: E402
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_registry_costs_are_the_built_modules(config, op):
+    """One registry entry per op kind: parameters and FLOPs (torch's counter) of the module it
+    builds, and BertSpace reads the same numbers."""
+    space = bertnas.BertSpace(config)
+    module = build_op(config, op).eval()
+    assert op_params(config, op) == space.op_params(op) == sum(p.numel() for p in module.parameters())
+    for seq_len in (5, 12):
+        x = torch.randn(2, seq_len, config.hidden_size)
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+            module(x)
+        assert op_flops(config, op, seq_len) == space.op_flops(op, seq_len) == counter.get_total_flops() // 2
+
+
+def test_short_op_names_come_from_the_registry():
+    names = {op: short_op_name(op) for op in ["mha12", "mha6", "ffn", "ffn_wide", "conv3", "conv5", "identity"]}
+    assert names == {"mha12": "a12", "mha6": "a6", "ffn": "f", "ffn_wide": "F", "conv3": "c3", "conv5": "c5",
+                     "identity": "-"}
+    assert short_op_name("not-an-op") == "not-an-op"
+    assert set(OP_KINDS) == {"mha", "ffn", "ffn_wide", "conv", "identity"}
+
+
+class _ScaleOp(torch.nn.Module):
+    def __init__(self, config, n):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.full((config.hidden_size,), float(n)))
+
+    def forward(self, x, attn_mask=None, token_mask=None):
+        return x * self.scale
+
+
+def test_adding_an_op_kind_is_one_registry_entry(batch):
+    register_op_kind(OpKind(kind="scale", pattern=r"scale(\d+)", example="scale<n>", short=lambda n: f"s{n}",
+                            build=lambda config, n: _ScaleOp(config, n), params=lambda config, n: config.hidden_size,
+                            flops=lambda config, n, t: t * config.hidden_size, sizes=("hidden_size",)))
+    try:
+        config = toy_config(candidates=["mha12", "ffn", "scale2"])
+        assert parse_op("scale2") == ("scale", 2) and short_op_name("scale2") == "s2"
+        space = bertnas.BertSpace(config)
+        model = BertNasModel(config, add_pooling_layer=False)
+        assert space.params(["scale2", "ffn"]) == sum(p.numel() for p in model.extract(["scale2", "ffn"]).parameters())
+        assert space.flops(["scale2", "scale2"], 10) == 2 * 10 * 48
+        out = model(**batch, arch=["scale2", "ffn"]).last_hidden_state
+        assert torch.isfinite(out).all()
+        with pytest.raises(ValueError, match="ops are mha<heads>.* and scale<n>"):
+            parse_op("scale")
+    finally:
+        del OP_KINDS["scale"]
+
+
+# -- the choice protocol: single path, mixed ops, candidate parameters -----------------------
+def _one_hot(config, op):
+    return torch.nn.functional.one_hot(torch.tensor(config.candidates.index(op)), len(config.candidates)).float()
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_mixed_one_hot_is_exactly_the_single_path(config, batch, op):
+    model = BertNasForMaskedLM(config).eval()
+    arch = [op, "conv3"]
+    layer = model.bert.encoder.layers[0]
+    assert layer.candidates == tuple(config.candidates) and layer.label == "layer_0"
+    x = torch.randn(3, 12, config.hidden_size)
+    with torch.no_grad():
+        weights = _one_hot(config, op)
+        assert torch.equal(layer.forward_mixed(x, weights), layer(x, op))
+    weights = [_one_hot(config, o).requires_grad_() for o in arch]  # with gradients: every op runs
+    mixed = model(**batch, arch_weights=weights)
+    path = model(**batch, arch=arch)
+    assert torch.equal(mixed.logits, path.logits)
+
+
+def test_mixed_gradient_reaches_the_weights(config, batch):
+    model = BertNasForMaskedLM(config)
+    alpha = torch.zeros(config.num_hidden_layers, len(config.candidates), requires_grad=True)
+    out = model(**batch, labels=batch["input_ids"], arch_weights=alpha.softmax(-1))
+    out.loss.backward()
+    assert alpha.grad is not None and bool((alpha.grad != 0).all())
+    for (layer, op), params in model.candidate_parameters().items():
+        if op != "identity":
+            assert all(p.grad is not None for _, p in params), (layer, op)
+
+
+def test_mixed_without_gradients_skips_zero_weights(config, batch):
+    model = BertNasModel(config).eval()
+    calls = []
+    hook = model.encoder.layers[0].ops["conv5"].register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        model(**batch, arch_weights=[_one_hot(config, "mha6"), _one_hot(config, "ffn")])
+    assert not calls
+    model(**batch, arch_weights=[_one_hot(config, "mha6").requires_grad_(), _one_hot(config, "ffn")])
+    assert calls
+    hook.remove()
+
+
+def test_candidate_parameters_cover_exactly_each_op(config):
+    for model, prefix in ((BertNasForSequenceClassification(config), "bert."), (BertNasModel(config), "")):
+        found = model.candidate_parameters()
+        assert set(found) == {(i, op) for i in range(config.num_hidden_layers) for op in config.candidates}
+        named = dict(model.named_parameters())
+        for (i, op), params in found.items():
+            assert sum(p.numel() for _, p in params) == op_params(config, op)
+            for name, p in params:
+                assert name.startswith(f"{prefix}encoder.layers.{i}.ops.{op}.") and named[name] is p
+        chain = {n for n in named if n.startswith(f"{prefix}encoder.")}
+        assert chain == {name for params in found.values() for name, _ in params}
+
+
+def test_arch_weights_errors(config, batch):
+    model = BertNasModel(config)
+    good = [torch.ones(len(config.candidates))] * 2
+    with pytest.raises(ValueError, match="arch_weights has 3 entries but the supernet has 2 layers"):
+        model(**batch, arch_weights=good + good[:1])
+    with pytest.raises(ValueError, match=r"arch_weights\[1\]: the weights must be a 1-D tensor with one entry per "
+                                         r"candidate \(8: mha6, .*got shape \(7,\)"):
+        model(**batch, arch_weights=[good[0], torch.ones(7)])
+    with pytest.raises(ValueError, match="not both"):
+        model(**batch, arch=["ffn", "ffn"], arch_weights=good)
+    with pytest.raises(ValueError, match="fixed to arch .* cannot mix candidates"):
+        model.extract(["ffn", "ffn"])(**batch, arch_weights=good)
+
+
+# -- transformers conventions --------------------------------------------------------------
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_gradient_checkpointing_gives_the_same_numbers(batch, mixed, reentrant):
+    config = toy_config(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    assert BertNasForMaskedLM.supports_gradient_checkpointing
+    runs = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = BertNasForMaskedLM(config).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+            assert model.bert.encoder.layers[0].gradient_checkpointing
+        alpha = torch.zeros(2, len(config.candidates), requires_grad=True)
+        route = {"arch_weights": alpha.softmax(-1)} if mixed else {"arch": ["mha8", "conv3"]}
+        torch.manual_seed(1)
+        out = model(**batch, labels=batch["input_ids"], **route)
+        out.loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        runs.append((out.loss.detach(), grads, alpha.grad))
+    (loss_a, grads_a, alpha_a), (loss_b, grads_b, alpha_b) = runs
+    assert torch.equal(loss_a, loss_b) and grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=0, atol=0, msg=name)
+    if mixed:
+        torch.testing.assert_close(alpha_a, alpha_b, rtol=0, atol=0)
+
+
+def test_return_dict_false_gives_tuples(config, batch):
+    arch = ["mha12", "ffn"]
+    model = BertNasModel(config).eval()
+    as_dict = model(**batch, arch=arch)
+    as_tuple = model(**batch, arch=arch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    assert torch.equal(as_tuple[0], as_dict.last_hidden_state) and torch.equal(as_tuple[1], as_dict.pooler_output)
+    mlm = BertNasForMaskedLM(config).eval()
+    loss, logits, hidden = mlm(**batch, arch=arch, labels=batch["input_ids"], output_hidden_states=True,
+                               return_dict=False)
+    assert torch.equal(logits, mlm(**batch, arch=arch).logits) and len(hidden) == 3
+    config.return_dict = False
+    assert isinstance(BertNasForQuestionAnswering(config).eval()(**batch, arch=arch), tuple)
+
+
+def test_output_attentions_and_hidden_states(config, batch):
+    model = BertNasModel(config).eval()
+    arch = ["mha6", "conv3"]
+    out = model(**batch, arch=arch, output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == 2 and out.attentions[1] is None  # no attention in a conv layer
+    probs = out.attentions[0]
+    assert probs.shape == (3, 6, 12, 12)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 6, 12))
+    assert probs[1, :, :, 8:].abs().max() < 1e-6  # padded keys get no attention
+    assert len(out.hidden_states) == 3 and torch.equal(out.hidden_states[-1], out.last_hidden_state)
+    # The eager attention that returns the maps gives the SDPA output.
+    torch.testing.assert_close(out.last_hidden_state, model(**batch, arch=arch).last_hidden_state,
+                               rtol=1e-5, atol=1e-5)
+    mixed = model(**batch, arch_weights=[_one_hot(config, "mha6"), _one_hot(config, "ffn")], output_attentions=True)
+    assert mixed.attentions == (None, None)
+    assert model(**batch, arch=arch).attentions is None
+
+
+def test_unknown_kwargs_raise_and_trainer_loss_kwarg(config, batch):
+    model = BertNasForMaskedLM(config).eval()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'output_attention'"):
+        model(**batch, arch=["ffn", "ffn"], output_attention=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'labelz'"):
+        BertNasModel(config)(**batch, arch=["ffn", "ffn"], labelz=1)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    mean = model(**batch, arch=["ffn", "ffn"], labels=labels).loss
+    count = int((labels != -100).sum())
+    summed = model(**batch, arch=["ffn", "ffn"], labels=labels, num_items_in_batch=torch.tensor(2 * count)).loss
+    torch.testing.assert_close(summed, mean / 2)
+    assert BertNasForMaskedLM.accepts_loss_kwargs and not BertNasModel.accepts_loss_kwargs
+
+
+def test_inputs_embeds_match_input_ids(config, batch):
+    model = BertNasModel(config).eval()
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    a = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], arch=["mha8", "conv5"])
+    b = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], arch=["mha8", "conv5"])
+    assert torch.equal(a.last_hidden_state, b.last_hidden_state)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(arch=["mha8", "conv5"])

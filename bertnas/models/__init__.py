@@ -10,8 +10,9 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
-from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig, parse_op
+from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
 from .modeling_bertnas import (
+    BertNasLayer,
     BertNasForMaskedLM,
     BertNasForPreTraining,
     BertNasForQuestionAnswering,
@@ -20,6 +21,7 @@ from .modeling_bertnas import (
     BertNasModel,
     BertNasPreTrainedModel,
 )
+from .ops_bertnas import OP_KINDS, OpKind, op_flops, op_kind, op_params, parse_op, register_op_kind, short_op_name
 
 AutoConfig.register("bertnas", BertNasConfig, exist_ok=True)
 for _auto, _model in (
@@ -36,6 +38,14 @@ __all__ = [
     "BertNasConfig",
     "DEFAULT_CANDIDATES",
     "parse_op",
+    "short_op_name",
+    "OP_KINDS",
+    "OpKind",
+    "op_kind",
+    "op_params",
+    "op_flops",
+    "register_op_kind",
+    "BertNasLayer",
     "BertNasPreTrainedModel",
     "BertNasModel",
     "BertNasForMaskedLM",

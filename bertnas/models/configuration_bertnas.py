@@ -1,35 +1,15 @@
 """Configuration of the hybrid BERT supernet (and of every fixed-arch model cut from it).
 
 This file is copied next to exported models and loaded as remote code, so it imports
-nothing from `bertnas`: only transformers and the standard library.
+nothing from `bertnas`: only transformers, the standard library and its sibling op registry
+(`ops_bertnas.py`, imported relatively), which defines the op names and how they are checked.
 """
-
-import re
 
 from transformers import PretrainedConfig
 
+from .ops_bertnas import check_op, parse_op
+
 DEFAULT_CANDIDATES = ("mha6", "mha8", "mha12", "ffn", "ffn_wide", "conv3", "conv5")
-
-_MHA = re.compile(r"^mha(\d+)$")
-_CONV = re.compile(r"^conv(\d+)$")
-
-
-def parse_op(name: str) -> tuple[str, int]:
-    """('mha', heads) | ('conv', kernel) | ('ffn', 0) | ('ffn_wide', 0) | ('identity', 0).
-
-    Raises ValueError for any other name, listing the accepted forms."""
-    if not isinstance(name, str):
-        raise ValueError(f"Op names are strings, got {type(name).__name__} {name!r}")
-    if name in ("ffn", "ffn_wide", "identity"):
-        return name, 0
-    for kind, pattern in (("mha", _MHA), ("conv", _CONV)):
-        match = pattern.match(name)
-        if match and int(match.group(1)) > 0:
-            return kind, int(match.group(1))
-    raise ValueError(
-        f"Unknown op {name!r}; ops are mha<heads> (e.g. mha6, mha8, mha12), ffn, ffn_wide, "
-        f"conv<odd kernel> (e.g. conv3, conv5) and identity"
-    )
 
 
 class BertNasConfig(PretrainedConfig):
@@ -41,7 +21,8 @@ class BertNasConfig(PretrainedConfig):
     Args:
         arch (`list[str]`, *optional*): None for a supernet (every layer holds every candidate);
             a list of one op name per layer for a fixed-arch model holding only those ops.
-        candidates (`list[str]`): the ops each layer may choose from (see `parse_op`).
+        candidates (`list[str]`): the ops each layer may choose from (see `parse_op`; the op kinds
+            are the registry `OP_KINDS` of `ops_bertnas.py`).
         num_hidden_layers (`int`): number of chain layers N (not BERT layers).
         intermediate_size (`int`): inner size of `ffn`; `ffn_wide_size` that of `ffn_wide`
             (default 1.5 x intermediate_size).
@@ -100,14 +81,7 @@ class BertNasConfig(PretrainedConfig):
         if len(set(self.candidates)) != len(self.candidates):
             raise ValueError(f"config.candidates lists an op twice: {self.candidates}")
         for op in self.candidates:
-            kind, n = parse_op(op)
-            if kind == "mha" and self.hidden_size % n:
-                raise ValueError(
-                    f"Op {op!r} needs hidden_size divisible by {n} heads, but hidden_size={self.hidden_size}; "
-                    f"drop {op!r} from candidates or pick a hidden_size divisible by {n}"
-                )
-            if kind == "conv" and n % 2 == 0:
-                raise ValueError(f"Op {op!r}: convolution kernels must be odd for 'same' padding (conv3, conv5, ...)")
+            check_op(self, op)
         if self.arch is not None:
             if len(self.arch) != self.num_hidden_layers:
                 raise ValueError(

@@ -1,19 +1,20 @@
 """Hybrid BERT supernet and the fixed-arch models cut from it, in Hugging Face conventions.
 
-A model is a chain of `config.num_hidden_layers` layers. Each layer holds its candidate ops
-in a `ModuleDict` (all of `config.candidates` for a supernet, only the chosen op for a
-fixed-arch model, under the same names, so weights move between the two by key) and runs
-exactly one of them per forward: `x = LayerNorm(x + dropout(op(x)))` (identity: `x`).
+A model is a chain of `config.num_hidden_layers` layers. Each layer (`BertNasLayer`) is a choice:
+it holds its candidate ops in a `ModuleDict` (all of `config.candidates` for a supernet, only the
+chosen op for a fixed-arch model, under the same names, so weights move between the two by key)
+and runs either one of them (`x = LayerNorm(x + dropout(op(x)))`, identity: `x`) or, in mixed
+mode, a weighted sum of all of them (`arch_weights=`, for differentiable search strategies).
+The ops and their costs live in one registry, `OP_KINDS` in `ops_bertnas.py`.
 
 `[mha12, ffn] x L` is a BERT with L layers: the parameter names mirror `modeling_bert.py`
-closely enough that `from_bert` / `to_bert` are a key renaming (`_bert_key`).
+closely enough that `from_bert` / `to_bert` are a key renaming (`convert_bert_bertnas.py`).
 
 This file is copied next to saved models and runs as remote code in environments without
-bertnas, so it imports only torch, transformers and its sibling configuration file.
+bertnas, so it imports only torch, transformers and its sibling files (relatively).
 """
 
 import copy
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -30,97 +32,19 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig, parse_op
-
-# ----------------------------------------------------------------------------------------
-# Candidate ops. Each is a whole post-LN residual sublayer; forward(x, attn_mask, token_mask)
-# where attn_mask is a (B, 1, 1, T) bool mask for SDPA and token_mask a (B, T, 1) float mask
-# (both None when nothing is padded).
-# ----------------------------------------------------------------------------------------
-
-
-class MultiHeadAttentionOp(nn.Module):
-    """Self-attention with `num_heads` heads over the full width (BERT's attention sublayer)."""
-
-    def __init__(self, config: BertNasConfig, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_size = config.hidden_size // num_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.attention_dropout = config.attention_probs_dropout_prob
-
-    def forward(self, x, attn_mask=None, token_mask=None):
-        batch, length, width = x.shape
-        shape = (batch, length, self.num_heads, self.head_size)
-        q = self.query(x).view(shape).transpose(1, 2)
-        k = self.key(x).view(shape).transpose(1, 2)
-        v = self.value(x).view(shape).transpose(1, 2)
-        context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attention_dropout if self.training else 0.0
-        )
-        context = context.transpose(1, 2).reshape(batch, length, width)
-        return self.LayerNorm(x + self.dropout(self.dense(context)))
-
-
-class FeedForwardOp(nn.Module):
-    """H -> inner -> H with the config's activation (BERT's FFN sublayer when inner = 4H)."""
-
-    def __init__(self, config: BertNasConfig, inner_size: int):
-        super().__init__()
-        self.intermediate = nn.Linear(config.hidden_size, inner_size)
-        self.act = ACT2FN[config.hidden_act]
-        self.output = nn.Linear(inner_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, attn_mask=None, token_mask=None):
-        return self.LayerNorm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
-
-
-class ConvOp(nn.Module):
-    """Depthwise-separable 1-D convolution, 'same' padding. Padded positions are zeroed before
-    the depthwise kernel so they never leak into real tokens."""
-
-    def __init__(self, config: BertNasConfig, kernel_size: int):
-        super().__init__()
-        width = config.hidden_size
-        self.depthwise = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
-        self.act = ACT2FN[config.hidden_act]
-        self.pointwise = nn.Linear(width, width)
-        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x, attn_mask=None, token_mask=None):
-        h = x if token_mask is None else x * token_mask
-        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)
-        return self.LayerNorm(x + self.dropout(self.pointwise(self.act(h))))
-
-
-class IdentityOp(nn.Module):
-    """Skips the layer (lets depth vary in compression spaces)."""
-
-    def forward(self, x, attn_mask=None, token_mask=None):
-        return x
-
-
-def build_op(config: BertNasConfig, name: str) -> nn.Module:
-    kind, n = parse_op(name)
-    if kind == "mha":
-        return MultiHeadAttentionOp(config, n)
-    if kind == "conv":
-        return ConvOp(config, n)
-    if kind == "ffn":
-        return FeedForwardOp(config, config.intermediate_size)
-    if kind == "ffn_wide":
-        return FeedForwardOp(config, config.ffn_wide_size)
-    return IdentityOp()
-
+from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
+from .convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
+from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for users of this module)
+    ConvOp,
+    FeedForwardOp,
+    IdentityOp,
+    MultiHeadAttentionOp,
+    build_op,
+    is_attention_op,
+)
 
 # ----------------------------------------------------------------------------------------
 # Backbone
@@ -138,40 +62,108 @@ class BertNasEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        length = input_ids.shape[1]
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        batch, length = inputs_embeds.shape[:2]
         if position_ids is None:
-            position_ids = torch.arange(length, device=input_ids.device).unsqueeze(0)
+            position_ids = torch.arange(length, device=inputs_embeds.device).unsqueeze(0)
         if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
+            token_type_ids = torch.zeros((batch, length), dtype=torch.long, device=inputs_embeds.device)
         # Same summation order as BERT, so hidden states agree to the last float.
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        x = inputs_embeds + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(x))
 
 
-class BertNasLayer(nn.Module):
-    def __init__(self, config: BertNasConfig, op_names):
-        super().__init__()
-        self.ops = nn.ModuleDict({name: build_op(config, name) for name in op_names})
+def _check_weights(weights, candidates, label: str) -> None:
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 1 or weights.shape[0] != len(candidates):
+        got = f"shape {tuple(weights.shape)}" if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(
+            f"{label}: the weights must be a 1-D tensor with one entry per candidate ({len(candidates)}: "
+            f"{', '.join(candidates)}), got {got}"
+        )
 
-    def forward(self, x, op: str, attn_mask=None, token_mask=None):
-        return self.ops[op](x, attn_mask, token_mask)
+
+class BertNasLayer(GradientCheckpointingLayer):
+    """One chain layer: a choice among its candidate ops (the `choices` protocol of bertnas).
+
+    - `label`: the choice's name in the search space (`layer_<i>`); `candidates`: the op names it
+      holds, in `config.candidates` order.
+    - `layer(x, op, attn_mask, token_mask)` runs the candidate named `op`;
+      `layer(x, weights, ...)` (or `forward_mixed(x, weights, ...)`) with `weights` a 1-D tensor
+      over `candidates` runs every candidate and returns `sum_o weights[o] * op_o(x)`. A one-hot
+      `weights` gives exactly the single-path output; gradients reach `weights`. Without
+      gradients to `weights`, candidates with weight 0 are skipped.
+    - `candidate_parameters(prefix)`: `{op: [(qualified name, parameter), ...]}`.
+    - With `output_attentions=True` it returns `(hidden, attention probabilities)`; the second is
+      None for ops without attention and in mixed mode.
+    """
+
+    def __init__(self, config: BertNasConfig, op_names, label: str = "layer"):
+        super().__init__()
+        self.label = label
+        self.ops = nn.ModuleDict({name: build_op(config, name) for name in op_names})
+        self._attention_ops = frozenset(name for name in op_names if is_attention_op(name))
+
+    @property
+    def candidates(self) -> tuple:
+        return tuple(self.ops)
+
+    def forward(self, x, op, attn_mask=None, token_mask=None, output_attentions=False):
+        attention = None
+        if isinstance(op, torch.Tensor):
+            out = self._mixed(x, op, attn_mask, token_mask)
+        elif op not in self.ops:
+            raise ValueError(f"Layer {self.label!r} has no candidate {op!r}; candidates: {', '.join(self.ops)}")
+        elif output_attentions and op in self._attention_ops:
+            out, attention = self.ops[op](x, attn_mask, token_mask, output_attentions=True)
+        else:
+            out = self.ops[op](x, attn_mask, token_mask)
+        return (out, attention) if output_attentions else out
+
+    def forward_mixed(self, x, weights, attn_mask=None, token_mask=None):
+        """`sum_o weights[o] * op_o(x)` over `candidates` (through `__call__`, so hooks and
+        gradient checkpointing apply as on the single path)."""
+        return self(x, weights, attn_mask, token_mask)
+
+    def _mixed(self, x, weights, attn_mask, token_mask):
+        _check_weights(weights, self.candidates, f"Layer {self.label!r}")
+        values = None if torch.is_grad_enabled() and weights.requires_grad else weights.tolist()
+        total = None
+        for i, op in enumerate(self.ops.values()):
+            if values is not None and values[i] == 0:
+                continue  # no gradient is wanted for this weight: its op adds nothing
+            term = weights[i] * op(x, attn_mask, token_mask)
+            total = term if total is None else total + term
+        return torch.zeros_like(x) if total is None else total
+
+    def candidate_parameters(self, prefix: str = "") -> dict:
+        return {name: list(op.named_parameters(prefix=f"{prefix}ops.{name}")) for name, op in self.ops.items()}
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}"
 
 
 class BertNasEncoder(nn.Module):
     def __init__(self, config: BertNasConfig):
         super().__init__()
-        per_layer = [[op] for op in config.arch] if config.arch is not None else [config.candidates] * config.num_hidden_layers
-        self.layers = nn.ModuleList([BertNasLayer(config, names) for names in per_layer])
+        if config.arch is not None:
+            per_layer = [[op] for op in config.arch]
+        else:
+            per_layer = [config.candidates] * config.num_hidden_layers
+        self.layers = nn.ModuleList([BertNasLayer(config, names, f"layer_{i}") for i, names in enumerate(per_layer)])
 
-    def forward(self, x, ops, attn_mask=None, token_mask=None, output_hidden_states=False):
-        all_hidden = (x,) if output_hidden_states else None
-        for layer, op in zip(self.layers, ops):
-            x = layer(x, op, attn_mask, token_mask)
-            if output_hidden_states:
-                all_hidden = all_hidden + (x,)
-        return x, all_hidden
+    def forward(self, x, choices, attn_mask=None, token_mask=None, output_attentions=False):
+        """`choices`: per layer an op name or a weight tensor. Returns (hidden, attention maps or None)."""
+        attentions = () if output_attentions else None
+        for layer, choice in zip(self.layers, choices):
+            if output_attentions:
+                x, attention = layer(x, choice, attn_mask, token_mask, True)
+                attentions = attentions + (attention,)
+            else:
+                x = layer(x, choice, attn_mask, token_mask)
+        return x, attentions
 
 
 class BertNasPooler(nn.Module):
@@ -182,46 +174,6 @@ class BertNasPooler(nn.Module):
 
     def forward(self, hidden_states):
         return self.activation(self.dense(hidden_states[:, 0]))
-
-
-# Parameter-name mapping between a BERT layer i and the chain layers 2i (mha) / 2i+1 (ffn).
-_BERT_LAYER_KEYS = {
-    "attention.self.query.": (0, "query."),
-    "attention.self.key.": (0, "key."),
-    "attention.self.value.": (0, "value."),
-    "attention.output.dense.": (0, "dense."),
-    "attention.output.LayerNorm.": (0, "LayerNorm."),
-    "intermediate.dense.": (1, "intermediate."),
-    "output.dense.": (1, "output."),
-    "output.LayerNorm.": (1, "LayerNorm."),
-}
-_BERT_LAYER_RE = re.compile(r"^(.*)encoder\.layer\.(\d+)\.(.*)$")
-_CHAIN_LAYER_RE = re.compile(r"^(.*)encoder\.layers\.(\d+)\.ops\.([^.]+)\.(.*)$")
-
-
-def _bert_key_to_chain(key: str, mha: str) -> str:
-    """'bert.encoder.layer.3.attention.self.query.weight' -> 'bert.encoder.layers.6.ops.mha12.query.weight'."""
-    match = _BERT_LAYER_RE.match(key)
-    if not match:
-        return key  # embeddings, pooler and heads share BERT's names
-    prefix, index, rest = match.group(1), int(match.group(2)), match.group(3)
-    for bert_part, (offset, ours) in _BERT_LAYER_KEYS.items():
-        if rest.startswith(bert_part):
-            op = mha if offset == 0 else "ffn"
-            return f"{prefix}encoder.layers.{2 * index + offset}.ops.{op}.{ours}{rest[len(bert_part):]}"
-    raise ValueError(f"BERT parameter {key!r} has no place in a bertnas chain (unsupported BERT variant?)")
-
-
-def _chain_key_to_bert(key: str) -> str:
-    match = _CHAIN_LAYER_RE.match(key)
-    if not match:
-        return key
-    prefix, index, rest = match.group(1), int(match.group(2)), match.group(4)
-    offset = index % 2
-    for bert_part, (off, ours) in _BERT_LAYER_KEYS.items():
-        if off == offset and rest.startswith(ours):
-            return f"{prefix}encoder.layer.{index // 2}.{bert_part}{rest[len(ours):]}"
-    raise ValueError(f"Parameter {key!r} has no BERT counterpart")
 
 
 def _op_names(arch) -> list:
@@ -235,10 +187,38 @@ def _op_names(arch) -> list:
     return list(arch)
 
 
+def _cross_entropy(logits, labels, num_items_in_batch=None, ignore_index=-100):
+    """Mean over the labelled items, or (Trainer's loss kwarg) their sum over `num_items_in_batch`."""
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, labels, ignore_index=ignore_index)
+    return F.cross_entropy(logits, labels, ignore_index=ignore_index, reduction="sum") / num_items_in_batch
+
+
+def _average(per_item, num_items_in_batch=None):
+    return per_item.mean() if num_items_in_batch is None else per_item.sum() / num_items_in_batch
+
+
 class BertNasPreTrainedModel(PreTrainedModel):
+    """Common base of the bertnas classes.
+
+    Every class's forward takes `arch=` (one op name per layer; required on a supernet, optional on
+    a fixed-arch model) or `arch_weights=` (supernets only: one 1-D tensor per layer over
+    `config.candidates`; each layer returns the weighted sum of its candidates), and the usual
+    `output_attentions` / `output_hidden_states` / `return_dict`. `attentions` has one entry per
+    chain layer, so `attentions[i]` belongs to layer i: the (batch, heads, T, T) probabilities of
+    an attention op (computed eagerly when asked for: SDPA cannot return them), None for a layer
+    without attention (ffn, conv, identity) and for every layer in mixed mode.
+    Unknown keyword arguments raise TypeError; `num_items_in_batch` (the `Trainer`'s loss kwarg)
+    makes the loss a sum over that many items instead of a mean.
+    """
+
     config_class = BertNasConfig
     base_model_prefix = "bert"
+    supports_gradient_checkpointing = True
+    accepts_loss_kwargs = True
     _supports_sdpa = True
+    _no_split_modules = ["BertNasEmbeddings", "BertNasLayer"]
+    _can_record_outputs = {"hidden_states": BertNasLayer}
     # Name of the matching transformers BERT class, for from_bert / to_bert.
     _bert_class_name = None
 
@@ -262,6 +242,9 @@ class BertNasPreTrainedModel(PreTrainedModel):
     def is_supernet(self) -> bool:
         return self.config.arch is None
 
+    def _backbone(self):
+        return getattr(self, self.base_model_prefix, self)
+
     def resolve_arch(self, arch=None) -> tuple:
         """Validate `arch` against this model; returns the tuple of op names to run."""
         fixed = self.config.arch
@@ -269,8 +252,8 @@ class BertNasPreTrainedModel(PreTrainedModel):
             if fixed is None:
                 raise ValueError(
                     "This is a supernet (config.arch is None): pass arch=[op per layer], e.g. "
-                    f"{['mha12', 'ffn'] * (self.config.num_hidden_layers // 2)}, or call model.extract(arch) "
-                    "for a stand-alone model"
+                    f"{['mha12', 'ffn'] * (self.config.num_hidden_layers // 2)}, arch_weights=[one tensor per "
+                    "layer] for mixed ops, or call model.extract(arch) for a stand-alone model"
                 )
             return tuple(fixed)
         ops = tuple(_op_names(arch))
@@ -293,6 +276,40 @@ class BertNasPreTrainedModel(PreTrainedModel):
                     f"{', '.join(self.config.candidates)}"
                 )
         return ops
+
+    def resolve_choices(self, arch=None, arch_weights=None) -> tuple:
+        """Per chain layer, what it runs: an op name (from `arch`) or a 1-D weight tensor over
+        `config.candidates` (from `arch_weights`, mixed mode)."""
+        if arch_weights is None:
+            return self.resolve_arch(arch)
+        if arch is not None:
+            raise ValueError("Give arch (one op per layer) or arch_weights (mixed ops), not both")
+        if not self.is_supernet:
+            raise ValueError(
+                f"This model is fixed to arch {list(self.config.arch)}: it holds one op per layer and cannot mix "
+                "candidates; pass arch_weights to the supernet it was extracted from"
+            )
+        weights = list(arch_weights)
+        n_layers, candidates = self.config.num_hidden_layers, self.config.candidates
+        if len(weights) != n_layers:
+            raise ValueError(
+                f"arch_weights has {len(weights)} entries but the supernet has {n_layers} layers; give one 1-D "
+                f"tensor over the {len(candidates)} candidates per layer"
+            )
+        for i, w in enumerate(weights):
+            _check_weights(w, candidates, f"arch_weights[{i}]")
+        return tuple(weights)
+
+    def candidate_parameters(self) -> dict:
+        """`{(layer index, op name): [(qualified name, parameter), ...]}` over every chain layer and
+        every candidate it holds; names are those of `model.named_parameters()`."""
+        backbone = self._backbone()
+        prefix = "" if backbone is self else f"{self.base_model_prefix}."
+        found = {}
+        for i, layer in enumerate(backbone.encoder.layers):
+            for op, params in layer.candidate_parameters(f"{prefix}encoder.layers.{i}.").items():
+                found[(i, op)] = params
+        return found
 
     def extract(self, arch):
         """A fixed-arch model of the same class holding copies of the path's weights."""
@@ -330,7 +347,7 @@ class BertNasPreTrainedModel(PreTrainedModel):
         starts equal to ffn), every LayerNorm copies the LayerNorm at its position; conv and
         identity ops keep their fresh initialisation.
         """
-        from transformers import BertConfig, PreTrainedModel as HFModel
+        from transformers import PreTrainedModel as HFModel
 
         if isinstance(bert, HFModel):
             source = bert
@@ -342,147 +359,24 @@ class BertNasPreTrainedModel(PreTrainedModel):
                     f"from_bert could not load a BERT from {bert!r}: give a local folder holding config.json "
                     f"and weights, a Hub model id, or an in-memory BertModel ({err})"
                 ) from err
-        bert_config = source.config
-        if not isinstance(bert_config, BertConfig):
-            raise ValueError(
-                f"from_bert needs a BERT (model_type 'bert'), got model_type {bert_config.model_type!r}"
-            )
-        if getattr(bert_config, "position_embedding_type", "absolute") != "absolute" or bert_config.is_decoder:
-            raise ValueError("from_bert supports encoder BERTs with absolute position embeddings only")
-        mha = f"mha{bert_config.num_attention_heads}"
-        candidates = list(candidates) + [op for op in (mha, "ffn") if op not in candidates]
-        derived = dict(
-            vocab_size=bert_config.vocab_size,
-            hidden_size=bert_config.hidden_size,
-            num_hidden_layers=2 * bert_config.num_hidden_layers,
-            intermediate_size=bert_config.intermediate_size,
-            hidden_act=bert_config.hidden_act,
-            max_position_embeddings=bert_config.max_position_embeddings,
-            type_vocab_size=bert_config.type_vocab_size,
-            layer_norm_eps=bert_config.layer_norm_eps,
-        )
-        if config is not None:
-            wrong = {k: (getattr(config, k), v) for k, v in derived.items() if getattr(config, k) != v}
-            missing_ops = [op for op in (mha, "ffn") if op not in config.candidates]
-            if wrong or missing_ops or config.arch is not None:
-                detail = "; ".join(f"{k}: config {a!r} vs BERT {b!r}" for k, (a, b) in wrong.items())
-                raise ValueError(
-                    f"from_bert: the given config does not match the BERT ({detail or 'sizes agree'}"
-                    f"{'; candidates lack ' + str(missing_ops) if missing_ops else ''}"
-                    f"{'; config.arch must be None (a supernet)' if config.arch is not None else ''}). "
-                    "Leave config=None to derive it from the BERT, or fix these fields"
-                )
-        else:
-            extra = dict(
-                hidden_dropout_prob=bert_config.hidden_dropout_prob,
-                attention_probs_dropout_prob=bert_config.attention_probs_dropout_prob,
-                initializer_range=bert_config.initializer_range,
-                pad_token_id=bert_config.pad_token_id,
-                classifier_dropout=bert_config.classifier_dropout,
-                num_labels=bert_config.num_labels,
-                id2label=bert_config.id2label,
-                label2id=bert_config.label2id,
-            )
-            config = BertNasConfig(candidates=candidates, **{**derived, **extra, **config_kwargs})
+        config, mha = bertnas_config_for(source.config, candidates, config, **config_kwargs)
         model = cls(config)
-
-        # Backbone keys of a bare BertModel lack the 'bert.' prefix of the task models.
-        source_state = source.state_dict()
-        if source.base_model_prefix and not any(k.startswith("bert.") for k in source_state):
-            source_state = {f"bert.{k}": v for k, v in source_state.items()}
-        ours = model.state_dict()
-        ours_prefix = "" if isinstance(model, BertNasModel) else "bert."
-        filled = set()
-        with torch.no_grad():
-            for key, value in source_state.items():
-                target = _bert_key_to_chain(key, mha)
-                target = ours_prefix + target[len("bert."):] if target.startswith("bert.") else target
-                if target not in ours:
-                    if target.startswith(ours_prefix + "encoder") or target.startswith(ours_prefix + "embeddings"):
-                        raise ValueError(f"from_bert: BERT weight {key!r} has no counterpart {target!r}")
-                    continue  # a head or pooler this class does not have
-                if ours[target].shape != value.shape:
-                    raise ValueError(f"from_bert: shape mismatch for {target}: {tuple(ours[target].shape)} vs {tuple(value.shape)}")
-                ours[target].copy_(value)
-                filled.add(target)
-            backbone = model.bert if ours_prefix else model
-            for i, layer in enumerate(backbone.encoder.layers):
-                _init_from_neighbours(layer, backbone.encoder.layers[i - i % 2].ops[mha], backbone.encoder.layers[i - i % 2 + 1].ops["ffn"], mha, i % 2)
-        def on_path(key):
-            match = _CHAIN_LAYER_RE.match(key)
-            if match:
-                return match.group(3) == (mha if int(match.group(2)) % 2 == 0 else "ffn")
-            return key.startswith(ours_prefix + "embeddings.")
-
-        unfilled = [k for k in ours if on_path(k) and k not in filled]
-        if unfilled:
-            raise ValueError(f"from_bert: the BERT left path weights unset: {unfilled[:5]}")
+        load_bert_into(model, source, mha)
         return model
 
     def to_bert(self):
         """The matching plain transformers BERT (`BertModel`, `BertForMaskedLM`, ...) with identical
         outputs; only for fixed-arch models whose arch is `[mha<h>, ffn] x L`."""
-        from transformers import BertConfig
-
-        arch = self.config.arch
-        if arch is None:
-            raise ValueError("to_bert needs a fixed-arch model: call supernet.extract(arch) first")
-        heads = parse_op(arch[0])[1] if arch and parse_op(arch[0])[0] == "mha" else None
-        if heads is None or len(arch) % 2 or arch != [arch[0], "ffn"] * (len(arch) // 2):
-            raise ValueError(
-                f"to_bert: arch {arch} is not a BERT; only [mha<heads>, ffn] x L converts to a plain "
-                "BertModel (save other archs with save_pretrained, which writes remote code)"
-            )
-        c = self.config
-        bert_config = BertConfig(
-            vocab_size=c.vocab_size,
-            hidden_size=c.hidden_size,
-            num_hidden_layers=len(arch) // 2,
-            num_attention_heads=heads,
-            intermediate_size=c.intermediate_size,
-            hidden_act=c.hidden_act,
-            hidden_dropout_prob=c.hidden_dropout_prob,
-            attention_probs_dropout_prob=c.attention_probs_dropout_prob,
-            max_position_embeddings=c.max_position_embeddings,
-            type_vocab_size=c.type_vocab_size,
-            initializer_range=c.initializer_range,
-            layer_norm_eps=c.layer_norm_eps,
-            pad_token_id=c.pad_token_id,
-            classifier_dropout=c.classifier_dropout,
-            id2label=c.id2label,
-            label2id=c.label2id,
-            problem_type=c.problem_type,
-        )
-        bert = self._bert_class()(bert_config)
-        state = {_chain_key_to_bert(k): v for k, v in self.state_dict().items()}
-        bert.load_state_dict(state, strict=True)
+        bert = self._bert_class()(bert_config_for(self.config))
+        bert.load_state_dict(bertnas_state_to_bert(self.state_dict()), strict=True)
         return bert.to(self.device).train(self.training)
-
-
-def _init_from_neighbours(layer: BertNasLayer, attention: nn.Module, ffn: nn.Module, mha: str, offset: int):
-    """Start the non-BERT candidates of one chain layer from the BERT block it sits in."""
-    norm = (attention if offset == 0 else ffn).LayerNorm
-    for name, op in layer.ops.items():
-        if op is attention or op is ffn:
-            continue
-        if isinstance(op, MultiHeadAttentionOp):
-            for part in ("query", "key", "value", "dense"):
-                getattr(op, part).load_state_dict(getattr(attention, part).state_dict())
-        elif isinstance(op, FeedForwardOp):
-            inner = min(op.intermediate.out_features, ffn.intermediate.out_features)
-            op.intermediate.weight[:inner].copy_(ffn.intermediate.weight[:inner])
-            op.intermediate.bias[:inner].copy_(ffn.intermediate.bias[:inner])
-            op.output.weight.zero_()
-            op.output.weight[:, :inner].copy_(ffn.output.weight[:, :inner])
-            op.output.bias.copy_(ffn.output.bias)
-        if hasattr(op, "LayerNorm"):
-            op.LayerNorm.load_state_dict(norm.state_dict())
 
 
 class BertNasModel(BertNasPreTrainedModel):
     """The backbone: embeddings, the chain, and (optionally) BERT's pooler."""
 
     _bert_class_name = "BertModel"
+    accepts_loss_kwargs = False
 
     def __init__(self, config: BertNasConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -497,34 +391,43 @@ class BertNasModel(BertNasPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    @capture_outputs
     def forward(
         self,
         input_ids=None,
         attention_mask=None,
         token_type_ids=None,
         position_ids=None,
+        inputs_embeds=None,
         arch=None,
-        output_hidden_states=False,
-        return_dict=True,
-        **kwargs,
+        arch_weights=None,
+        output_attentions=None,
+        output_hidden_states=None,
     ):
-        if input_ids is None:
-            raise ValueError("input_ids is required")
-        ops = self.resolve_arch(arch)
+        # output_hidden_states (a flag, or the indices of the hidden states to keep) and return_dict
+        # are handled by `capture_outputs`, which records each chain layer's output.
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of input_ids or inputs_embeds")
+        choices = self.resolve_choices(arch, arch_weights)
+        if output_attentions is None:
+            output_attentions = bool(self.config.output_attentions)
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         attn_mask = token_mask = None
         # Skip masking when nothing is padded: the common packed-pretraining case.
         if attention_mask is not None and not bool(attention_mask.all()):
             keep = attention_mask.bool()
             attn_mask = keep[:, None, None, :]
-            token_mask = keep[:, :, None].to(self.embeddings.word_embeddings.weight.dtype)
-        x = self.embeddings(input_ids, token_type_ids, position_ids)
-        x, all_hidden = self.encoder(x, ops, attn_mask, token_mask, output_hidden_states)
+            token_mask = keep[:, :, None].to(x.dtype)
+        x, attentions = self.encoder(x, choices, attn_mask, token_mask, output_attentions)
         pooled = self.pooler(x) if self.pooler is not None else None
-        return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, hidden_states=all_hidden)
+        return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, attentions=attentions)
 
 
 # ----------------------------------------------------------------------------------------
-# Heads (names as in modeling_bert.py, so the BERT mapping is a renaming of layers only)
+# Heads (names as in modeling_bert.py, so the BERT mapping is a renaming of layers only).
+# Every head's forward takes the backbone's inputs, its labels and `num_items_in_batch`; the other
+# keyword arguments (`arch`, `arch_weights`, `output_attentions`, `output_hidden_states`) go to
+# `BertNasModel.forward`, which rejects any name it does not know with a TypeError.
 # ----------------------------------------------------------------------------------------
 
 
@@ -579,15 +482,16 @@ class BertNasForMaskedLM(BertNasPreTrainedModel):
         self.cls.predictions.decoder = new_embeddings
         self.cls.predictions.bias = new_embeddings.bias
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, arch=None, output_hidden_states=False, return_dict=True, **kwargs):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, arch=arch,
-                        output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, num_items_in_batch=None, **backbone_kwargs):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                        **backbone_kwargs)
         logits = self.cls(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1))
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+            loss = _cross_entropy(logits.view(-1, self.config.vocab_size), labels.view(-1), num_items_in_batch)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
 
 @dataclass
@@ -597,6 +501,7 @@ class BertNasForPreTrainingOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     hidden_states: tuple | None = None
+    attentions: tuple | None = None
 
 
 class BertNasDiscriminatorPredictions(nn.Module):
@@ -620,20 +525,23 @@ class BertNasForPreTraining(BertNasPreTrainedModel):
         self.discriminator_predictions = BertNasDiscriminatorPredictions(config)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, arch=None, output_hidden_states=False, return_dict=True, **kwargs):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, arch=arch,
-                        output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, num_items_in_batch=None, **backbone_kwargs):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                        **backbone_kwargs)
         logits = self.discriminator_predictions(out.last_hidden_state)
         loss = None
         if labels is not None:
             per_token = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
             if attention_mask is None:
-                loss = per_token.mean()
+                loss = _average(per_token, num_items_in_batch)
             else:
                 weight = attention_mask.to(logits.dtype)
-                loss = (per_token * weight).sum() / weight.sum().clamp(min=1)
-        return BertNasForPreTrainingOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+                total = weight.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+                loss = (per_token * weight).sum() / total
+        return BertNasForPreTrainingOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                           attentions=out.attentions)
 
 
 class BertNasForSequenceClassification(BertNasPreTrainedModel):
@@ -648,10 +556,11 @@ class BertNasForSequenceClassification(BertNasPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, arch=None, output_hidden_states=False, return_dict=True, **kwargs):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, arch=arch,
-                        output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, num_items_in_batch=None, **backbone_kwargs):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                        **backbone_kwargs)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None
         if labels is not None:
@@ -663,12 +572,15 @@ class BertNasForSequenceClassification(BertNasPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             if self.config.problem_type == "regression":
-                loss = F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                per_item = F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype), reduction="none")
+                loss = _average(per_item, num_items_in_batch)
             elif self.config.problem_type == "single_label_classification":
-                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
+                loss = _cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), num_items_in_batch)
             else:
-                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+                per_item = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none")
+                loss = _average(per_item, num_items_in_batch)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                        attentions=out.attentions)
 
 
 class BertNasForTokenClassification(BertNasPreTrainedModel):
@@ -683,15 +595,17 @@ class BertNasForTokenClassification(BertNasPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                labels=None, arch=None, output_hidden_states=False, return_dict=True, **kwargs):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, arch=arch,
-                        output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                labels=None, num_items_in_batch=None, **backbone_kwargs):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                        **backbone_kwargs)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+            loss = _cross_entropy(logits.view(-1, self.num_labels), labels.view(-1), num_items_in_batch)
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                     attentions=out.attentions)
 
 
 class BertNasForQuestionAnswering(BertNasPreTrainedModel):
@@ -704,11 +618,11 @@ class BertNasForQuestionAnswering(BertNasPreTrainedModel):
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None, arch=None, output_hidden_states=False,
-                return_dict=True, **kwargs):
-        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, arch=arch,
-                        output_hidden_states=output_hidden_states)
+    @can_return_tuple
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
+                start_positions=None, end_positions=None, num_items_in_batch=None, **backbone_kwargs):
+        out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
+                        **backbone_kwargs)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None
@@ -717,13 +631,13 @@ class BertNasForQuestionAnswering(BertNasPreTrainedModel):
             ignored = start_logits.size(1)
             start = start_positions.view(-1).clamp(0, ignored)
             end = end_positions.view(-1).clamp(0, ignored)
-            loss = (F.cross_entropy(start_logits, start, ignore_index=ignored)
-                    + F.cross_entropy(end_logits, end, ignore_index=ignored)) / 2
+            loss = (_cross_entropy(start_logits, start, num_items_in_batch, ignored)
+                    + _cross_entropy(end_logits, end, num_items_in_batch, ignored)) / 2
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
-                                            hidden_states=out.hidden_states)
+                                            hidden_states=out.hidden_states, attentions=out.attentions)
 
 
-# save_pretrained copies this file and its config next to the weights and writes auto_map,
+# save_pretrained copies this file and its siblings next to the weights and writes auto_map,
 # so the saved model loads with AutoModel*.from_pretrained(dir, trust_remote_code=True).
 AUTO_CLASSES = {
     BertNasModel: "AutoModel",
@@ -737,4 +651,4 @@ BertNasConfig.register_for_auto_class()
 for _cls, _auto in AUTO_CLASSES.items():
     _cls.register_for_auto_class(_auto)
 
-__all__ = [cls.__name__ for cls in AUTO_CLASSES] + ["BertNasPreTrainedModel", "AUTO_CLASSES"]
+__all__ = [cls.__name__ for cls in AUTO_CLASSES] + ["BertNasPreTrainedModel", "BertNasLayer", "AUTO_CLASSES"]

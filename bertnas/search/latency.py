@@ -27,12 +27,24 @@ from pathlib import Path
 import torch
 
 FORMAT_VERSION = 1
-# The config fields that change an op's cost: a table is valid only for supernets that match.
+# The config fields that change the cost of the parts around the chain; those of the ops come from
+# the op registry (`op_size_fields`). A table is valid only for supernets that match in all of them.
+BACKBONE_FIELDS = ("hidden_size", "vocab_size", "max_position_embeddings")
+# The fields of the default op kinds (kept for tables' readers; `shape_fields(config)` is exact).
 SHAPE_FIELDS = ("hidden_size", "intermediate_size", "ffn_wide_size", "vocab_size", "max_position_embeddings")
 # Timing: the fastest of REPEATS rounds, each at least MIN_TIME_S long. The fastest round is
 # the op's own cost; slower rounds measure interference from other processes (timeit's advice).
 REPEATS = 7
 MIN_TIME_S = 0.02
+
+
+def shape_fields(config) -> tuple:
+    """The config fields a latency table of `config`'s candidates depends on: the backbone's and,
+    from the op registry, those of every candidate op kind."""
+    from ..models.ops_bertnas import op_size_fields
+
+    ops_fields = op_size_fields(config.candidates)
+    return BACKBONE_FIELDS + tuple(f for f in ops_fields if f not in BACKBONE_FIELDS)
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -132,7 +144,7 @@ class LatencyTable:
         """Raise ValueError when the table was measured for ops of other sizes than `config`'s."""
         stored = self.data["config"]
         wrong = [f"{k}: table {stored.get(k)!r} vs supernet {getattr(config, k, None)!r}"
-                 for k in SHAPE_FIELDS if k in stored and stored.get(k) != getattr(config, k, None)]
+                 for k in shape_fields(config) if k in stored and stored.get(k) != getattr(config, k, None)]
         missing = [op for op in config.candidates if op not in self.ops]
         if wrong or missing:
             raise ValueError(
@@ -234,7 +246,7 @@ def _build(config, seq_lens, batch_size, device, check_archs, seed, repeats, pro
         "batch_size": batch_size,
         "seq_lens": seq_lens,
         "machine": machine_info(device),
-        "config": {k: getattr(config, k) for k in SHAPE_FIELDS} | {"candidates": list(config.candidates),
+        "config": {k: getattr(config, k) for k in shape_fields(config)} | {"candidates": list(config.candidates),
                                                                   "num_hidden_layers": config.num_hidden_layers},
         "overhead_ms": overhead,
         "ops": ops,
@@ -271,4 +283,4 @@ def measure_prediction_error(table: LatencyTable, config, n_archs: int, seq_lens
             "max_abs_pct_error": max(errors) if errors else None, "archs": samples}
 
 
-__all__ = ["LatencyTable", "build_latency_table", "measure_ms", "measure_prediction_error", "machine_info"]
+__all__ = ["LatencyTable", "build_latency_table", "measure_ms", "measure_prediction_error", "machine_info", "shape_fields"]

@@ -1,12 +1,14 @@
 """The hybrid BERT chain space: N layers, each one op of the config's candidates.
 
-Parameter and FLOP counts are analytic (no model is built); the tests check them against
-real modules and torch's FLOP counter.
+Parameter and FLOP counts are analytic (no model is built) and come from the op registry
+(`bertnas.models.ops_bertnas.OP_KINDS`); the tests check them against real modules and
+torch's FLOP counter.
 """
 
 from __future__ import annotations
 
-from ..models.configuration_bertnas import BertNasConfig, parse_op
+from ..models.configuration_bertnas import BertNasConfig
+from ..models.ops_bertnas import op_flops, op_params
 from .base import Arch, SearchSpace
 
 
@@ -21,19 +23,10 @@ class BertSpace(SearchSpace):
     def from_model(cls, model) -> BertSpace:
         return cls(model.config)
 
-    # -- cost model ---------------------------------------------------------------------
+    # -- cost model: every op's numbers come from the op registry (`bertnas.models.OP_KINDS`) --
     def op_params(self, op: str) -> int:
-        hidden = self.config.hidden_size
-        norm = 2 * hidden
-        kind, n = parse_op(op)
-        if kind == "mha":  # query, key, value, output projections with biases
-            return 4 * (hidden * hidden + hidden) + norm
-        if kind in ("ffn", "ffn_wide"):
-            inner = self.config.intermediate_size if kind == "ffn" else self.config.ffn_wide_size
-            return 2 * hidden * inner + inner + hidden + norm
-        if kind == "conv":  # depthwise kernel + pointwise projection
-            return hidden * n + hidden + hidden * hidden + hidden + norm
-        return 0
+        """Exact parameter count of one op (what the built module holds)."""
+        return op_params(self.config, op)
 
     def embedding_params(self) -> int:
         c = self.config
@@ -48,16 +41,7 @@ class BertSpace(SearchSpace):
     def op_flops(self, op: str, seq_len: int) -> int:
         """FLOPs (2 x multiply-adds) of one op on one sequence; LayerNorm, activations and
         softmax are not counted (as torch's FLOP counter does)."""
-        hidden, t = self.config.hidden_size, seq_len
-        kind, n = parse_op(op)
-        if kind == "mha":  # 4 projections + scores (QK^T) + weighted values (AV)
-            return 8 * t * hidden * hidden + 4 * t * t * hidden
-        if kind in ("ffn", "ffn_wide"):
-            inner = self.config.intermediate_size if kind == "ffn" else self.config.ffn_wide_size
-            return 4 * t * hidden * inner
-        if kind == "conv":
-            return 2 * t * hidden * n + 2 * t * hidden * hidden
-        return 0
+        return op_flops(self.config, op, seq_len)
 
     def flops(self, arch, seq_len: int = 128) -> int:
         """FLOPs of the chain on `arch` for one sequence of `seq_len` tokens."""

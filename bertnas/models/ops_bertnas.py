@@ -1,0 +1,313 @@
+"""The candidate ops of the hybrid BERT chain, and the ONE registry that says everything about them.
+
+Each op kind is one `OpKind` entry in `OP_KINDS`: how its names are written and validated, the
+module it builds, its exact parameter count, its FLOPs on one sequence, and its short log name.
+The config's validation, `build_op`, `BertSpace`'s costs, the latency table and the training
+log all read this registry, so adding an op kind is one `register_op_kind(OpKind(...))` call
+(plus its module class) in this file.
+
+Every op module is a whole post-LN residual sublayer, called as
+`op(x, attn_mask, token_mask)` -> `LayerNorm(x + dropout(f(x)))` (identity: `x`), where
+`attn_mask` is a (B, 1, 1, T) bool mask for attention and `token_mask` a (B, T, 1) float mask
+(both None when nothing is padded).
+
+This file is copied next to exported models with the modeling file and runs as remote code:
+it imports only torch, transformers and the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.activations import ACT2FN
+
+# ----------------------------------------------------------------------------------------
+# Op modules
+# ----------------------------------------------------------------------------------------
+
+
+class MultiHeadAttentionOp(nn.Module):
+    """Self-attention with `num_heads` heads over the full width (BERT's attention sublayer).
+
+    Runs through `torch.nn.functional.scaled_dot_product_attention`, except when the attention
+    probabilities are asked for (`output_attentions=True`) or the config's attention
+    implementation is "eager": then it computes them explicitly, as BERT's eager attention does."""
+
+    def __init__(self, config, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_size = config.hidden_size // num_heads
+        self.scaling = self.head_size**-0.5
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.attention_dropout = config.attention_probs_dropout_prob
+
+    def forward(self, x, attn_mask=None, token_mask=None, output_attentions=False):
+        batch, length, width = x.shape
+        shape = (batch, length, self.num_heads, self.head_size)
+        q = self.query(x).view(shape).transpose(1, 2)
+        k = self.key(x).view(shape).transpose(1, 2)
+        v = self.value(x).view(shape).transpose(1, 2)
+        dropout = self.attention_dropout if self.training else 0.0
+        probs = None
+        if output_attentions or getattr(self.config, "_attn_implementation", None) == "eager":
+            scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
+            probs = F.dropout(F.softmax(scores, dim=-1), p=dropout, training=self.training)
+            context = torch.matmul(probs, v)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, length, width)
+        out = self.LayerNorm(x + self.dropout(self.dense(context)))
+        return (out, probs) if output_attentions else out
+
+
+class FeedForwardOp(nn.Module):
+    """H -> inner -> H with the config's activation (BERT's FFN sublayer when inner = 4H)."""
+
+    def __init__(self, config, inner_size: int):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, inner_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(inner_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, attn_mask=None, token_mask=None):
+        return self.LayerNorm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
+
+
+class ConvOp(nn.Module):
+    """Depthwise-separable 1-D convolution, 'same' padding. Padded positions are zeroed before
+    the depthwise kernel so they never leak into real tokens."""
+
+    def __init__(self, config, kernel_size: int):
+        super().__init__()
+        width = config.hidden_size
+        self.depthwise = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2, groups=width)
+        self.act = ACT2FN[config.hidden_act]
+        self.pointwise = nn.Linear(width, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, attn_mask=None, token_mask=None):
+        h = x if token_mask is None else x * token_mask
+        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)
+        return self.LayerNorm(x + self.dropout(self.pointwise(self.act(h))))
+
+
+class IdentityOp(nn.Module):
+    """Skips the layer (lets depth vary in compression spaces)."""
+
+    def forward(self, x, attn_mask=None, token_mask=None):
+        return x
+
+
+# ----------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------
+
+
+def _no_check(config, n: int, name: str) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class OpKind:
+    """Everything about one kind of op. Costs follow one convention: parameters exactly as the
+    built module holds them; FLOPs = 2 x multiply-adds of one sequence of `seq_len` tokens, with
+    LayerNorm, activations, softmax and biases not counted (as torch's FLOP counter does).
+
+    kind: the kind's name (`parse_op` returns it). pattern: a regex for the op names of this kind,
+    its one group (if any) the integer argument (heads, kernel). example: how to write it, for error
+    messages. short: the compact log name for the argument. build / params / flops: the module, its
+    parameter count and its FLOPs, for (config, argument[, seq_len]). check: an error message when a
+    config cannot build the op (None when it can). attention: the op can return attention maps.
+    sizes: the config fields its module's shapes (so its cost and latency) depend on."""
+
+    kind: str
+    pattern: str
+    example: str
+    short: Callable[[int], str]
+    build: Callable[..., nn.Module]
+    params: Callable[..., int]
+    flops: Callable[..., int]
+    check: Callable[..., str | None] = _no_check
+    attention: bool = False
+    sizes: tuple = ("hidden_size",)
+
+
+OP_KINDS: dict[str, OpKind] = {}
+
+
+def register_op_kind(kind: OpKind) -> OpKind:
+    """Add an op kind to the registry (its names must not collide with another kind's)."""
+    if kind.kind in OP_KINDS:
+        raise ValueError(f"Op kind {kind.kind!r} is registered already")
+    OP_KINDS[kind.kind] = kind
+    return kind
+
+
+def _norm_params(config) -> int:
+    return 2 * config.hidden_size
+
+
+def _ffn_params(config, inner: int) -> int:
+    hidden = config.hidden_size
+    return 2 * hidden * inner + inner + hidden + _norm_params(config)
+
+
+def _divisible_heads(config, heads: int, name: str) -> str | None:
+    if config.hidden_size % heads:
+        return (f"Op {name!r} needs hidden_size divisible by {heads} heads, but hidden_size={config.hidden_size}; "
+                f"drop {name!r} from candidates or pick a hidden_size divisible by {heads}")
+    return None
+
+
+def _odd_kernel(config, kernel: int, name: str) -> str | None:
+    if kernel % 2 == 0:
+        return f"Op {name!r}: convolution kernels must be odd for 'same' padding (conv3, conv5, ...)"
+    return None
+
+
+register_op_kind(OpKind(
+    kind="mha", pattern=r"mha(\d+)", example="mha<heads> (e.g. mha6, mha8, mha12)", short=lambda n: f"a{n}",
+    build=lambda config, heads: MultiHeadAttentionOp(config, heads),
+    # query, key, value and output projections with biases + LayerNorm
+    params=lambda config, heads: 4 * (config.hidden_size**2 + config.hidden_size) + _norm_params(config),
+    # 4 projections + scores (QK^T) + weighted values (AV)
+    flops=lambda config, heads, t: 8 * t * config.hidden_size**2 + 4 * t * t * config.hidden_size,
+    check=_divisible_heads, attention=True,
+))
+def _ffn_kind(kind: str, short: str, inner_field: str) -> OpKind:
+    """An FFN kind whose inner size is the config field `inner_field`."""
+    return OpKind(
+        kind=kind, pattern=kind, example=kind, short=lambda n: short,
+        build=lambda config, n: FeedForwardOp(config, getattr(config, inner_field)),
+        params=lambda config, n: _ffn_params(config, getattr(config, inner_field)),
+        flops=lambda config, n, t: 4 * t * config.hidden_size * getattr(config, inner_field),
+        sizes=("hidden_size", inner_field),
+    )
+
+
+register_op_kind(_ffn_kind("ffn", "f", "intermediate_size"))
+register_op_kind(_ffn_kind("ffn_wide", "F", "ffn_wide_size"))
+register_op_kind(OpKind(
+    kind="conv", pattern=r"conv(\d+)", example="conv<odd kernel> (e.g. conv3, conv5)", short=lambda n: f"c{n}",
+    build=lambda config, kernel: ConvOp(config, kernel),
+    # depthwise kernel + bias, pointwise projection + bias, LayerNorm
+    params=lambda config, kernel: (config.hidden_size * kernel + config.hidden_size + config.hidden_size**2
+                                   + config.hidden_size + _norm_params(config)),
+    flops=lambda config, kernel, t: 2 * t * config.hidden_size * kernel + 2 * t * config.hidden_size**2,
+    check=_odd_kernel,
+))
+register_op_kind(OpKind(
+    kind="identity", pattern=r"identity", example="identity", short=lambda n: "-",
+    build=lambda config, n: IdentityOp(), params=lambda config, n: 0, flops=lambda config, n, t: 0, sizes=(),
+))
+
+
+def _lookup(name: str) -> tuple[OpKind, int]:
+    if isinstance(name, str):
+        for kind in OP_KINDS.values():
+            match = re.fullmatch(kind.pattern, name)
+            if match:
+                n = int(match.group(1)) if match.groups() else 0
+                if not match.groups() or n > 0:
+                    return kind, n
+    else:
+        raise ValueError(f"Op names are strings, got {type(name).__name__} {name!r}")
+    examples = [kind.example for kind in OP_KINDS.values()]
+    raise ValueError(f"Unknown op {name!r}; ops are {', '.join(examples[:-1])} and {examples[-1]}")
+
+
+def parse_op(name: str) -> tuple[str, int]:
+    """('mha', heads) | ('conv', kernel) | ('ffn', 0) | ('ffn_wide', 0) | ('identity', 0) | any
+    registered kind. Raises ValueError for any other name, listing the accepted forms."""
+    kind, n = _lookup(name)
+    return kind.kind, n
+
+
+def op_kind(name: str) -> OpKind:
+    """The registry entry of an op name."""
+    return _lookup(name)[0]
+
+
+def check_op(config, name: str) -> None:
+    """ValueError when `config` cannot build op `name` (unknown name, heads not dividing the width, ...)."""
+    kind, n = _lookup(name)
+    error = kind.check(config, n, name)
+    if error:
+        raise ValueError(error)
+
+
+def build_op(config, name: str) -> nn.Module:
+    kind, n = _lookup(name)
+    return kind.build(config, n)
+
+
+def op_params(config, name: str) -> int:
+    """Exact parameter count of op `name` as built for `config`."""
+    kind, n = _lookup(name)
+    return kind.params(config, n)
+
+
+def op_flops(config, name: str, seq_len: int) -> int:
+    """FLOPs (2 x multiply-adds) of op `name` on one sequence of `seq_len` tokens."""
+    kind, n = _lookup(name)
+    return kind.flops(config, n, seq_len)
+
+
+def short_op_name(name: str) -> str:
+    """Compact name for logs and progress bars: mha12 -> a12, ffn -> f, ffn_wide -> F, conv3 -> c3,
+    identity -> -. Names that are no op are returned unchanged."""
+    try:
+        kind, n = _lookup(name)
+    except ValueError:
+        return str(name)
+    return kind.short(n)
+
+
+def is_attention_op(name: str) -> bool:
+    return _lookup(name)[0].attention
+
+
+def op_size_fields(names) -> tuple:
+    """The config fields the shapes of ops `names` depend on (in registry order, no repeats)."""
+    kinds = {_lookup(name)[0].kind for name in names}
+    fields = []
+    for kind in OP_KINDS.values():
+        if kind.kind in kinds:
+            fields.extend(f for f in kind.sizes if f not in fields)
+    return tuple(fields)
+
+
+__all__ = [
+    "OP_KINDS",
+    "OpKind",
+    "register_op_kind",
+    "parse_op",
+    "op_kind",
+    "check_op",
+    "build_op",
+    "op_params",
+    "op_flops",
+    "short_op_name",
+    "is_attention_op",
+    "op_size_fields",
+    "MultiHeadAttentionOp",
+    "FeedForwardOp",
+    "ConvOp",
+    "IdentityOp",
+]
