@@ -4,6 +4,8 @@ Writes `OUT/results.json` (`{"task", "model", "eval": {metric: value}, ...}` plu
 timings), `OUT/results.md`, and the GLUE-server prediction files (`OUT/SST-2.tsv`, ...) when the task
 has a test split. `--grid-lr` / `--grid-epochs` / `--grid-batch-size` run every combination and keep
 the one with the best dev score.
+
+`Settings` (and the helpers both this module and `squad.py` use) live in `common.py`.
 """
 
 from __future__ import annotations
@@ -13,55 +15,18 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
+from .common import Settings, capped_max_length, check_model_path, remove_if_empty, results_markdown
 from .data import load_task
 from .metrics import load_metric
+from .squad import finetune_squad
 from .tasks import GlueTask, SquadTask, get_task, task_score
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Settings:
-    """One fine-tuning run's hyper-parameters (a grid varies lr, epochs and batch_size)."""
-
-    lr: float = 5e-5
-    epochs: float = 3.0
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    warmup_steps: int = 0
-    weight_decay: float = 0.01
-    max_length: int = 128
-    seed: int = 42
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    bf16: bool = False
-
-
-def check_model_path(model_name: str) -> None:
-    """A local folder must hold a checkpoint; an export of several subnets holds one per sub-folder."""
-    path = Path(model_name)
-    if not path.is_dir() or (path / "config.json").is_file():
-        return  # a checkpoint folder, or a Hub id
-    inner = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
-    hint = f"; it holds checkpoints in {inner}: pass one of them, e.g. {path / inner[0]}" if inner else ""
-    raise FileNotFoundError(f"--model {model_name}: no config.json in this folder{hint}")
-
-
-def capped_max_length(requested: int, model, tokenizer) -> int:
-    """`requested`, lowered to what the model's position embeddings and its tokenizer can hold (a small
-    searched subnet may have fewer positions than the 128/384 default)."""
-    limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [n for n in limits if isinstance(n, int) and n < 1_000_000]  # tokenizers without a limit say 1e30
-    limit = min(limits, default=None)
-    if limit is not None and requested > limit:
-        logger.warning("max length %d > the model's limit of %d tokens; using %d", requested, limit, limit)
-        requested = limit
-    return requested
 
 
 def _load_model_and_tokenizer(spec: GlueTask, model_name: str, trust_remote_code: bool):
@@ -201,25 +166,6 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
     }
 
 
-def results_markdown(result: dict) -> str:
-    eval_results = result["eval"]
-    lines = [
-        f"# {result['task']} fine-tuning of `{result['model']}`",
-        "",
-        "| task | " + " | ".join(eval_results) + " | score | train samples | train s |",
-        "|---|" + "---|" * (len(eval_results) + 3),
-        f"| {result['task']} | " + " | ".join(f"{v:.4f}" for v in eval_results.values())
-        + f" | {result['score']:.2f} | {result['num_train_samples']} | {result['train_seconds']:.0f} |",
-        "",
-        "Settings: " + ", ".join(f"{k}={v}" for k, v in result["settings"].items()),
-    ]
-    if len(result.get("grid", [])) > 1:
-        lines += ["", "| grid lr | epochs | batch | score |", "|---|---|---|---|"]
-        lines += [f"| {g['settings']['lr']} | {g['settings']['epochs']} | {g['settings']['batch_size']} | {g['score']:.2f} |"
-                  for g in result["grid"]]
-    return "\n".join(lines) + "\n"
-
-
 def finetune(task: str, model: str, output_dir: str | Path, settings: Settings | None = None,
              data_dir: str | Path | None = None, grid: dict | None = None, trust_remote_code: bool = False,
              predict_test: bool = True) -> dict:
@@ -227,8 +173,6 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
     "batch_size": [...]}) and write the result files into `output_dir`. Returns the results dict."""
     spec = get_task(task)
     if isinstance(spec, SquadTask):
-        from .squad import finetune_squad
-
         return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code)
     check_model_path(model)
     settings = settings or Settings()
@@ -274,11 +218,5 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(result))
-    _remove_if_empty(out_dir / "trainer")
+    remove_if_empty(out_dir / "trainer")
     return result
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """Trainer creates its output_dir even when it saves nothing there; do not leave it behind empty."""
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()

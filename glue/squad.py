@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import capped_max_length, check_model_path, remove_if_empty, results_markdown
 from .data import load_task
-from .finetune import _remove_if_empty, capped_max_length, check_model_path, results_markdown
 from .metrics import load_metric
 from .tasks import SquadTask, get_task, task_score
 
@@ -197,5 +197,5 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
     (out_dir / "predictions.json").write_text(json.dumps({p["id"]: p["prediction_text"] for p in predictions}, indent=1))
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(result))
-    _remove_if_empty(out_dir / "trainer")
+    remove_if_empty(out_dir / "trainer")
     return result
