@@ -209,3 +209,55 @@ def test_report_to_tensorboard(tmp_path):
         return
     pretrain(toy(tmp_path, max_steps=2, save_steps=0, report_to="tensorboard"))
     assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+
+
+def test_training_and_search_score_a_subnet_alike(tmp_path):
+    """One held-out scorer: the trainer's base-replacement score of an arch equals the score
+    `bertnas search` gives it from the saved checkpoint."""
+    from bertnas.search import search
+
+    cfg = load_config(toy(tmp_path, max_steps=2, save_steps=2, align=False))
+    trainer = SupernetTrainer(cfg)
+    try:
+        trainer.train()
+        arch = trainer.space.sample(5)
+        during = trainer.evaluate(arch)
+        assert trainer.model.training  # scoring leaves the model in train mode
+    finally:
+        trainer.close()
+        reset_accelerate_state()
+    entries = search(tmp_path / "run", "random", None, num_samples=40, eval_batches=cfg.eval_batches,
+                     progress=False, top_k=None)
+    scores = {tuple(e["arch"]): e["score"] for e in entries}
+    assert tuple(arch.ops) in scores and scores[tuple(arch.ops)] == during
+
+
+def test_heldout_split_has_its_own_seed_and_can_be_a_file(tmp_path, tiny_corpus):
+    from bertnas.tasks.bert import MLMTask
+
+    def val_rows(**overrides):
+        task = MLMTask()
+        task.setup(load_config(toy(tmp_path, data=str(tiny_corpus), **overrides)))
+        return task.val_data[:len(task.val_data)]["input_ids"]
+
+    a = val_rows(seed=1)
+    assert torch.equal(a, val_rows(seed=2))  # the training seed does not move the split
+    assert not torch.equal(a, val_rows(seed=1, data_seed=5))
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("the teacher finds a red apple .\n" * 40)
+    own = val_rows(val_data=str(held_out))
+    assert own.shape[1] == a.shape[1] and not torch.equal(own[:1], a[:1])
+
+
+def test_fixed_arch_trains_alone_and_is_searched(tmp_path):
+    """`--arch` trains one fixed arch from scratch through the same loop (constant sampler) and
+    its checkpoint can be scored by `bertnas search`."""
+    from bertnas.search import search
+
+    pretrain(toy(tmp_path, max_steps=3, save_steps=3, arch=["conv3", "ffn"]))
+    lines = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["arch"] for r in lines] == [["conv3", "ffn"]] * 3 and all("align_loss" not in r for r in lines)
+    state = ck.read_state(ck.find_checkpoint(tmp_path / "run"))
+    assert state["sampler"]["name"] == "constant"
+    entries = search(tmp_path / "run", "random", None, num_samples=3, eval_batches=1, progress=False)
+    assert [e["arch"] for e in entries] == [["conv3", "ffn"]]

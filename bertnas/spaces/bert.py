@@ -13,11 +13,13 @@ from .base import Arch, SearchSpace
 
 
 class BertSpace(SearchSpace):
-    """Choices `layer_0 .. layer_{N-1}`, each over `config.candidates`."""
+    """Choices `layer_0 .. layer_{N-1}`, each over `config.candidates`; for a fixed-arch model
+    (`config.arch` set) each choice holds only that layer's op, so the space is its one arch."""
 
     def __init__(self, config: BertNasConfig):
         self.config = config
-        super().__init__({f"layer_{i}": config.candidates for i in range(config.num_hidden_layers)})
+        per_layer = [[op] for op in config.arch] if config.arch is not None else [config.candidates] * config.num_hidden_layers
+        super().__init__({f"layer_{i}": ops for i, ops in enumerate(per_layer)})
 
     @classmethod
     def from_model(cls, model) -> BertSpace:

@@ -109,14 +109,6 @@ def _heads(hidden: int) -> int:
     return next(h for h in (12, 8, 6, 4, 2, 1) if hidden % h == 0)
 
 
-def chain_space(config):
-    """The search space of a BERT-chain model: every candidate per layer for a supernet, the one
-    op per layer for a fixed-arch model."""
-    from ..spaces import BertSpace
-
-    return BertSpace(config)
-
-
 def load_tokenizer(ckpt: Path):
     from transformers import AutoTokenizer
 
@@ -161,7 +153,9 @@ class BertTask(Task):
                                                                       cfg.tokenizer_vocab_size)
 
     def _finish_setup(self) -> None:
-        self.space = chain_space(self.model.config)
+        from ..spaces import BertSpace
+
+        self.space = BertSpace(self.model.config)  # a fixed-arch model's space is its one arch
         arch = self.model.config.arch
         self.fixed_arch = self.space.arch(arch) if arch is not None else None
 
@@ -241,7 +235,9 @@ class BertTask(Task):
         return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
     def short_name(self, op) -> str:
-        return {"ffn": "f", "ffn_wide": "F", "identity": "-"}.get(op, op.replace("mha", "a").replace("conv", "c"))
+        from ..models import short_op_name
+
+        return short_op_name(op)
 
     # -- scoring ----------------------------------------------------------------------------
     def heldout_rows(self, data: str | None = None, seq_len: int | None = None):
@@ -397,4 +393,4 @@ class ElectraTask(BertTask):
 
 
 __all__ = ["MLMTask", "ElectraTask", "BertTask", "mlm_heldout", "electra_heldout", "load_lm_data", "load_tokenizer",
-           "chain_space", "absolute_if_local"]
+           "absolute_if_local"]
