@@ -15,8 +15,14 @@ bertnas, so it imports only torch, transformers and its sibling files (relativel
 """
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
+
+try:
+    from typing import Unpack
+except ImportError:  # Python 3.10
+    from typing_extensions import Unpack
 
 import torch
 from torch import nn
@@ -185,6 +191,15 @@ def _op_names(arch) -> list:
     if isinstance(arch, str):
         raise ValueError(f"arch must be a list of op names (one per layer), got the string {arch!r}")
     return list(arch)
+
+
+class BackboneKwargs(TypedDict, total=False):
+    """What a head's forward passes on to `BertNasModel.forward` (any other name: TypeError)."""
+
+    arch: Sequence[str] | Mapping
+    arch_weights: Sequence[torch.Tensor]
+    output_attentions: bool
+    output_hidden_states: bool | int | list
 
 
 def _cross_entropy(logits, labels, num_items_in_batch=None, ignore_index=-100):
@@ -484,9 +499,9 @@ class BertNasForMaskedLM(BertNasPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, num_items_in_batch=None, **backbone_kwargs):
+                labels=None, num_items_in_batch=None, **kwargs: Unpack[BackboneKwargs]):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
-                        **backbone_kwargs)
+                        **kwargs)
         logits = self.cls(out.last_hidden_state)
         loss = None
         if labels is not None:
@@ -527,9 +542,9 @@ class BertNasForPreTraining(BertNasPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, num_items_in_batch=None, **backbone_kwargs):
+                labels=None, num_items_in_batch=None, **kwargs: Unpack[BackboneKwargs]):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
-                        **backbone_kwargs)
+                        **kwargs)
         logits = self.discriminator_predictions(out.last_hidden_state)
         loss = None
         if labels is not None:
@@ -558,9 +573,9 @@ class BertNasForSequenceClassification(BertNasPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, num_items_in_batch=None, **backbone_kwargs):
+                labels=None, num_items_in_batch=None, **kwargs: Unpack[BackboneKwargs]):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
-                        **backbone_kwargs)
+                        **kwargs)
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None
         if labels is not None:
@@ -597,9 +612,9 @@ class BertNasForTokenClassification(BertNasPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                labels=None, num_items_in_batch=None, **backbone_kwargs):
+                labels=None, num_items_in_batch=None, **kwargs: Unpack[BackboneKwargs]):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
-                        **backbone_kwargs)
+                        **kwargs)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
@@ -620,9 +635,9 @@ class BertNasForQuestionAnswering(BertNasPreTrainedModel):
 
     @can_return_tuple
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, inputs_embeds=None,
-                start_positions=None, end_positions=None, num_items_in_batch=None, **backbone_kwargs):
+                start_positions=None, end_positions=None, num_items_in_batch=None, **kwargs: Unpack[BackboneKwargs]):
         out = self.bert(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, return_dict=True,
-                        **backbone_kwargs)
+                        **kwargs)
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None

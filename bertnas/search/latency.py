@@ -283,4 +283,5 @@ def measure_prediction_error(table: LatencyTable, config, n_archs: int, seq_lens
             "max_abs_pct_error": max(errors) if errors else None, "archs": samples}
 
 
-__all__ = ["LatencyTable", "build_latency_table", "measure_ms", "measure_prediction_error", "machine_info", "shape_fields"]
+__all__ = ["LatencyTable", "build_latency_table", "measure_ms", "measure_prediction_error", "machine_info",
+           "shape_fields"]
