@@ -170,19 +170,34 @@ class Evaluator:
     score = __call__
 
     @torch.no_grad()
-    def _score(self, ops: tuple) -> float:
+    def _batch_values(self, ops: tuple) -> tuple[list, int]:
+        """([(sum, count) per held-out batch], total count) of the path `ops`."""
         if self.model.training:
             self.model.eval()
         if self.uses_batchnorm:
             recalibrate(self.model, ops, self.calibration_batches)
-        total = count = 0
-        for batch in self.batches:
-            value, n = self.loss_fn(self.model, batch, ops)
-            total = total + value
-            count += int(n)
+        values = [self.loss_fn(self.model, batch, ops) for batch in self.batches]
+        count = sum(int(n) for _, n in values)
         if count == 0:
             raise ValueError("The held-out batches hold no scored items (no masked tokens / labels)")
+        return values, count
+
+    def _score(self, ops: tuple) -> float:
+        values, count = self._batch_values(ops)
+        total = 0
+        for value, _ in values:
+            total = total + value
         return float(total) / count
+
+    def batch_scores(self, arch) -> list[float]:
+        """Each held-out batch's share of the score, scaled so that their mean is the score
+        (`len(batches) * batch sum / total count`); uncached. The batches are the same for every
+        arch, so two archs' lists pair up batch by batch (MAGIC-A's base replacement tests the
+        paired differences)."""
+        if self.space is not None:
+            arch = self.space.arch(arch)
+        values, count = self._batch_values(_ops(arch))
+        return [len(values) * float(value) / count for value, _ in values]
 
 
 def prepare_batch(batch: dict, device) -> dict:

@@ -99,8 +99,12 @@ class Task:
         return self.model
 
     def choice_layers(self) -> list[nn.Module]:
-        """The searchable layers in path order (block-wise scoring, shared dropout masks)."""
+        """The searchable layers in path order (block-wise scoring, per-candidate optimizer groups)."""
         raise NotImplementedError
+
+    def randomness_modules(self) -> list[nn.Module]:
+        """The modules whose dropout MAGIC-A's student and base share (`Aligner.shared_randomness`)."""
+        return self.choice_layers()
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:

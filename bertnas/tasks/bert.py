@@ -284,6 +284,11 @@ class BertTask(Task):
     def choice_layers(self) -> list[nn.Module]:
         return list(self.model.bert.encoder.layers)
 
+    def randomness_modules(self) -> list[nn.Module]:
+        from ..align import Aligner
+
+        return Aligner.randomness_modules(self.model)  # the embeddings' dropout, then the chain
+
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         for name, module in self.modules.items():

@@ -73,14 +73,20 @@ class PretrainConfig:
     sampler: str = "walk"
     walk_k: int = 1
     align: bool = True
-    align_weight: float = 1.0
-    align_block_size: int = 2  # chain layers per aligned block
-    base_arch: list | None = None  # None: the sampler's first arch
-    base_replacement: str = "none"  # none | beat (a better sampled subnet) | population (top p +- r)
+    align_weight: float = 0.1  # well below the task loss: alignment to shared weights can collapse them
+    align_block_size: int = 2  # chain layers per aligned block (aligning every layer over-regularises)
+    align_normalize: bool = True  # each block's MSE / the base's feature variance (no shrink-to-zero minimum)
+    align_max_ratio: float | None = 0.5  # cap: weighted alignment <= this x the task loss (None: no cap)
+    align_start: int = 0  # steps without alignment first
+    align_ramp: int = 0  # then the weight rises linearly over this many steps
+    base_arch: list | None = None  # None: a random subnet
+    base_replacement: str = "population"  # none | beat (a better sampled subnet) | population (top p +- r)
     base_every: int = 100  # steps between base-replacement checks
     base_population: int = 8  # subnets scored per check
     base_top_p: float = 0.3
     base_tolerance: float = 0.1
+    base_margin: float = 0.0  # a challenger must beat the base's mean score by more than this
+    base_z: float = 3.0  # ... and by a paired test over held-out batches at this z (one-sided)
     # -- optimisation -------------------------------------------------------------------
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -202,7 +208,7 @@ def validate(cfg: PretrainConfig) -> None:
     for name in positive:
         if getattr(cfg, name) < 1:
             raise ValueError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("save_steps", "warmup_steps", "eval_batches"):
+    for name in ("save_steps", "warmup_steps", "eval_batches", "align_start", "align_ramp"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}")
     if not 0.0 < cfg.mlm_probability < 1.0:

@@ -92,7 +92,9 @@ class SupernetTrainer:
             self.aligner = Aligner(
                 self.space, base, block_size=cfg.align_block_size, weight=cfg.align_weight,
                 replacement=cfg.base_replacement, every=cfg.base_every, top_p=cfg.base_top_p,
-                tolerance=cfg.base_tolerance, population=cfg.base_population,
+                tolerance=cfg.base_tolerance, population=cfg.base_population, normalize=cfg.align_normalize,
+                max_ratio=cfg.align_max_ratio, margin=cfg.base_margin, z=cfg.base_z, start=cfg.align_start,
+                ramp=cfg.align_ramp,
             )
         self._evaluator = None
 
@@ -195,6 +197,9 @@ class SupernetTrainer:
                     record["base_arch"] = _json_arch(self.aligner.base_arch)
                     if self.aligner.base_score is not None:
                         record["base_score"] = self.aligner.base_score
+                    decision = self.aligner.last_decision
+                    if decision is not None and decision["step"] == self.step:
+                        record["base_check"] = decision  # step, rule, old / new arch, every score
                     if replaced:
                         record["base_replaced"] = True
                 line = {"step": self.step, **record}
@@ -225,16 +230,17 @@ class SupernetTrainer:
         loss_sum = align_sum = 0.0
         metrics_sum: dict[str, float] = {}
         items = 0
-        for _ in range(cfg.gradient_accumulation_steps):
+        aligning = self.aligner is not None and self.aligner.active(self.step)
+        for micro in range(cfg.gradient_accumulation_steps):
             batch = self._to_device(self.stream.next())
-            with acc.accumulate(self.engine):
+            with acc.accumulate(self.engine), self._shared_randomness(aligning, micro):
                 with self._autocast():
                     out = self.task.compute(batch, arch, self.mask_generator)
                     loss = out.loss
-                    if self.aligner is not None:  # the base subnet sees what the sampled one saw
+                    if aligning:  # the base subnet sees what the sampled one saw
                         seen = out.inputs if getattr(out, "inputs", None) is not None else batch
                         align = self.aligner.align_loss(self.task.align_model(), seen, out.hidden_states, arch=arch)
-                        loss = loss + self.aligner.weight * align
+                        loss = loss + self.aligner.weighted(align, out.loss, step=self.step)
                         align_sum += float(align.detach())
                 acc.backward(loss)
             loss_sum += float(loss.detach())
@@ -278,16 +284,41 @@ class SupernetTrainer:
             record[k] = v / n
         return record
 
+    def _shared_randomness(self, aligning: bool, micro: int):
+        """MAGIC-A's common random numbers: the student and the base draw the same dropout masks
+        layer by layer (seeded by run seed, step, micro-batch and rank, so a resume redraws them)."""
+        if not aligning:
+            return contextlib.nullcontext()
+        from ..align import step_seed
+
+        seed = step_seed(self.cfg.seed, self.step, micro, self.rank)
+        return self.aligner.shared_randomness(self.task.randomness_modules(), seed)
+
     def _maybe_replace_base(self, arch) -> bool:
         cfg = self.cfg
-        if cfg.base_replacement == "none":
+        if not self.aligner.due(self.step):
             return False
         if cfg.base_replacement == "beat":
             candidates = [arch]
         else:  # a population drawn independently of the training sampler, the same on every rank
             rng = random.Random(cfg.seed * 7919 + self.step)
             candidates = [self.space.sample(rng) for _ in range(cfg.base_population)]
-        return bool(self.aligner.maybe_replace(self.step, self.evaluate, candidates))
+
+        def evaluate(candidate):  # per-batch scores: the aligner tests paired differences
+            try:
+                return self.evaluator().batch_scores(candidate)
+            finally:
+                self.trainable.train()
+
+        self.aligner.maybe_replace(self.step, evaluate, candidates)
+        if self.world_size > 1:  # every rank takes rank 0's decision: the path can never diverge
+            import torch.distributed as dist
+
+            state = [self.aligner.state_dict()]
+            dist.broadcast_object_list(state, src=0)
+            self.aligner.load_state_dict(state[0])
+        decision = self.aligner.last_decision
+        return bool(decision and decision["step"] == self.step and decision["replaced"])
 
     def _finish(self, last: dict) -> dict:
         acc = self.accelerator
