@@ -164,6 +164,15 @@ def test_weighted_caps_the_alignment_term():
     assert Aligner(space, BASE, weight=0.1, max_ratio=None).weighted(torch.tensor(30.0), 1.0).item() == pytest.approx(3.0)
 
 
+def test_alignment_schedule():
+    space = BertSpace(toy_config(num_hidden_layers=4))
+    aligner = Aligner(space, BASE, weight=0.2, start=10, ramp=4, max_ratio=None)
+    assert [aligner.current_weight(s) for s in (0, 9)] == [0.0, 0.0] and not aligner.active(9)
+    assert [round(aligner.current_weight(s), 6) for s in (10, 13, 14, 100)] == [0.04, 0.16, 0.2, 0.2]
+    assert aligner.active(10) and aligner.current_weight(None) == 0.2
+    assert aligner.weighted(torch.tensor(1.0), 5.0, step=3).item() == 0.0
+
+
 def _noisy(means: dict, batches: int = 8, noise: float = 0.05, seed: int = 0):
     """A fake evaluator returning per-batch losses: a batch effect shared by every arch (as the
     same held-out batches give) + the arch's mean + independent noise."""
