@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from .spaces.base import Arch, SearchSpace
 
 REPLACEMENTS = ("none", "beat", "population")
+_TARGET_KEYS = ("labels", "mlm_positions", "mlm_targets", "start_positions", "end_positions")
 _MASK64 = (1 << 64) - 1
 
 
@@ -198,8 +199,9 @@ class Aligner:
     def align_loss(self, model, batch: dict, student_hidden_states, arch=None, return_blocks: bool = False):
         """Block-wise alignment loss between the sampled subnet's hidden states and the base's on
         `batch` (sum over blocks; each block's MSE divided by the base's mean per-feature variance
-        there when `normalize`). `model` is the backbone (or any bertnas model) the student ran
-        on; the base runs without gradient. Inside `shared_randomness` the base runs in the
+        there when `normalize`). `model` is the module the student ran on (for BERT the backbone),
+        called with the batch's inputs, `arch=` and `output_hidden_states=True`; the base runs
+        without gradient. Inside `shared_randomness` the base runs in the
         model's current mode with the student's dropout masks; outside it, in eval mode (clean
         targets, but a training student is then also penalised for its own dropout noise).
         `arch` is accepted for compatibility and not needed. With `return_blocks`, returns
@@ -215,10 +217,10 @@ class Aligner:
         fired = self._fired
         try:
             with torch.no_grad():
-                base = model(
-                    batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                    token_type_ids=batch.get("token_type_ids"), arch=self.base_arch, output_hidden_states=True,
-                ).hidden_states
+                # The batch's inputs (targets dropped) as keyword arguments: any space's model
+                # that takes `arch=` and `output_hidden_states=` can be aligned.
+                inputs = {k: v for k, v in batch.items() if k not in _TARGET_KEYS}
+                base = model(**inputs, arch=self.base_arch, output_hidden_states=True).hidden_states
         finally:
             model.train(was_training)
         if shared and self._fired == fired:

@@ -13,8 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from .constraints import Constraints
 
 logger = logging.getLogger("bertnas.search")
@@ -82,6 +80,8 @@ def register_search_method(name: str):
 
 
 def default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -223,7 +223,7 @@ def search(
         "latency_table": table_path,
         "latency_prediction_error_pct": table.mean_abs_pct_error if table is not None else None,
         "settings": {"seed": seed, "top_k": top_k, "eval_batches": eval_batches, "device": device, **settings},
-        "space": {"choices": len(space.choices), "candidates": list(getattr(model.config, "candidates", [])),
+        "space": {"choices": len(space.choices), "candidates": list(dict.fromkeys(c for cands in space.choices.values() for c in cands)),
                   "size": space.size()},
         "method_info": outcome.info,
         "seconds": {"total": elapsed, "scoring": evaluator.seconds},

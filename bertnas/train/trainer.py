@@ -93,8 +93,9 @@ class SupernetTrainer:
                 self.space, base, block_size=cfg.align_block_size, weight=cfg.align_weight,
                 replacement=cfg.base_replacement, every=cfg.base_every, top_p=cfg.base_top_p,
                 tolerance=cfg.base_tolerance, population=cfg.base_population, normalize=cfg.align_normalize,
-                max_ratio=cfg.align_max_ratio, margin=cfg.base_margin, z=cfg.base_z, start=cfg.align_start,
-                ramp=cfg.align_ramp,
+                max_ratio=cfg.align_max_ratio, margin=cfg.base_margin, z=cfg.base_z,
+                start=cfg.max_steps // 10 if cfg.align_start is None else cfg.align_start,
+                ramp=cfg.max_steps // 20 if cfg.align_ramp is None else cfg.align_ramp,
             )
         self._evaluator = None
 
