@@ -144,6 +144,24 @@ def test_shrinking_large_space_refills_by_mutation_within_budget():
     assert all(c.params <= constraints.max_params for c in out.evaluated)
 
 
+def test_shrinking_halves_and_refills_a_population_smaller_than_its_bin():
+    """E = 6 candidates per bin of ~21 archs: every stage halves the population (6 -> 3 -> 2),
+    refills it to E with archs the bin has not seen, and the best of a bin never gets worse."""
+    space = BertSpace(toy_config())  # 64 archs
+    scores = known_scores(space, seed=3)
+    calls = []
+    out = progressive_shrinking(space, lambda a: calls.append(a) or scores[a], Constraints(seq_len=16), num_bins=3,
+                                candidates_per_bin=6, survivors_per_bin=2, seed=2, progress=False)
+    stages = out.info["stages"]
+    assert [st["kept_per_bin"] for st in stages] == [3, 2]
+    assert all(n == 6 for st in stages for n in st["population_per_bin"])  # refilled to E
+    assert stages[1]["scored"] == 3 * 3  # each bin scored 3 new archs after halving
+    assert len(calls) == len(set(calls)) == 18 + 9  # never scores an arch twice
+    for before, after in zip(stages, stages[1:]):
+        assert all(a <= b for a, b in zip(after["best_per_bin"], before["best_per_bin"]))
+    assert sorted(c.extra["bin"] for c in out.results) == [0, 0, 1, 1, 2, 2]
+
+
 # ----------------------------------------------------------------------------------------
 # Evolution, random, block-wise: constraints are never violated
 # ----------------------------------------------------------------------------------------

@@ -261,3 +261,30 @@ def test_fixed_arch_trains_alone_and_is_searched(tmp_path):
     assert state["sampler"]["name"] == "constant"
     entries = search(tmp_path / "run", "random", None, num_samples=3, eval_batches=1, progress=False)
     assert [e["arch"] for e in entries] == [["conv3", "ffn"]]
+
+
+def test_off_path_weights_and_moments_stay_frozen_over_several_steps(tmp_path):
+    """An op trained once keeps its weights AND its AdamW moments bit-identical through later
+    steps that do not use it (weight decay and stale momentum would move it otherwise)."""
+    cfg = load_config(toy(tmp_path, max_steps=10, align=False, model={"hidden_dropout_prob": 0.1}))
+    trainer = SupernetTrainer(cfg)
+    try:
+        trainer._train_step(trainer.space.arch(["conv3", "mha6"]))
+        owned = [p for n, p in trainer.model.named_parameters()
+                 if ".layers.0.ops.conv3." in n or ".layers.1.ops.mha6." in n]
+        state = trainer.optimizer.optimizer.state
+
+        def snapshot():
+            return [(p.detach().clone(), *(state[p][k].clone() for k in ("exp_avg", "exp_avg_sq", "step")))
+                    for p in owned]
+
+        before = snapshot()
+        assert all(b[1].abs().sum() > 0 for b in before)  # they did get momentum at step 1
+        for ops in (["ffn", "mha8"], ["mha12", "conv5"], ["conv5", "conv3"], ["ffn_wide", "ffn"]):
+            trainer._train_step(trainer.space.arch(ops))
+        after = snapshot()
+        for b, a in zip(before, after):
+            assert all(torch.equal(x, y) for x, y in zip(b, a))
+    finally:
+        trainer.close()
+        reset_accelerate_state()
