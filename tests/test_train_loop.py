@@ -44,6 +44,10 @@ def test_mlm_walk_align_logs_and_checkpoints(tmp_path):
     # walk sampling (k=1): consecutive subnets differ in exactly one layer
     for a, b in zip(lines, lines[1:]):
         assert sum(x != y for x, y in zip(a["arch"], b["arch"])) == 1
+    # base-replacement checks (every 2 steps) are logged with every score and the reason
+    checks = [r["base_decision"] for r in lines if "base_decision" in r]
+    assert [d["step"] for d in checks] == [2, 4] and all(d["rule"] == "population" and d["reason"] for d in checks)
+    assert all(len(d["candidates"]) >= 1 and d["old_arch"] for d in checks)
     # warmup (2 steps) then linear decay
     lrs = [r["lr"] for r in lines]
     assert lrs[0] < lrs[1] and lrs[1] > lrs[2] > lrs[3] > 0

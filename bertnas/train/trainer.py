@@ -120,6 +120,7 @@ class SupernetTrainer:
         torch.manual_seed(cfg.seed + 1 + self.rank)
 
         self.step = 0
+        self._stop_all = False
         self.resumed_from = None
         if cfg.resume_from_checkpoint:
             self.state.resume()
@@ -183,6 +184,8 @@ class SupernetTrainer:
                    desc="pretrain", dynamic_ncols=True)
         last = {}
         saved_at = self.step if self.resumed_from is not None else None
+        self._stop = ckpt_lib.StopOnSignal()  # SIGINT / SIGTERM: finish the step, save, stop
+        self._stop.__enter__()
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
@@ -200,7 +203,7 @@ class SupernetTrainer:
                         record["base_score"] = self.aligner.base_score
                     decision = self.aligner.last_decision
                     if decision is not None and decision["step"] == self.step:
-                        record["base_check"] = decision  # step, rule, old / new arch, every score
+                        record["base_decision"] = decision  # step, rule, old / new arch, every score
                     if replaced:
                         record["base_replaced"] = True
                 line = {"step": self.step, **record}
@@ -216,9 +219,12 @@ class SupernetTrainer:
                 if (cfg.save_steps and self.step % cfg.save_steps == 0) or self.step == cfg.max_steps:
                     self.save()
                     saved_at = self.step
+                if self._stop_all and self.step < cfg.max_steps:
+                    self._stop_on_signal(saved_at)
             if saved_at != self.step:
                 self.save()
         finally:
+            self._stop.__exit__(None, None, None)
             bar.close()
             log.close()
         return self._finish(last)
@@ -251,7 +257,8 @@ class SupernetTrainer:
             items += self.task.count_items(batch)
 
         n = cfg.gradient_accumulation_steps
-        stats = torch.tensor([loss_sum, align_sum, float(items)], dtype=torch.float32, device=self.device)
+        stop = getattr(getattr(self, "_stop", None), "signum", None) or 0  # summed over ranks: all stop together
+        stats = torch.tensor([loss_sum, align_sum, float(items), float(stop)], dtype=torch.float32, device=self.device)
         if self.world_size > 1:
             if self.use_deepspeed:
                 import torch.distributed as dist
@@ -268,6 +275,7 @@ class SupernetTrainer:
         if not getattr(self.optimizer, "step_was_skipped", False):
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self._stop_all = float(stats[3]) > 0
 
         w = self.world_size
         record = {
@@ -321,6 +329,18 @@ class SupernetTrainer:
         decision = self.aligner.last_decision
         return bool(decision and decision["step"] == self.step and decision["replaced"])
 
+    def _stop_on_signal(self, saved_at) -> None:
+        """A signal reached a rank during this step: save (unless just saved) and stop."""
+        import signal
+
+        from ..errors import Interrupted
+
+        path = self.save() if saved_at != self.step else self.output_dir / ckpt_lib.checkpoint_name(self.step)
+        signum = self._stop.signum or signal.SIGTERM
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} after step {self.step} of {self.cfg.max_steps}: "
+                          f"checkpoint {path} written; continue with --resume-from-checkpoint latest "
+                          f"--output-dir {self.output_dir}", signum)
+
     def _finish(self, last: dict) -> dict:
         acc = self.accelerator
         summary = {
@@ -370,15 +390,19 @@ def pretrain(config: Mapping | PretrainConfig | str | None = None, task=None, **
     or a PretrainConfig; keyword overrides win. `task`: a `Task` instance (default: the task
     registered under the config's `objective`). Works in one process and under
     `accelerate launch` / torchrun / the deepspeed launcher."""
+    import os
+
     cfg = load_config(config, **overrides)
-    trainer = SupernetTrainer(cfg, task=task)
-    distributed = trainer.world_size > 1
-    try:
-        summary = trainer.train()
-    finally:
-        trainer.close()
-        if not distributed:  # let a later pretrain() in this process build a fresh Accelerator
-            reset_accelerate_state()
+    is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
+    with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
+        trainer = SupernetTrainer(cfg, task=task)
+        distributed = trainer.world_size > 1
+        try:
+            summary = trainer.train()
+        finally:
+            trainer.close()
+            if not distributed:  # let a later pretrain() in this process build a fresh Accelerator
+                reset_accelerate_state()
     return summary
 
 
