@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--config", help="YAML config (recipes/configs/toy.yaml, recipes/configs/bert_base_magic.yaml)")
     a("--output-dir", help="run folder: log.jsonl, checkpoint-<step>/, summary.json")
     a("--objective", choices=OBJECTIVES)
+    a("--space", help="search space: bert (default: the chain of the config's model) or a registered one")
     a("--sampler", choices=SAMPLERS, help="uniform (SPOS), walk (MAGIC-T); constant comes with --arch")
     a("--arch", type=_arch_list,
       help="train ONE fixed arch from scratch (stand-alone, e.g. to retrain a found arch): comma-separated ops "

@@ -52,6 +52,8 @@ class PretrainConfig:
     # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
     model: dict = field(default_factory=lambda: dict(TOY_MODEL))
     arch: list | None = None  # one fixed arch trained alone (constant sampler); None: the supernet
+    space: str = "bert"  # bert (the chain of `model`, task = objective) or a registered space (spaces/registry.py)
+    space_options: dict = field(default_factory=dict)  # knobs of a non-BERT space (channels, cells, ...)
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
     # -- data ---------------------------------------------------------------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name

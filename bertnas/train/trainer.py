@@ -45,6 +45,7 @@ class SupernetTrainer:
         from accelerate.utils import set_seed
 
         from ..sampling import build_sampler
+        from ..spaces.registry import task_name
         from ..tasks import task_class
 
         self.cfg = cfg
@@ -58,7 +59,7 @@ class SupernetTrainer:
         set_seed(cfg.seed)  # identical on every rank: identical initial weights and samplers
 
         # -- task: data, models, objective ------------------------------------------------------
-        self.task = task if task is not None else task_class(cfg.objective)()
+        self.task = task if task is not None else task_class(task_name(cfg.space, cfg.objective))()
         self.state = TrainState(self)
         with acc.main_process_first():
             self.task.setup(cfg, self.state.resume_path())
