@@ -1,14 +1,28 @@
 """`bertnas <command>`: one entry point, each command implemented in the module that owns it.
 
 A command module exposes `add_arguments(parser)` and `run(args)`; it is imported only when its
-command runs, so `bertnas --help` stays fast and light.
+command runs, so `bertnas --help` stays fast and light (no torch, no transformers).
+
+Errors: bad input (`bertnas.errors.UserError`, a checkpoint's `CheckpointError`, a bad option)
+prints `error: <what is wrong>; <how to fix it>` on one line and exits 2; a training run stopped
+by SIGINT / SIGTERM saves a checkpoint, says so in one line and exits 128 + the signal number.
+Any other exception is a bug and shows its traceback. `--debug` (or BERTNAS_DEBUG=1) shows the
+traceback of every error.
+
+Output: only a command's result goes to stdout (`bertnas pretrain ... | jq` works); logs,
+progress bars and libraries' prints go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+from pathlib import Path
+
+from .errors import Interrupted, UserError, one_line
 
 COMMANDS = {
     "demo": ("bertnas.demo", "Run the whole flow on the embedded toy default (no download)"),
@@ -17,16 +31,69 @@ COMMANDS = {
     "export": ("bertnas.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),
 }
+EXIT_USER_ERROR = 2
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help lines end with the option's true default (none shown for unset / off options)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or not action.option_strings or default in (None, False, argparse.SUPPRESS)
+                or default == [] or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (`error: ...; see `bertnas pretrain --help``), exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
+        sys.exit(EXIT_USER_ERROR)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bertnas", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = Parser(prog="bertnas", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=DefaultsFormatter)
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
+
+
+OUR_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep for name in ("bertnas", "glue"))
+VALIDATION_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Bad input rather than a bug: a `UserError`, a checkpoint that cannot be used, or a
+    ValueError / FileNotFoundError that bertnas's own validation raised with a `raise` statement
+    (e.g. an unknown op in an arch). The same exception types raised inside Python, torch or
+    transformers, or implicitly in our code (a failed unpacking), are bugs: traceback."""
+    if isinstance(err, UserError):
+        return True
+    checkpoint = sys.modules.get("bertnas.train.checkpoint")  # imported if it raised
+    if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
+        return True
+    if not isinstance(err, VALIDATION_ERRORS):
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+    if not filename.startswith(OUR_CODE):
+        return False
+    import linecache
+
+    lines = [linecache.getline(filename, n).strip() for n in range(max(1, tb.tb_lineno - 3), tb.tb_lineno + 1)]
+    return any(line.startswith("raise ") for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,10 +102,50 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     if args.command is None:
         build_parser().print_help()
-        return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
-    result = module.run(args)
+        return EXIT_USER_ERROR
+
+    def run(args):
+        return importlib.import_module(COMMANDS[args.command][0]).run(args)
+
+    return execute(run, args)
+
+
+def run_command(add_arguments, run, argv: list[str] | None = None, prog: str | None = None,
+                description: str | None = None) -> int:
+    """A command module's own entry point (`python -m glue.cli`, `recipes/pretrain_supernet.py`)
+    with the errors, exit codes and clean stdout of `bertnas <command>`."""
+    parser = Parser(prog=prog, description=description, formatter_class=DefaultsFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
+    add_arguments(parser)
+    return execute(run, parser.parse_args(argv))
+
+
+def execute(run, args: argparse.Namespace) -> int:
+    """`run(args)` with stdout kept for the result (`args.stdout`) and errors mapped to exit codes."""
+    debug = getattr(args, "debug", False) or os.environ.get("BERTNAS_DEBUG", "").lower() in ("1", "true", "yes")
+    args.stdout = sys.stdout  # the result goes here; everything else is redirected to stderr
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run(args)
+    except Interrupted as err:
+        sys.stderr.write(f"{one_line(err)}\n")
+        return 128 + err.signum
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - user errors get one line, bugs their traceback
+        if debug or not is_user_error(err):
+            raise
+        sys.stderr.write(f"error: {one_line(err)}\n")
+        return EXIT_USER_ERROR
     return result if isinstance(result, int) else 0
+
+
+def result_stream(args: argparse.Namespace):
+    """Where a command prints its result: the real stdout under `bertnas`, else sys.stdout."""
+    return getattr(args, "stdout", None) or sys.stdout
 
 
 if __name__ == "__main__":

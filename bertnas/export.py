@@ -17,6 +17,12 @@ export the discriminator (`BertNasForPreTraining`, remote code) whatever the arc
 
 `--arch` exports into `--output-dir` itself; `--results` exports the top-k entries into
 `--output-dir/rank-<r>/`.
+
+Safety: every folder export writes holds `.bertnas-export.json`, the list of the files it wrote.
+`--overwrite` replaces only such folders, and only when they hold nothing else; any other
+non-empty folder (and the current folder or one above it) is refused. All target folders are
+checked before anything is written; each is written into a temporary folder beside it and
+renamed into place only when complete. The model card holds no local absolute paths.
 """
 
 from __future__ import annotations
@@ -27,17 +33,16 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
-from .models.configuration_bertnas import parse_op
-from .search.constraints import human
-from .train.checkpoint import save_model
+from .errors import UserError, UserFileExistsError, hub_offline
 
 CARD_FILE = "README.md"
+MARKER_FILE = ".bertnas-export.json"  # in every folder export writes: the files it wrote
 
 
 def is_bert_arch(ops) -> bool:
     """True for `[mha<h>, ffn] x L` (L >= 1): the archs that are a plain transformers BERT."""
+    from .models.configuration_bertnas import parse_op
+
     ops = list(ops)
     if not ops or len(ops) % 2:
         return False
@@ -56,29 +61,37 @@ def parse_arch(value, space):
         path = Path(text)
         if not text.startswith(("[", "{")) and path.suffix == ".json":
             if not path.is_file():
-                raise FileNotFoundError(f"Arch file {path} does not exist")
+                from .errors import UserFileError
+
+                raise UserFileError(f"Arch file {path} does not exist", "give an existing .json file or the ops")
             text = path.read_text().strip()
         if text.startswith(("[", "{")):
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as err:
-                raise ValueError(f"--arch is not valid JSON ({err}): {text!r}") from None
+                raise UserError(f"--arch is not valid JSON ({err}): {text!r}",
+                                'write a JSON list such as \'["mha12", "ffn"]\' or comma-separated ops') from None
             if isinstance(value, dict) and "arch" in value:  # a results entry
                 value = value["arch"]
         else:
             value = [op.strip() for op in text.split(",") if op.strip()]
-    return space.arch(value)
+    try:
+        return space.arch(value)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{err}", "give one op per choice of this supernet's space") from None
 
 
 def model_card(ops, *, layout: str, space, params_total: int, seq_len: int, provenance: dict,
                base_class: str, name: str = "PATH_OR_REPO") -> str:
     """README.md: front matter, how to load, the arch table, sizes, and where it came from."""
+    from .search.constraints import human
+
     remote = layout == "remote-code"
     load_args = ", trust_remote_code=True" if remote else ""
     rows = "\n".join(
         f"| {i} | `{op}` | {space.op_params(op):,} | {space.op_flops(op, seq_len):,} |" for i, op in enumerate(ops)
     )
-    prov = "\n".join(f"- {k}: {_card_value(v)}" for k, v in provenance.items() if v is not None)
+    prov = "\n".join(f"- {k}: {_card_value(_portable(v))}" for k, v in provenance.items() if v is not None)
     pipeline = "fill-mask" if base_class.endswith("MaskedLM") else None
     params, flops, c = space.params(list(ops)), space.flops(list(ops), seq_len), space.config
     front = ["---", "library_name: transformers", "tags:", "- bertnas", "- neural-architecture-search"]
@@ -135,18 +148,78 @@ def _card_value(value) -> str:
     return str(value)
 
 
-def _prepare_folder(folder: Path, overwrite: bool) -> None:
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{folder} exists and is not empty; pass --overwrite (overwrite=True) or another "
-                                  "--output-dir")
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def _portable(value):
+    """Provenance without local absolute paths (a card may be pushed to the Hub): an absolute
+    path keeps its last two parts (`toy/checkpoint-00000010`); dicts and lists are cleaned inside."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v) for v in value]
+    if isinstance(value, Path) or (isinstance(value, str) and (value.startswith(("/", "~")) or value[1:3] == ":\\")):
+        parts = Path(str(value)).parts
+        return "/".join(parts[-2:]) if len(parts) > 1 else str(value)
+    return value
 
 
-@torch.no_grad()
+def check_target(folder: Path, overwrite: bool) -> None:
+    """Refuse a target that is not safe to write: the current folder or one above it, a file, a
+    non-empty folder without --overwrite, and with --overwrite a folder bertnas export did not
+    write (no marker) or one holding files it did not write."""
+    folder = Path(folder)
+    resolved, cwd = folder.resolve(), Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise UserError(f"--output-dir {folder} is the current folder or one above it",
+                        "give a new folder for the export, e.g. exports/subnet")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserFileExistsError(f"--output-dir {folder} is a file", "give a folder path")
+    present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    if not present:
+        return
+    if not overwrite:
+        raise UserFileExistsError(f"{folder} exists and is not empty",
+                                  "pass --overwrite (overwrite=True) to replace an earlier bertnas export there, "
+                                  "or another --output-dir")
+    marker = folder / MARKER_FILE
+    try:
+        written = set(json.loads(marker.read_text())["files"]) | {MARKER_FILE}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserFileExistsError(
+            f"{folder} was not written by bertnas export (no valid {MARKER_FILE}); --overwrite replaces only "
+            "bertnas exports", "move its files away or give another --output-dir") from None
+    foreign = [p for p in present if p not in written]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserFileExistsError(f"{folder} holds files bertnas export did not write ({shown})",
+                                  "move them away or give another --output-dir")
+
+
+def _write_marker(folder: Path) -> None:
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    (folder / MARKER_FILE).write_text(json.dumps({"written_by": "bertnas export", "files": files}, indent=2) + "\n")
+
+
+def _temp_folder(folder: Path, kind: str) -> Path:
+    return folder.parent / f".{kind}-{folder.name}-{os.getpid()}"
+
+
+def _move_into_place(tmp: Path, folder: Path) -> None:
+    """Replace `folder` (absent, empty, or an export checked by `check_target`) by `tmp`."""
+    from .train.checkpoint import swap_folder
+
+    swap_folder(tmp, folder, _temp_folder(folder, "old-export"))
+
+
 def _check_same_outputs(supernet, exported, ops, vocab_size: int) -> float:
     """Max |difference| of the exported model's logits and the supernet path's on a random batch."""
+    import torch
+
+    with torch.no_grad():
+        return _max_diff(torch, supernet, exported, ops, vocab_size)
+
+
+def _max_diff(torch, supernet, exported, ops, vocab_size: int) -> float:
     g = torch.Generator().manual_seed(0)
     device = next(supernet.parameters()).device
     ids = torch.randint(5, vocab_size, (2, 12), generator=g).to(device)
@@ -164,7 +237,20 @@ def _check_same_outputs(supernet, exported, ops, vocab_size: int) -> float:
 
 def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int,
                 overwrite: bool = False, verify: bool = True, name: str | None = None) -> Path:
-    """Write one subnet of the in-memory supernet `model` into `folder`."""
+    """Write one subnet of the in-memory supernet `model` into `folder` (checked by `check_target`,
+    written into a temporary folder, then renamed into place)."""
+    folder = Path(folder)
+    check_target(folder, overwrite)
+    tmp = _write_subnet(model, space, tokenizer, arch, folder, provenance, seq_len, verify, name)
+    _move_into_place(tmp, folder)
+    return folder
+
+
+def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int, verify: bool,
+                  name: str | None) -> Path:
+    """The export of one subnet in a temporary folder beside `folder`; returns that folder."""
+    from .train.checkpoint import save_model
+
     ops = list(arch.ops)
     fixed = model.extract(ops)
     base_class = type(fixed).__name__
@@ -179,14 +265,21 @@ def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, s
         if diff > 1e-4:
             raise RuntimeError(f"The exported subnet {ops} does not reproduce the supernet path "
                                f"(max |diff| {diff:.2e})")
-    _prepare_folder(folder, overwrite)
-    save_model(out, tokenizer, folder)
-    total = sum(p.numel() for p in out.parameters())
-    card = model_card(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
-                      provenance={**provenance, "layout": layout}, base_class=base_class,
-                      name=name or str(folder))
-    (folder / CARD_FILE).write_text(card)
-    return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_folder(folder, "tmp-export")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        save_model(out, tokenizer, tmp)
+        total = sum(p.numel() for p in out.parameters())
+        shown = name or (str(folder) if not folder.is_absolute() else folder.name)
+        card = model_card(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
+                          provenance={**provenance, "layout": layout}, base_class=base_class, name=shown)
+        (tmp / CARD_FILE).write_text(card)
+        _write_marker(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None,
@@ -200,6 +293,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: 
     api = HfApi(token=token)
     repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     info = api.upload_folder(folder_path=str(folder), repo_id=repo.repo_id, repo_type="model",
+                             ignore_patterns=[MARKER_FILE],
                              commit_message=commit_message or "Upload bertnas subnet")
     return str(getattr(info, "commit_url", info))
 
@@ -224,12 +318,15 @@ def export(
     written folders (`output_dir` for `arch`; `output_dir/rank-<r>` for results)."""
     from .search.results import SEARCH_FILE, load_results
     from .tasks import load_task
+    from .train.checkpoint import verified_checkpoint
 
     if (arch is None) == (results is None):
-        raise ValueError("Give exactly one of arch (--arch) and results (--results)")
+        raise UserError("Give exactly one of arch (--arch) and results (--results)")
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    task = load_task(checkpoint, device)
+        raise UserError(f"top_k must be >= 1, got {top_k}", "pass --top-k 1 or more")
+    if arch is not None:
+        check_target(Path(output_dir), overwrite)  # before the model is loaded
+    task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
     tokenizer = getattr(task, "tokenizer", None)
     seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
@@ -249,18 +346,37 @@ def export(
             r = entry.get("rank", i + 1)
             try:
                 parsed = space.arch(entry["arch"])
-            except ValueError as err:
-                raise ValueError(f"{results_path} entry {i} is not an arch of this supernet: {err}") from None
+            except (ValueError, TypeError, KeyError) as err:
+                raise UserError(f"{results_path} entry {i} is not an arch of this supernet: {err}",
+                                "export with the checkpoint the search scored (--checkpoint)") from None
             prov = {**base, "search method": meta.get("method"), "search results": str(results_path),
                     "rank": r, "metric": entry.get("metric", meta.get("metric")), "score": entry.get("score"),
                     "held-out set": meta.get("heldout"), "constraints": meta.get("constraints")}
             jobs.append((parsed, Path(output_dir) / f"rank-{r}", prov))
     if push_to_hub and len(jobs) != 1:
-        raise ValueError(f"--push-to-hub uploads one model; {len(jobs)} would be exported (use --top-k 1 or --arch)")
-    folders = [export_arch(model, space, tokenizer, a, folder, prov, seq_len, overwrite, verify, name=push_to_hub)
-               for a, folder, prov in jobs]
+        raise UserError(f"--push-to-hub uploads one model; {len(jobs)} would be exported", "use --top-k 1 or --arch")
+    for _, folder, _ in jobs:  # every target before anything is written
+        check_target(folder, overwrite)
+    written = []
+    try:
+        for a, folder, prov in jobs:
+            written.append((_write_subnet(model, space, tokenizer, a, folder, prov, seq_len, verify, push_to_hub),
+                            folder))
+    except BaseException:
+        for tmp, _ in written:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for tmp, folder in written:
+        _move_into_place(tmp, folder)
+    folders = [folder for _, folder, _ in jobs]
     if push_to_hub:
-        push_folder(folders[0], push_to_hub, private=private, token=token)
+        try:
+            push_folder(folders[0], push_to_hub, private=private, token=token)
+        except Exception as err:
+            if hub_offline() or type(err).__name__ == "OfflineModeIsEnabled":
+                raise UserError(f"exported to {folders[0]} but --push-to-hub needs the Hugging Face Hub and "
+                                "HF_HUB_OFFLINE is set", f"go online and upload {folders[0]} (push_folder)") from None
+            raise
     return folders
 
 
@@ -287,14 +403,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import result_stream
+
+    out = result_stream(args)
     folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,
                      push_to_hub=args.push_to_hub, private=args.private, seq_len=args.seq_len,
                      overwrite=args.overwrite, verify=args.verify)
     for folder in folders:
-        print(folder)
+        print(folder, file=out)
     if args.push_to_hub:
-        print(f"pushed {folders[0]} -> https://huggingface.co/{args.push_to_hub}")
+        print(f"pushed {folders[0]} -> https://huggingface.co/{args.push_to_hub}", file=out)
     return 0
 
 
-__all__ = ["export", "export_arch", "push_folder", "is_bert_arch", "parse_arch", "model_card", "add_arguments", "run"]
+__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "add_arguments", "run"]

@@ -172,5 +172,9 @@ def test_bad_inputs_give_clear_errors(run_dir, tmp_path):
     (tmp_path / "full" / "old.txt").write_text("x")
     with pytest.raises(FileExistsError, match="--overwrite"):
         export(run_dir, tmp_path / "full", arch=["ffn", "ffn"])
-    export(run_dir, tmp_path / "full", arch=["ffn", "ffn"], overwrite=True)
-    assert not (tmp_path / "full" / "old.txt").exists()
+    with pytest.raises(FileExistsError, match="not written by bertnas export"):  # never deletes others' files
+        export(run_dir, tmp_path / "full", arch=["ffn", "ffn"], overwrite=True)
+    assert (tmp_path / "full" / "old.txt").read_text() == "x"
+    export(run_dir, tmp_path / "mine", arch=["ffn", "ffn"])
+    export(run_dir, tmp_path / "mine", arch=["mha8", "ffn"], overwrite=True)  # its own export: replaced
+    assert json.loads((tmp_path / "mine" / "config.json").read_text())["bertnas_arch"] == ["mha8", "ffn"]

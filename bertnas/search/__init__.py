@@ -1,13 +1,21 @@
 """Search a trained supernet: score subnets with inherited weights, search under budgets,
 rank and plot the results (progressive shrinking, evolution, random search)."""
 
-from .api import SEARCH_METHODS, build_table, register_search_method, search
-from .constraints import Constraints, InfeasibleBudget, parse_size
-from .evaluator import Evaluator, recalibrate
-from .evolution import evolution_search, random_search
-from .latency import LatencyTable, build_latency_table
-from .results import Candidate, load_results, pareto_front
-from .shrinking import BlockwiseScorer, blockwise_search, progressive_shrinking
+from bertnas.lazy import lazy_attributes
+
+# Imported on first use, so `bertnas search --help` loads no torch.
+_LAZY = {
+    "SEARCH_METHODS": ".api", "build_table": ".api", "register_search_method": ".api", "search": ".api",
+    "Constraints": ".constraints", "InfeasibleBudget": ".constraints", "parse_size": ".constraints",
+    "Evaluator": ".evaluator", "recalibrate": ".evaluator",
+    "evolution_search": ".evolution", "random_search": ".evolution",
+    "LatencyTable": ".latency", "build_latency_table": ".latency",
+    "Candidate": ".results", "load_results": ".results", "pareto_front": ".results",
+    "BlockwiseScorer": ".shrinking", "blockwise_search": ".shrinking", "progressive_shrinking": ".shrinking",
+}
+
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "search",

@@ -176,6 +176,7 @@ def search(
     at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
     and pareto.png there. Scores are the task's held-out metric (losses: lower is better)."""
     from ..tasks import load_task
+    from ..train.checkpoint import verified_checkpoint
     from .latency import LatencyTable
     from .results import to_entries, write_results
 
@@ -189,7 +190,7 @@ def search(
     started = time.perf_counter()
     device = device or default_device()
     with hf_progress(progress):
-        task = load_task(checkpoint, device)
+        task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
     seq_len = run_seq_len(state, seq_len)
 

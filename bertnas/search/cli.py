@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
+import sys
 from pathlib import Path
 
-from .api import SEARCH_METHODS, build_table, search
+from ..errors import UserError, UserFileExistsError
+from .api import SEARCH_METHODS
 from .constraints import human, parse_size
 
 METHODS = tuple(SEARCH_METHODS)
+# What a search writes into its --output-dir (all that --overwrite deletes).
+SEARCH_OUTPUTS = ("results.json", "evaluated.json", "search.json", "pareto.png", "latency_table.json")
 
 
 # ----------------------------------------------------------------------------------------
@@ -45,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--checkpoint", required=True, help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder")
     a("--method", choices=METHODS, default="shrinking")
     a("--output-dir", help="where results.json, evaluated.json, search.json and pareto.png go")
+    a("--overwrite", action="store_true",
+      help="replace an earlier search's results in --output-dir (deletes only the files a search writes)")
     g = parser.add_argument_group("budget")
     g.add_argument("--max-params", type=_size, help="backbone parameters, e.g. 10M, 1.5G, 250k")
     g.add_argument("--max-flops", type=_size, help="FLOPs per sequence of --seq-len tokens, e.g. 2G")
@@ -85,8 +92,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--latency-threads", type=int, help="torch CPU threads while measuring (default: torch's)")
 
 
+def check_output_dir(output_dir, overwrite: bool) -> list[Path]:
+    """Refuse a folder that holds an earlier search's results (they would be mixed or lost)
+    unless --overwrite; returns the files --overwrite deletes."""
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise UserFileExistsError(f"--output-dir {folder} is a file", "give a folder path")
+    found = [folder / name for name in SEARCH_OUTPUTS if (folder / name).exists()]
+    if found and not overwrite:
+        raise UserFileExistsError(f"{folder} already holds a search ({', '.join(p.name for p in found)})",
+                                  "pass --overwrite to replace it, or another --output-dir")
+    return found
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Every count and choice, before the checkpoint is loaded."""
+    for name in ("top_k", "eval_batches", "bins", "candidates_per_bin", "survivors_per_bin", "block_size",
+                 "candidates_per_block", "population", "generations", "parents", "mutation_k", "num_samples",
+                 "latency_batch_size", "batch_size", "seq_len"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}",
+                            f"pass --{name.replace('_', '-')} 1 or more")
+    if args.blockwise and args.method != "shrinking":
+        raise UserError("--blockwise is a variant of --method shrinking", "drop --blockwise or use --method shrinking")
+    if args.max_latency_ms is not None and args.max_latency_ms <= 0:
+        raise UserError(f"--max-latency-ms must be > 0, got {args.max_latency_ms}", "e.g. --max-latency-ms 2.5")
+    if args.latency_table and not Path(args.latency_table).is_file():
+        raise UserError(f"--latency-table {args.latency_table} does not exist",
+                        "build one with --build-latency-table OUT.json, or leave it out")
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..train.checkpoint import RunLock
+    from .api import build_table, search
+    from .constraints import InfeasibleBudget
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = getattr(args, "stdout", None) or sys.stdout
+    _check_options(args)
     if args.build_latency_table:
         seq_lens = args.latency_seq_lens or ([args.seq_len] if args.seq_len else None)
         table = build_table(args.checkpoint, args.build_latency_table, seq_lens, args.latency_batch_size,
@@ -94,33 +138,51 @@ def run(args: argparse.Namespace) -> int:
         err = table.data["prediction_error"]
         print(f"latency table -> {args.build_latency_table}: {len(table.ops)} ops x seq lens {table.seq_lens}; "
               f"prediction error on {len(err['archs'])} random subnets: mean {err['mean_abs_pct_error']:.1f}% "
-              f"(max {err['max_abs_pct_error']:.1f}%)")
+              f"(max {err['max_abs_pct_error']:.1f}%)", file=out)
         return 0
     if args.output_dir is None:
-        raise SystemExit("bertnas search: --output-dir is required (results.json and pareto.png go there)")
-    entries = search(
-        args.checkpoint, args.method, args.output_dir, max_params=args.max_params, max_flops=args.max_flops,
-        max_latency_ms=args.max_latency_ms, latency_table=args.latency_table, seq_len=args.seq_len,
-        eval_batches=args.eval_batches, batch_size=args.batch_size, data=args.data, seed=args.seed,
-        top_k=args.top_k, device=args.device, progress=args.progress, bins=args.bins,
-        candidates_per_bin=args.candidates_per_bin, survivors_per_bin=args.survivors_per_bin, bin_by=args.bin_by,
-        blockwise=args.blockwise, block_size=args.block_size, base_arch=args.base_arch,
-        candidates_per_block=args.candidates_per_block, population=args.population, generations=args.generations,
-        parents=args.parents, mutation_k=args.mutation_k, num_samples=args.num_samples,
-    )
-    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch")
+        raise UserError("--output-dir is required (results.json and pareto.png go there)",
+                        "pass --output-dir runs/NAME-search")
+    doomed = check_output_dir(args.output_dir, args.overwrite)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"--checkpoint {args.checkpoint} does not exist",
+                        "give a pre-training --output-dir or one of its checkpoint-<step> folders")
+    folder = Path(args.output_dir)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(folder).acquire()
+    try:
+        for path in doomed:  # only an earlier search's own files
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        entries = search(
+            args.checkpoint, args.method, args.output_dir, max_params=args.max_params, max_flops=args.max_flops,
+            max_latency_ms=args.max_latency_ms, latency_table=args.latency_table, seq_len=args.seq_len,
+            eval_batches=args.eval_batches, batch_size=args.batch_size, data=args.data, seed=args.seed,
+            top_k=args.top_k, device=args.device, progress=args.progress, bins=args.bins,
+            candidates_per_bin=args.candidates_per_bin, survivors_per_bin=args.survivors_per_bin, bin_by=args.bin_by,
+            blockwise=args.blockwise, block_size=args.block_size, base_arch=args.base_arch,
+            candidates_per_block=args.candidates_per_block, population=args.population, generations=args.generations,
+            parents=args.parents, mutation_k=args.mutation_k, num_samples=args.num_samples,
+        )
+    except InfeasibleBudget as err:
+        raise UserError(str(err), "raise --max-params / --max-flops / --max-latency-ms") from None
+    finally:
+        lock.release()
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch", file=out)
     for e in entries:
         latency = f"{e['latency_ms']:.3f}" if e["latency_ms"] is not None else "-"
         print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {human(e['flops']):>8}  {latency:>7}  "
-              f"{','.join(e['arch'])}")
-    print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}")
+              f"{','.join(e['arch'])}", file=out)
+    print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="search", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from ..cli import run_command
+
+    return run_command(add_arguments, run, argv, prog="search", description=__doc__.splitlines()[0])
 
 
 __all__ = ["add_arguments", "run", "main", "METHODS"]

@@ -8,27 +8,42 @@ Layout of `OUT/checkpoint-00000020/` (step with 8 digits, so names sort by step)
     scheduler.pt           LR scheduler state dict
     rng_state_<rank>.pt    python / torch / CUDA RNG states and the masking generator, per rank
     state.json             step, sampler, aligner, data position and options, run config, signature
-    manifest.json          every file above with its size; written last
+    manifest.json          every file above with its size and SHA-256; written last
 
 A checkpoint is written into `OUT/.tmp-checkpoint-<step>/` and renamed into place only when
 complete, so a killed run never leaves a half-written `checkpoint-*` behind. Loading checks the
-manifest (missing or truncated files), the safetensors headers, and that the checkpoint was
-written for the same model / space as the run that loads it.
+manifest (missing, truncated or changed files: sizes and SHA-256), the safetensors headers, and
+that the checkpoint was written for the same model / space as the run that loads it; search and
+export verify the files they read and name the intact checkpoints when one is damaged.
+
+A run folder is guarded too (`run_dir_guard`): a new run refuses a folder that holds another run
+(unless resumed or `--overwrite`, which deletes only bertnas's files), and holds a lock file
+(`.bertnas.lock`: pid, host) for its lifetime. `StopOnSignal` turns SIGINT / SIGTERM into a clean
+stop after the current step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import random
 import re
 import shutil
+import signal
+import socket
 import struct
+import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..errors import UserError, UserFileExistsError
 
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -40,11 +55,14 @@ GENERATOR_DIR = "generator"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 DEEPSPEED_DIR = "deepspeed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: sizes only; 2: sizes and SHA-256
+LOCK_FILE = ".bertnas.lock"
+logger = logging.getLogger("bertnas.pretrain")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, corrupt, or belongs to another model / space."""
+    """A checkpoint is missing, incomplete, corrupt, or belongs to another model / space
+    (the command line reports it in one line, exit 2)."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -134,41 +152,87 @@ def _files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_manifest(ckpt: Path) -> dict:
-    """Sizes of every file (fsynced first, so the manifest never describes unwritten bytes)."""
+    """Size and SHA-256 of every file (fsynced first, so the manifest never describes unwritten bytes)."""
     files = {}
     for path in _files(ckpt):
         with path.open("rb") as f:
             os.fsync(f.fileno())
-        files[path.relative_to(ckpt).as_posix()] = path.stat().st_size
+        files[path.relative_to(ckpt).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
     manifest = {"format_version": FORMAT_VERSION, "files": files}
     _write_json(ckpt / MANIFEST_FILE, manifest)
     return manifest
 
 
-def verify_checkpoint(ckpt: str | Path) -> dict:
-    """Check a checkpoint is complete and uncorrupted; returns its state.json.
+def verify_checkpoint(ckpt: str | Path, parts: tuple[str, ...] | None = None) -> dict:
+    """Check a checkpoint is complete and uncorrupted (sizes, SHA-256, safetensors headers);
+    returns its state.json. `parts`: only the files under these prefixes (e.g. "model/").
 
-    Raises CheckpointError naming the missing / truncated / unreadable file."""
+    Raises CheckpointError naming the missing / truncated / changed / unreadable file."""
     ckpt = Path(ckpt)
     manifest_path = ckpt / MANIFEST_FILE
     if not manifest_path.is_file():
         raise CheckpointError(f"checkpoint {ckpt} has no {MANIFEST_FILE}: it is incomplete or not a bertnas checkpoint")
     manifest = _read_json(manifest_path)
-    missing, wrong = [], []
-    for rel, size in manifest.get("files", {}).items():
+    missing, wrong, changed = [], [], []
+    for rel, entry in manifest.get("files", {}).items():
+        if parts is not None and not rel.startswith(parts):
+            continue
+        size, digest = (entry, None) if isinstance(entry, int) else (entry.get("size"), entry.get("sha256"))
         path = ckpt / rel
         if not path.is_file():
             missing.append(rel)
         elif path.stat().st_size != size:
             wrong.append(f"{rel} ({path.stat().st_size} bytes, expected {size})")
+        elif digest is not None and _sha256(path) != digest:
+            changed.append(rel)
     if missing:
         raise CheckpointError(f"checkpoint {ckpt} is incomplete: missing {', '.join(missing)}")
     if wrong:
         raise CheckpointError(f"checkpoint {ckpt} is corrupt: wrong size of {', '.join(wrong)} (truncated or overwritten)")
+    if changed:
+        raise CheckpointError(f"checkpoint {ckpt} is corrupt: {', '.join(changed)} changed since it was written "
+                              f"(SHA-256 differs from {MANIFEST_FILE})")
     for path in ckpt.rglob("*.safetensors"):
-        _check_safetensors(path)
+        if parts is None or path.relative_to(ckpt).as_posix().startswith(parts):
+            _check_safetensors(path)
     return read_state(ckpt)
+
+
+READ_PARTS = (MODEL_DIR + "/", GENERATOR_DIR + "/", STATE_FILE)  # what search and export read
+
+
+def verified_checkpoint(path: str | Path, parts: tuple[str, ...] = READ_PARTS) -> Path:
+    """`find_checkpoint(path)`, with the files search / export read verified. A damaged
+    checkpoint raises CheckpointError naming the bad file and the run's intact checkpoints."""
+    ckpt = find_checkpoint(path)
+    if not (ckpt / MANIFEST_FILE).is_file():  # not written by the training loop (assembled by hand)
+        logger.warning("%s has no %s: its files cannot be verified", ckpt, MANIFEST_FILE)
+        return ckpt
+    try:
+        verify_checkpoint(ckpt, parts)
+    except CheckpointError as err:
+        intact = []
+        for other in reversed(list_checkpoints(ckpt.parent)):
+            if other == ckpt:
+                continue
+            try:
+                verify_checkpoint(other, parts)
+            except CheckpointError:
+                continue
+            intact.append(str(other))
+        fix = (f"intact checkpoints: {', '.join(intact)} (pass one as --checkpoint)" if intact else
+               f"no intact checkpoint in {ckpt.parent}; train again or restore the files")
+        raise CheckpointError(f"{err}; {fix}") from None
+    return ckpt
 
 
 def read_state(ckpt: str | Path) -> dict:
@@ -191,8 +255,8 @@ def check_compatible(ckpt: str | Path, stored: Mapping, expected: Mapping) -> No
             diffs.append(f"{key}: checkpoint {a!r} vs this run {b!r}")
     if diffs:
         raise CheckpointError(
-            f"checkpoint {ckpt} was written for another model / search space:\n  " + "\n  ".join(diffs)
-            + "\nResume with the config it was trained with, or start a new run in a fresh --output-dir."
+            f"checkpoint {ckpt} was written for another model / search space ({'; '.join(diffs)}); "
+            "resume with the config it was trained with, or start a new run in a fresh --output-dir"
         )
 
 
@@ -240,6 +304,18 @@ def clean_partial(run_dir: str | Path) -> None:
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def swap_folder(tmp: Path, final: Path, old: Path) -> None:
+    """Put the complete folder `tmp` at `final` by renames; an existing `final` is moved to `old`
+    first and deleted after, so `final` is never half-written."""
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -270,20 +346,168 @@ def save_checkpoint(
     if is_main:
         write_manifest(tmp)
         _fsync_dir(tmp)
-        if final.exists():  # re-saving a step (e.g. after a resume): swap out the old one
-            old = run_dir / f"{TMP_PREFIX}{step:08d}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        # re-saving a step (e.g. after a resume) swaps out the old one
+        swap_folder(tmp, final, run_dir / f"{TMP_PREFIX}{step:08d}.old")
         _fsync_dir(run_dir)
         if keep_last:
             for old in list_checkpoints(run_dir)[:-keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
+
+
+# ----------------------------------------------------------------------------------------
+# The run folder: no mixing of runs, one run at a time, a clean stop on a signal
+# ----------------------------------------------------------------------------------------
+
+# What a training run writes into its --output-dir (all that --overwrite may delete).
+RUN_FILE_RE = re.compile(r"^(checkpoint-\d+|\.tmp-checkpoint-\d+(\.old)?|log\.jsonl|config\.json|summary\.json|"
+                         r"summary\.rank\d+\.json)$")
+
+
+def run_files(run_dir: str | Path) -> list[Path]:
+    """The files and folders of a training run in `run_dir` (checkpoints, log, config, summaries)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if RUN_FILE_RE.match(p.name))
+
+
+def check_run_dir(run_dir: str | Path, resume: str | None, overwrite: bool) -> list[Path]:
+    """Refuse to start a new run in a folder that holds another run (it would mix the two: old
+    checkpoints kept, `latest` pointing to them, the log appended). Returns what --overwrite deletes."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserFileExistsError(f"--output-dir {run_dir} is a file", "give a folder path")
+    if overwrite and resume:
+        raise UserError("--overwrite starts the run over and --resume-from-checkpoint continues it",
+                        "pass only one of them")
+    found = run_files(run_dir)
+    if found and not resume and not overwrite:
+        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise UserFileExistsError(
+            f"{run_dir} already holds a training run ({names})",
+            "pass --resume-from-checkpoint latest to continue it, --overwrite to start over (deletes only "
+            "bertnas's files there), or another --output-dir")
+    return found if overwrite else []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """`run_dir/.bertnas.lock` (pid, host, start time) held for a run's lifetime: a second run on
+    the same folder is refused with the holder named; a lock left by a dead process on this host
+    is taken over."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and holder.get("host") == me["host"] and not _pid_alive(int(holder["pid"])):
+                    logger.warning("taking over the lock of a dead run (pid %s) in %s", holder["pid"], self.path.parent)
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                if holder is None:  # being written right now, or unreadable
+                    time.sleep(0.2)
+                    holder = self._holder() or {}
+                raise UserError(
+                    f"{self.path.parent} is in use by another bertnas run (pid {holder.get('pid', '?')} on host "
+                    f"{holder.get('host', '?')}, since {holder.get('started', '?')})",
+                    f"wait for it to finish or use another --output-dir (if that run is gone, delete {self.path})")
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise UserError(f"cannot take the lock {self.path}", "delete it if no run uses the folder")
+
+    def _holder(self) -> dict | None:
+        try:
+            holder = json.loads(self.path.read_text())
+            int(holder["pid"])
+            return holder
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def release(self) -> None:
+        if self.held:
+            holder = self._holder()
+            if holder is not None and int(holder["pid"]) == os.getpid():
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+            self.held = False
+
+
+@contextlib.contextmanager
+def run_dir_guard(run_dir: str | Path, resume: str | None = None, overwrite: bool = False, is_main: bool = True):
+    """For a training run's lifetime: the folder checked (`check_run_dir`), --overwrite's deletions
+    done, the lock held. A run that fails before writing anything leaves no folder behind."""
+    if not is_main:
+        yield
+        return
+    run_dir = Path(run_dir)
+    doomed = check_run_dir(run_dir, resume, overwrite)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir).acquire()
+    try:
+        for path in doomed:  # only the run's own files; anything else in the folder stays
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        yield
+    finally:
+        lock.release()
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+class StopOnSignal:
+    """SIGINT / SIGTERM during training set `signum` instead of killing the run: the loop
+    finishes its step, saves a checkpoint and stops. A second signal stops at once (default
+    action). Installed only in the main thread (elsewhere a no-op)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # the second one: give up at once
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        logger.warning("%s received: finishing this step, then saving a checkpoint (send it again to stop at once)",
+                       signal.Signals(signum).name)
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 # ----------------------------------------------------------------------------------------
@@ -390,6 +614,12 @@ def write_state(directory: Path, state: Mapping) -> None:
 
 __all__ = [
     "CheckpointError",
+    "verified_checkpoint",
+    "check_run_dir",
+    "run_files",
+    "run_dir_guard",
+    "RunLock",
+    "StopOnSignal",
     "checkpoint_name",
     "checkpoint_step",
     "list_checkpoints",
@@ -398,6 +628,7 @@ __all__ = [
     "read_state",
     "check_compatible",
     "save_checkpoint",
+    "swap_folder",
     "clean_partial",
     "save_model",
     "load_model_weights",

@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--keep-last", type=int, help="checkpoints kept")
     a("--seed", type=int)
     a("--resume-from-checkpoint", help="'latest' (the output dir's newest checkpoint) or a checkpoint folder")
+    a("--overwrite", action="store_true", default=None,
+      help="start over in an --output-dir that holds a run (deletes only the run's own files)")
     a("--data", help="corpus: a .txt/.jsonl file, a folder, or a datasets name[:config] (default: embedded)")
     a("--val-data", help="held-out text of its own (file, folder, datasets name) instead of a split of --data")
     a("--data-seed", type=int, help="seed of the train / held-out split (independent of --seed)")
@@ -83,16 +85,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def args_to_config(args: argparse.Namespace) -> dict:
     import yaml
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "set_items", "local_rank")}
+    from ..errors import UserError
+
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "set_items", "local_rank", "stdout", "debug")}
     for item in getattr(args, "set_items", []) or []:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}", "e.g. --set model.hidden_size=64")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item}: the value is not valid YAML", "quote it, e.g. --set key='a: b'") from None
         if "." in key:
             section, field_name = key.split(".", 1)
             if section not in ("model", "generator"):
-                raise ValueError(f"--set {key}: only model.X and generator.X take a dotted key")
+                raise UserError(f"--set {key}: only model.X and generator.X take a dotted key",
+                                "e.g. --set model.hidden_size=64 or --set eval_batches=8")
             values.setdefault(section, {})
             values[section] = {**(values[section] or {}), field_name: value}
         else:
@@ -103,18 +111,22 @@ def args_to_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+    from .config import load_config
+
+    cfg = load_config(args_to_config(args))  # every option checked before torch is imported
     from .trainer import pretrain
 
-    summary = pretrain(args_to_config(args))
+    summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary))
+        print(json.dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pretrain_supernet", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """`recipes/pretrain_supernet.py` (under any launcher): the same errors and exit codes as `bertnas pretrain`."""
+    from ..cli import run_command
+
+    return run_command(add_arguments, run, argv, prog="pretrain_supernet", description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

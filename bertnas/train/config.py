@@ -2,7 +2,10 @@
 
 One flat namespace of training options plus a `model` mapping of `BertNasConfig` fields
 (`vocab_size` comes from the tokenizer) and an optional `generator` mapping (ELECTRA).
-`load_config` validates names and types and says which key is wrong.
+`load_config` validates names and types and says which key is wrong: unknown keys (also inside
+`model:` / `generator:`, checked against `BertNasConfig`'s parameters) are errors, and numbers
+written as strings (`lr: 5e-4`, which PyYAML reads as a string) are read as numbers. Every error
+is a `UserError`: one line naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..errors import UserError, UserFileError, check_model_source, one_line
 
 OBJECTIVES = ("mlm", "electra")
 SAMPLERS = ("uniform", "walk", "constant")
@@ -46,6 +51,7 @@ class PretrainConfig:
     save_steps: int = 10  # 0: only at the end
     keep_last: int = 2
     resume_from_checkpoint: str | None = None  # None | "latest" | a checkpoint folder
+    overwrite: bool = False  # start over in a folder that holds a run (deletes only the run's files)
     report_to: str = "none"
     progress: bool = True
     verify_ranks: bool = False  # at the end, check every rank holds the same weights
@@ -120,45 +126,105 @@ def _normalise_key(key: str) -> str:
     return key.replace("-", "_")
 
 
+def _number(name: str, value: Any, integer: bool) -> Any:
+    """`value` as an int / float; numeric strings accepted (PyYAML reads `5e-4` as a string)."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip().replace("_", ""))
+        except ValueError:
+            number = None
+        if number is not None and (not integer or number.is_integer()):
+            return int(number) if integer else number
+    elif not isinstance(value, bool):
+        if integer and isinstance(value, int):
+            return value
+        if integer and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not integer and isinstance(value, (int, float)):
+            return float(value)
+    kind = "an integer" if integer else "a number"
+    raise UserError(f"config key {name!r} must be {kind}, got {value!r}", f"write {name}: " + ("8" if integer else "5.0e-4"))
+
+
+def model_fields() -> dict:
+    """`BertNasConfig`'s parameters and their defaults, plus the transformers config fields it
+    passes on (pad_token_id, ...): the keys a `model:` / `generator:` mapping may hold."""
+    import inspect
+
+    from ..models.configuration_bertnas import BertNasConfig
+    from transformers import PretrainedConfig
+
+    known = {}
+    for cls in (PretrainedConfig, BertNasConfig):
+        for p in inspect.signature(cls.__init__).parameters.values():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self":
+                known[p.name] = p.default
+    return known
+
+
+def _coerce_model(section: str, value: Mapping) -> dict:
+    """A `model:` / `generator:` mapping: unknown keys are errors (a typo would silently keep the
+    default size), numeric strings become numbers where the default is a number."""
+    import difflib
+
+    known = model_fields()
+    out = {}
+    for key, item in dict(value).items():
+        key = _normalise_key(str(key))
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"did you mean {section}.{close[0]}?" if close else "see BertNasConfig for the fields"
+            raise UserError(f"unknown config key {section}.{key}", hint)
+        default = known[key]
+        if isinstance(item, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            item = _number(f"{section}.{key}", item, isinstance(default, int))
+        out[key] = item
+    return out
+
+
 def _coerce(name: str, value: Any) -> Any:
-    """Check a value against the field's default type; ints accepted for floats."""
+    """Check a value against the field's default type; ints accepted for floats, numeric strings
+    for numbers."""
     default = getattr(PretrainConfig(), name)
     if value is None:
         return None
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"config key {name!r} must be true or false, got {value!r}")
+            raise UserError(f"config key {name!r} must be true or false, got {value!r}", f"write {name}: true")
     elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key {name!r} must be an integer, got {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key {name!r} must be a number, got {value!r}")
-        value = float(value)
+        value = _number(name, value, integer=True)
+    elif isinstance(default, float) or name == "align_max_ratio":
+        value = _number(name, value, integer=False)
     elif isinstance(default, dict):
         if not isinstance(value, Mapping):
-            raise ValueError(f"config key {name!r} must be a mapping, got {value!r}")
-        value = dict(value)
+            raise UserError(f"config key {name!r} must be a mapping, got {value!r}",
+                            f"write {name}: followed by indented key: value lines")
+        value = _coerce_model(name, value) if name in ("model", "generator") else dict(value)
     if name in _CHOICES and value not in _CHOICES[name]:
-        raise ValueError(f"config key {name!r} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+        raise UserError(f"config key {name!r} must be one of {', '.join(_CHOICES[name])}, got {value!r}")
     if name in ("base_arch", "arch") and not (
             isinstance(value, list) and value and all(isinstance(x, (str, list)) for x in value)):
-        raise ValueError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}")
+        raise UserError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}",
+                        f"write --{name.replace('_', '-')} mha12,ffn")
     if name == "objective":
         from ..tasks.registry import TASKS
 
         if value not in TASKS:
-            raise ValueError(f"config key 'objective' must be one of {', '.join(TASKS)}, got {value!r}")
+            raise UserError(f"config key 'objective' must be one of {', '.join(TASKS)}, got {value!r}")
     return value
 
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise UserFileError(f"config file {path} does not exist", "give a YAML file such as recipes/configs/toy.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {path} is not valid YAML ({one_line(err)})", "fix the file") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of options, got {type(data).__name__}")
+        raise UserError(f"config file {path} must hold a mapping of options, got {type(data).__name__}",
+                        "write one `key: value` per line")
     return data
 
 
@@ -194,7 +260,11 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
     for source, skip_none in ((base, False), (values, True)):
         for key, value in source.items():
             if key not in FIELD_NAMES:
-                raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(FIELD_NAMES)}")
+                import difflib
+
+                close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(FIELD_NAMES)}"
+                raise UserError(f"unknown config key {key!r}", hint)
             if skip_none and value is None:
                 continue
             if key in ("model", "generator") and isinstance(value, Mapping) and isinstance(merged.get(key), dict):
@@ -207,33 +277,55 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
 
 
 def validate(cfg: PretrainConfig) -> None:
+    """Ranges, files and sources, all checked before any data is loaded or folder created."""
     positive = ("max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "keep_last", "walk_k",
                 "align_block_size", "base_every", "base_population", "tokenizer_vocab_size")
     for name in positive:
         if getattr(cfg, name) < 1:
-            raise ValueError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("save_steps", "warmup_steps", "eval_batches"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("align_start", "align_ramp"):
-        value = getattr(cfg, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"config key {name!r} must be a step count >= 0 (or null for the default), got {value!r}")
+            raise UserError(f"config key {name!r} must be >= 1, got {getattr(cfg, name)}",
+                            f"pass --{name.replace('_', '-')} 1 or more")
+    for name in ("save_steps", "warmup_steps", "eval_batches", "align_start", "align_ramp"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:  # align_*: None = default share of max_steps
+            raise UserError(f"config key {name!r} must be >= 0, got {getattr(cfg, name)}",
+                            f"pass --{name.replace('_', '-')} 0 or more")
     if not 0.0 < cfg.mlm_probability < 1.0:
-        raise ValueError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
+        raise UserError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}", "e.g. --mlm-probability 0.15")
     if not 0.0 < cfg.val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}")
+        raise UserError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}", "e.g. --set val_fraction=0.05")
     if cfg.lr <= 0:
-        raise ValueError(f"lr must be > 0, got {cfg.lr}")
+        raise UserError(f"lr must be > 0, got {cfg.lr}", "e.g. --lr 5e-4")
     if "vocab_size" in cfg.model:
-        raise ValueError("model.vocab_size comes from the tokenizer; remove it from the config")
+        raise UserError("model.vocab_size comes from the tokenizer", "remove it from the config")
     if cfg.deepspeed is not None and not Path(cfg.deepspeed).is_file():
-        raise FileNotFoundError(f"DeepSpeed config {cfg.deepspeed} does not exist")
+        raise UserFileError(f"DeepSpeed config {cfg.deepspeed} does not exist",
+                            "give recipes/configs/deepspeed_zero2.json or another JSON file")
+    layers = cfg.model.get("num_hidden_layers", 24)
+    if (cfg.sampler == "walk" and cfg.arch is None and cfg.init_from_bert is None and isinstance(layers, int)
+            and cfg.walk_k > 2 * layers):
+        raise UserError(f"--walk-k {cfg.walk_k} is more than the {2 * layers} chain layers of the supernet "
+                        f"({layers} x [attention, FFN])", f"use --walk-k between 1 and {2 * layers}")
+    positions = cfg.model.get("max_position_embeddings", 512)
+    if cfg.init_from_bert is None and isinstance(positions, int) and cfg.seq_len > positions:
+        raise UserError(f"--seq-len {cfg.seq_len} is longer than the model's {positions} positions "
+                        "(model.max_position_embeddings)",
+                        f"use --seq-len {positions} or less, or --set model.max_position_embeddings={cfg.seq_len}")
+
+
+def check_sources(cfg: PretrainConfig) -> None:
+    """The paths and Hub ids a run will read exist / can be reached (a run checks them before it
+    creates its folder; `load_config` alone does not, so a config can be inspected offline)."""
+    for option, value in (("--tokenizer", cfg.tokenizer), ("--init-from-bert", cfg.init_from_bert)):
+        if value is not None:
+            check_model_source(value, option)
+    for option, value in (("--resume-from-checkpoint", cfg.resume_from_checkpoint),):
+        if value not in (None, "latest") and not Path(value).exists():
+            raise UserFileError(f"{option} {value} does not exist",
+                                "pass 'latest' (the run folder's newest checkpoint) or a checkpoint-<step> folder")
 
 
 def config_to_json(cfg: PretrainConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
 
 
-__all__ = ["PretrainConfig", "load_config", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
+__all__ = ["PretrainConfig", "load_config", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
            "OBJECTIVES", "SAMPLERS", "MIXED_PRECISION", "REPORT_TO"]

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import datasets
 
+from ..errors import UserError, UserFileError
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Suffixes picked up in folders (a single file may have any suffix; .json/.jsonl read as JSON).
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".tokens")
@@ -96,10 +98,40 @@ def _local_files(path: Path) -> list[Path]:
         return [path]
     files = sorted(p for p in path.rglob("*") if p.suffix in TEXT_SUFFIXES + JSON_SUFFIXES and p.is_file())
     if not files:
-        raise FileNotFoundError(
-            f"The folder {path} holds no text files to train on (looked for {', '.join(TEXT_SUFFIXES + JSON_SUFFIXES)})"
+        raise UserFileError(
+            f"The folder {path} holds no text files to train on (looked for {', '.join(TEXT_SUFFIXES + JSON_SUFFIXES)})",
+            "put .txt or .jsonl files there, or give a file"
         )
     return files
+
+
+NOT_TEXT_SHARE = 0.05  # more undecodable / NUL bytes than this in a file's first 64 KiB: not text
+
+
+def not_text_share(path: Path, sample_bytes: int = 1 << 16) -> float:
+    """Share of a file's first bytes that are not UTF-8 text (undecodable sequences, NUL and other
+    control bytes but tab / newline / carriage return / form feed)."""
+    with path.open("rb") as f:
+        data = f.read(sample_bytes)
+    if not data:
+        return 0.0
+    text = data.decode("utf-8", errors="replace")
+    if len(data) == sample_bytes:  # a character cut at the end of the sample is not an error
+        text = text.rstrip("\ufffd")
+    bad = sum(1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r\f"))
+    return bad / max(len(text), 1)
+
+
+def check_text_files(files: list[Path], source: str) -> None:
+    """Refuse binary files (they would train on replacement characters and cache a garbage
+    tokenizer) and a corpus whose files are all empty."""
+    for path in files:
+        share = not_text_share(path)
+        if share > NOT_TEXT_SHARE:
+            raise UserError(f"{path} is not text ({share:.0%} of its first bytes are not UTF-8 text)",
+                            "give UTF-8 text files (one text per line) or .jsonl with a 'text' field")
+    if all(path.stat().st_size == 0 for path in files):
+        raise UserError(f"the corpus {source} is empty", "give a file with text in it, one text per line")
 
 
 def _load_local(files: list[Path], source: str) -> datasets.Dataset:
@@ -108,12 +140,20 @@ def _load_local(files: list[Path], source: str) -> datasets.Dataset:
     parts = []
     json_files = [str(f) for f in files if f.suffix in JSON_SUFFIXES]
     text_files = [str(f) for f in files if f.suffix not in JSON_SUFFIXES]
+    check_text_files(list(files), source)
     for kind, group, options in (("text", text_files, {"encoding_errors": "replace"}), ("json", json_files, {})):
+        group = [f for f in group if Path(f).stat().st_size > 0]  # datasets fails on empty files
         if not group:
             continue
-        ds = datasets.load_dataset(kind, data_files=group, split="train", **options)
+        try:
+            ds = datasets.load_dataset(kind, data_files=group, split="train", **options)
+        except Exception as err:  # noqa: BLE001 - malformed JSON and the like: name the files
+            if kind == "text":
+                raise
+            raise UserError(f"{source} could not be read as JSON lines ({type(err).__name__})",
+                            "give one JSON object with a 'text' field per line") from None
         if "text" not in ds.column_names:
-            raise ValueError(f"{source} has columns {ds.column_names}; a 'text' column is needed")
+            raise UserError(f"{source} has columns {ds.column_names}", "a 'text' column is needed")
         parts.append(ds.select_columns(["text"]))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
@@ -134,21 +174,22 @@ def load_texts(source: str | None = None) -> datasets.Dataset:
     if path.exists():
         ds = _load_local(_local_files(path), source)
     elif _looks_local(source):
-        raise FileNotFoundError(f"Training text {source!r} does not exist; give a .txt/.jsonl file, a folder, or a datasets name")
+        raise UserFileError(f"Training text {source!r} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
     else:
         name, _, config = source.partition(":")
         try:
             ds = datasets.load_dataset(name, config or None, split="train")
         except Exception as err:  # offline, unknown name, ...: say what was tried
-            raise FileNotFoundError(
+            raise UserFileError(
                 f"{source!r} is not a local file or folder and could not be loaded with datasets.load_dataset "
-                f"({type(err).__name__}: {err})"
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+                "give a local .txt/.jsonl file or folder (or go online for a datasets name)"
             ) from err
     if "text" not in ds.column_names:
-        raise ValueError(f"{source} has columns {ds.column_names}; a 'text' column is needed")
+        raise UserError(f"{source} has columns {ds.column_names}", "a 'text' column is needed")
     ds = ds.select_columns(["text"]).filter(lambda row: bool(row["text"] and row["text"].strip()))
     if len(ds) == 0:
-        raise ValueError(f"{source} holds no non-empty text")
+        raise UserError(f"the corpus {source} holds no non-empty text", "give a file with text in it, one text per line")
     return ds
 
 
@@ -167,8 +208,9 @@ def build_tokenizer(name_or_path: str | None, texts: datasets.Dataset | None = N
     if name_or_path is not None:
         try:
             return AutoTokenizer.from_pretrained(name_or_path)
-        except OSError as err:
-            raise FileNotFoundError(f"Could not load a tokenizer from {name_or_path!r}: {err}") from err
+        except (OSError, ValueError) as err:
+            raise UserFileError(f"Could not load a tokenizer from {name_or_path!r} ({str(err).splitlines()[0]})",
+                                "give a folder holding tokenizer.json / vocab.txt, or a Hub id while online") from None
     if texts is None:
         raise ValueError("Training a tokenizer needs texts")
     digest = hashlib.sha1(f"wordpiece-v1-{vocab_size}".encode())
@@ -233,7 +275,7 @@ def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fracti
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if len(texts) < 2:
-        raise ValueError("The corpus needs at least two texts to hold one out for validation")
+        raise UserError("The corpus needs at least two texts to hold one out for validation", "add more lines of text")
     target = Path(cache_dir) / _splits_key(texts, tokenizer, seq_len, val_fraction, seed) if cache_dir else None
     if target is not None and (target / "dataset_dict.json").exists():
         saved = datasets.load_from_disk(str(target))
@@ -281,8 +323,8 @@ def pack_lm_rows(texts: datasets.Dataset, tokenizer, seq_len: int, what: str = "
     part = texts.map(tokenize, batched=True, remove_columns=texts.column_names, desc=f"tokenise {short}")
     part = part.map(pack, batched=True, batch_size=1000, remove_columns=["ids"], desc=f"pack {short}")
     if len(part) == 0:
-        raise ValueError(
-            f"The {what} split packs into 0 rows of {seq_len} tokens; "
-            "use more text, a larger val_fraction or a shorter seq_len"
+        raise UserError(
+            f"The {what} split packs into 0 rows of {seq_len} tokens",
+            "use more text, a larger val_fraction or a shorter --seq-len"
         )
     return part

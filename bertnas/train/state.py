@@ -118,6 +118,9 @@ class TrainState:
             logger.info("resumed from %s at step %d", path, t.step)
 
     def load_deepspeed(self, path: Path) -> None:
+        if self.trainer.is_main:
+            logger.warning("DeepSpeed reads %s with pickle (torch.load(weights_only=False)), which can run code "
+                           "stored in the file: resume only from checkpoints you trust", path / ckpt_lib.DEEPSPEED_DIR)
         load_path, _ = self.trainer.engine.load_checkpoint(
             str(path / ckpt_lib.DEEPSPEED_DIR), tag="state", load_module_strict=False,
             load_optimizer_states=True, load_lr_scheduler_states=False,

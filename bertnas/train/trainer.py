@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt_lib
-from .config import PretrainConfig, load_config
+from .config import PretrainConfig, check_sources, load_config
 from .distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
 from .launch import build_accelerator, reset_accelerate_state
 from .logs import SUMMARY_FILE, StepLog
@@ -394,6 +394,7 @@ def pretrain(config: Mapping | PretrainConfig | str | None = None, task=None, **
     import os
 
     cfg = load_config(config, **overrides)
+    check_sources(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
     with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
         trainer = SupernetTrainer(cfg, task=task)
