@@ -1,21 +1,33 @@
-"""Cost of supernet pre-training steps (issue 3 targets). Not a test.
+"""Cost of supernet pre-training steps (issue 3, 9 and 10 targets). Not a test.
 
   magic_vs_spos   one process: step time of MAGIC-A (walk + alignment to a base subnet: one
-                  extra no-grad forward) / SPOS (uniform, no alignment), on the SAME sequence of
-                  subnets, so only the alignment differs. Target <= 1.35.
+                  extra no-grad forward of the base, in train mode with the student's dropout
+                  masks, `Aligner.shared_randomness`) / SPOS (uniform, no alignment), on the SAME
+                  sequence of subnets, so only the alignment differs. Target <= 1.35. Two more
+                  ratios in the same alternation isolate where the time goes: the same pair at
+                  dropout 0 (shared masks cost nothing to draw, and CPU attention takes its
+                  no-dropout kernel) and MAGIC-A with the base in eval mode (the pre-issue-10
+                  design: no shared masks, no dropout in the base).
   two_rank        two gloo ranks (torchrun, 1 thread each): the supernet's step (no DDP wrapper;
                   the active path's gradients all-reduced in one flat bucket) / DDP of the static
                   model cut from the same path (`extract`). Target <= 1.05. For reference also
-                  DDP(supernet, find_unused_parameters=True), which all-reduces every candidate.
+                  DDP(supernet, find_unused_parameters=True), which all-reduces every candidate,
+                  and the step preceded by the training loop's per-step arch-hash check
+                  (`assert_same_arch`: one all-gather of an int64), plus that check timed alone.
+  deepspeed       one process, DeepSpeed ZeRO-2 through accelerate's plugin (DS_ACCELERATOR=cpu):
+                  the trainer's step with one optimizer group per candidate, gated per step
+                  (`gate_param_groups`: lr 0 / no decay off the path; issue 10) / the same step
+                  with the plain 2 groups, ungated (what drifted). `--skip-deepspeed` leaves it out.
   tokens_per_s    one process: uniform, walk, walk+align, each with its own sampler.
   memory          resident memory that building and training the supernet (and with alignment)
                   adds above a fresh process with its data loaded, vs the static model of the
-                  same path (sampled every 2 ms).
+                  same path (sampled every 2 ms). Target: supernet / static <= 1.10.
 
 Every step is `SupernetTrainer._train_step` (the training loop's own step: micro-batch forward,
-backward, gradient sync, clipping, AdamW, scheduler). Timings alternate between the compared
-variants round by round (which goes first alternates too); ratios are medians of per-round
-ratios with [min, max].
+backward, gradient sync, clipping, AdamW, scheduler). Alignment is on from step 0 (the trainer's
+default start/ramp are a share of max_steps). Timings alternate between the compared variants
+round by round (which goes first rotates too); ratios are medians of per-round ratios with
+[min, max].
 
     .venv/bin/python bench/bench_pretrain.py           # 4 chain layers x hidden 240; writes bench/results/pretrain.{json,md}
     .venv/bin/python bench/bench_pretrain.py --quick   # tiny sanity run
@@ -24,6 +36,7 @@ ratios with [min, max].
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,17 +60,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-TARGETS = {"magic_vs_spos": 1.35, "two_rank_vs_ddp_static": 1.05}
+TARGETS = {"magic_vs_spos": 1.35, "two_rank_vs_ddp_static": 1.05, "memory_supernet_vs_static": 1.10}
 CANDIDATES = ["mha6", "mha8", "mha12", "ffn", "ffn_wide", "conv3", "conv5"]
 FULL = dict(layers=4, hidden=240, intermediate=960, seq=128, batch=8, vocab=2000,
-            rounds=6, steps=3, warmup=2, two_rank_rounds=8, memory_steps=3)
+            rounds=8, steps=3, warmup=2, two_rank_rounds=8, memory_steps=3, check_calls=200, ds_rounds=8)
 QUICK = dict(layers=2, hidden=48, intermediate=96, seq=32, batch=4, vocab=500,
-             rounds=3, steps=2, warmup=1, two_rank_rounds=3, memory_steps=2)
+             rounds=3, steps=2, warmup=1, two_rank_rounds=3, memory_steps=2, check_calls=20, ds_rounds=3)
 BASE_ARCH = ["mha12", "ffn"]  # repeated: the BERT path, MAGIC-A's usual base
 FIXED_ARCH = ["mha12", "ffn", "conv5", "ffn_wide"]  # the path of the two-rank comparison
 
 
-def bench_config(dims: dict, out: str, **overrides):
+def bench_config(dims: dict, out: str, dropout: float = 0.1, **overrides):
     from bertnas.train.config import load_config
 
     layers = dims["layers"]
@@ -64,10 +78,11 @@ def bench_config(dims: dict, out: str, **overrides):
         output_dir=out, progress=False, max_steps=10**6, save_steps=0, seed=0,
         model=dict(num_hidden_layers=layers, hidden_size=dims["hidden"], intermediate_size=dims["intermediate"],
                    ffn_wide_size=dims["intermediate"] * 3 // 2, max_position_embeddings=max(512, dims["seq"]),
-                   candidates=CANDIDATES, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
+                   candidates=CANDIDATES, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout),
         seq_len=dims["seq"], batch_size=dims["batch"], tokenizer_vocab_size=dims["vocab"], objective="mlm",
         sampler="uniform", align=False, base_arch=(BASE_ARCH * layers)[:layers], base_replacement="none",
         align_block_size=2, warmup_steps=10, lr=1e-4,
+        align_start=0, align_ramp=0,  # the defaults (10 % / 5 % of max_steps) would keep alignment off here
     )
     options.update(overrides)
     return load_config(options)
@@ -95,36 +110,58 @@ def ratio_stats(ratios):
 def bench_single(dims: dict, tmp: str) -> dict:
     from bertnas.train.trainer import SupernetTrainer
 
+    def make(name, **overrides):
+        return SupernetTrainer(bench_config(dims, f"{tmp}/{name}", **overrides))
+
     trainers = {
-        "uniform": SupernetTrainer(bench_config(dims, f"{tmp}/u", sampler="uniform", align=False)),
-        "walk": SupernetTrainer(bench_config(dims, f"{tmp}/w", sampler="walk", align=False)),
-        "walk+align": SupernetTrainer(bench_config(dims, f"{tmp}/wa", sampler="walk", align=True)),
+        "uniform": make("u", sampler="uniform", align=False),
+        "walk": make("w", sampler="walk", align=False),
+        "walk+align": make("wa", sampler="walk", align=True),
     }
+    # Where MAGIC-A's time goes: the same pair without dropout, and the base in eval mode.
+    spos_p0 = make("u0", sampler="uniform", align=False, dropout=0.0)
+    magic_p0 = make("wa0", sampler="walk", align=True, dropout=0.0)
+    magic_eval = make("wae", sampler="walk", align=True)
+    # outside shared_randomness the aligner runs the base in eval mode (and warns once)
+    magic_eval._shared_randomness = lambda aligning, micro: contextlib.nullcontext()
+    variants = {"spos": trainers["uniform"], "magic": trainers["walk+align"], "spos_p0": spos_p0,
+                "magic_p0": magic_p0, "magic_eval_base": magic_eval}
     space = trainers["uniform"].space
     rng = random.Random(1)
-    for t in trainers.values():  # warm-up
+    for t in [*trainers.values(), spos_p0, magic_p0, magic_eval]:  # warm-up
         for _ in range(dims["warmup"]):
             t._train_step(space.sample(rng))
 
-    # MAGIC-A / SPOS on identical subnets: the only difference is the alignment forward.
-    spos, magic = trainers["uniform"], trainers["walk+align"]
-    per_round, times = [], {"spos": [], "magic": []}
+    # All on identical subnets, alternating: within a pair only the alignment differs.
+    pairs = {"magic_vs_spos": ("magic", "spos"), "magic_vs_spos_dropout0": ("magic_p0", "spos_p0"),
+             "magic_eval_base_vs_spos": ("magic_eval_base", "spos")}
+    per_round = {name: [] for name in pairs}
+    times = {name: [] for name in variants}
+    names = list(variants)
     for r in range(dims["rounds"]):
         archs = [space.sample(rng) for _ in range(dims["steps"])]
-        order = [("spos", spos), ("magic", magic)]
+        k = r % len(names)
+        order = names[k:] + names[:k]
         if r % 2:
             order.reverse()
         round_times = {}
-        for name, t in order:
+        for name in order:
+            t = variants[name]
             round_times[name] = statistics.median(timed(lambda a=a: t._train_step(a)) for a in archs)
             times[name].append(round_times[name])
-        per_round.append(round_times["magic"] / round_times["spos"])
+        for pair, (a, b) in pairs.items():
+            per_round[pair].append(round_times[a] / round_times[b])
+    step_ms = {name: 1000 * statistics.median(v) for name, v in times.items()}
     result = {
         "magic_vs_spos": {
-            "spos_step_ms": 1000 * statistics.median(times["spos"]),
-            "magic_step_ms": 1000 * statistics.median(times["magic"]),
-            "ratio": ratio_stats(per_round),
+            "spos_step_ms": step_ms["spos"],
+            "magic_step_ms": step_ms["magic"],
+            "ratio": ratio_stats(per_round["magic_vs_spos"]),
             "target": TARGETS["magic_vs_spos"],
+            "step_ms": step_ms,
+            "ratio_dropout0": ratio_stats(per_round["magic_vs_spos_dropout0"]),
+            "ratio_eval_base": ratio_stats(per_round["magic_eval_base_vs_spos"]),
+            "rounds": dims["rounds"], "steps_per_round": dims["steps"],
         }
     }
 
@@ -141,7 +178,7 @@ def bench_single(dims: dict, tmp: str) -> dict:
                 tokens[name][1] += time.perf_counter() - t0
                 tokens[name][0] += record["tokens"]
     result["tokens_per_s"] = {name: n / s for name, (n, s) in tokens.items()}
-    for t in trainers.values():
+    for t in [*trainers.values(), spos_p0, magic_p0, magic_eval]:
         t.close()
     return result
 
@@ -155,9 +192,10 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from bertnas.sampling import assert_same_arch
+    from bertnas.train.objectives import MLMObjective
     from bertnas.train.optim import param_groups
     from bertnas.train.trainer import SupernetTrainer
-    from bertnas.train.objectives import MLMObjective
 
     trainer = SupernetTrainer(bench_config(dims, f"{tmp}/r", sampler="uniform", align=False))
     cfg, rank = trainer.cfg, trainer.rank
@@ -175,15 +213,20 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
         ddp = DDP(module, find_unused_parameters=find_unused)
         opt = torch.optim.AdamW(param_groups(module, cfg.weight_decay), lr=cfg.lr)
         # the objective calls the wrapped model, so DDP's forward (and its hooks) run
-        objective = MLMObjective(ddp, trainer.tokenizer, cfg.mlm_probability)
+        objective = MLMObjective(ddp, trainer.task.tokenizer, cfg.mlm_probability)
         g = torch.Generator().manual_seed(100 + rank)
         return lambda: plain_step(ddp, module, opt, objective, g)
 
     static = trainer.model.extract(arch)
     supernet_copy = type(trainer.model)(trainer.model.config)
     supernet_copy.load_state_dict(trainer.model.state_dict())
+    def checked_step():  # what `SupernetTrainer.train` runs per step on > 1 rank
+        assert_same_arch(arch, trainer.accelerator)
+        return trainer._train_step(arch)
+
     variants = {
         "supernet": lambda: trainer._train_step(arch),
+        "supernet_arch_check": checked_step,
         "ddp_static": make_ddp(static, find_unused=False),
         "ddp_supernet_find_unused": make_ddp(supernet_copy, find_unused=True),
     }
@@ -192,8 +235,13 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
             fn()
     times = {name: [] for name in variants}
     ratios = {"ddp_static": [], "ddp_supernet_find_unused": []}
+    check_ratios = []
+    names_all = list(variants)
     for r in range(dims["two_rank_rounds"]):
-        names = list(variants) if r % 2 == 0 else list(reversed(variants))
+        k = r % len(names_all)
+        names = names_all[k:] + names_all[:k]
+        if r % 2:
+            names.reverse()
         this = {}
         for name in names:
             dist.barrier()
@@ -205,6 +253,16 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
             times[name].append(this[name])
         for other in ratios:
             ratios[other].append(this["supernet"] / this[other])
+        check_ratios.append(this["supernet_arch_check"] / this["supernet"])
+
+    # The check alone: n calls back to back (ranks in step), per-call median of the slower rank.
+    for _ in range(10):
+        assert_same_arch(arch, trainer.accelerator)
+    dist.barrier()
+    calls = [timed(lambda: assert_same_arch(arch, trainer.accelerator)) for _ in range(dims["check_calls"])]
+    check_s = torch.tensor([statistics.median(calls)], dtype=torch.float64)
+    dist.all_reduce(check_s, op=dist.ReduceOp.MAX)
+    check_us = 1e6 * float(check_s)
     if rank == 0:
         active = sum(p.numel() for p in static.parameters())
         everything = sum(p.numel() for p in trainer.model.parameters())
@@ -214,6 +272,12 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
             "step_ms": {name: 1000 * statistics.median(v) for name, v in times.items()},
             "ratio_vs_ddp_static": ratio_stats(ratios["ddp_static"]),
             "ratio_vs_ddp_supernet_find_unused": ratio_stats(ratios["ddp_supernet_find_unused"]),
+            "arch_check": {
+                "ratio_step_with_vs_without": ratio_stats(check_ratios),
+                "call_us_median": check_us,
+                "calls": dims["check_calls"],
+                "share_of_step": check_us / (1e6 * statistics.median(times["supernet"])),
+            },
             "params_active_path": active,
             "params_supernet": everything,
             "target": TARGETS["two_rank_vs_ddp_static"],
@@ -239,6 +303,88 @@ def bench_two_rank(args, tmp: str) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"two-rank bench failed:\n{proc.stderr[-4000:]}")
+    return json.loads(Path(out_json).read_text())
+
+
+# ----------------------------------------------------------------------------------------
+# DeepSpeed ZeRO-2, one process: per-candidate groups + gating vs the plain 2 groups
+# ----------------------------------------------------------------------------------------
+
+DS_CONFIG = ROOT / "recipes" / "configs" / "deepspeed_zero2.json"
+
+
+def deepspeed_worker(dims: dict, out_json: str, tmp: str) -> None:
+    """Two DeepSpeed trainers in one process on identical weights and archs: the trainer as it
+    is (one group per candidate, `gate_param_groups` before each step) and the same trainer
+    built with `param_groups` (decay / no decay) and no gating: the pre-issue-10 path."""
+    from accelerate.state import AcceleratorState
+
+    import bertnas.train.trainer as trainer_mod
+    from bertnas.train.optim import param_groups
+
+    gated = trainer_mod.SupernetTrainer(bench_config(dims, f"{tmp}/dsg", deepspeed=str(DS_CONFIG)))
+    # accelerate allows one DeepSpeed plugin per process state: forget it (the process group
+    # stays) so the second trainer can build its own engine from the same config.
+    AcceleratorState._reset_state(False)
+    real_groups, real_gate = trainer_mod.candidate_param_groups, trainer_mod.gate_param_groups
+    trainer_mod.candidate_param_groups = lambda module, weight_decay, layers: param_groups(module, weight_decay)
+    try:
+        plain = trainer_mod.SupernetTrainer(bench_config(dims, f"{tmp}/dsp", deepspeed=str(DS_CONFIG)))
+    finally:
+        trainer_mod.candidate_param_groups = real_groups
+
+    def ungated_step(arch):
+        trainer_mod.gate_param_groups = lambda *args: None
+        try:
+            return plain._train_step(arch)
+        finally:
+            trainer_mod.gate_param_groups = real_gate
+
+    variants = {"gated": gated._train_step, "plain": ungated_step}
+    space = gated.space
+    rng = random.Random(3)
+    for _ in range(dims["warmup"]):
+        arch = space.sample(rng)
+        for fn in variants.values():
+            fn(arch)
+    times = {name: [] for name in variants}
+    ratios = []
+    for r in range(dims["ds_rounds"]):
+        archs = [space.sample(rng) for _ in range(dims["steps"])]
+        names = list(variants) if r % 2 == 0 else list(reversed(variants))
+        this = {}
+        for name in names:
+            this[name] = statistics.median(timed(lambda a=a: variants[name](a)) for a in archs)
+            times[name].append(this[name])
+        ratios.append(this["gated"] / this["plain"])
+    gate_calls = [timed(lambda: real_gate(gated.optimizer.param_groups, archs[0], gated.scheduler.get_last_lr()))
+                  for _ in range(100)]
+    Path(out_json).write_text(json.dumps({
+        "config": str(DS_CONFIG.relative_to(ROOT)),
+        "zero_stage": 2,
+        "groups": {"gated": len(gated.optimizer.param_groups), "plain": len(plain.optimizer.param_groups)},
+        "step_ms": {name: 1000 * statistics.median(v) for name, v in times.items()},
+        "ratio_gated_vs_plain": ratio_stats(ratios),
+        "gate_call_us_median": 1e6 * statistics.median(gate_calls),
+        "rounds": dims["ds_rounds"], "steps_per_round": dims["steps"],
+        "threads": torch.get_num_threads(),
+    }))
+    plain.close()  # ends the process group both trainers share
+
+
+def bench_deepspeed(args, tmp: str) -> dict:
+    out_json = f"{tmp}/deepspeed.json"
+    cmd = [sys.executable, __file__, "--worker", "deepspeed", "--out", out_json, "--tmp", tmp]
+    cmd += ["--quick"] if args.quick else []
+    env = dict(os.environ, PYTHONPATH=_pythonpath(), DS_ACCELERATOR="cpu")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "bertnas" / "torch_extensions"))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU"):
+        env.pop(key, None)
+    Path(env["TORCH_EXTENSIONS_DIR"]).mkdir(parents=True, exist_ok=True)
+    # the first run on a machine JIT-builds DeepSpeed's CPU communication op (about a minute)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"DeepSpeed bench failed:\n{proc.stderr[-4000:]}")
     return json.loads(Path(out_json).read_text())
 
 
@@ -335,31 +481,65 @@ def bench_memory(args, tmp: str) -> dict:
     static = results["static"]["added_rss_mb"]
     for mode in ("supernet", "supernet+align"):
         results[mode]["vs_static"] = results[mode]["added_rss_mb"] / static
+    results["supernet"]["target"] = TARGETS["memory_supernet_vs_static"]
     return results
 
 
 # ----------------------------------------------------------------------------------------
 
 
+def _pass(value, target):
+    return "yes" if value <= target else "**no**"
+
+
 def markdown(report: dict) -> str:
     d = report["dims"]
     ms = report["magic_vs_spos"]
     tr = report["two_rank"]
+    ds = report.get("deepspeed")
+    mem = report["memory"]
+    sm = ms["step_ms"]
     lines = [
         f"Command: `{report['command']}`  ",
-        f"Machine: {report['machine']}. Dims: {d['layers']} chain layers x hidden {d['hidden']} "
+        f"Date: {report['date']}. Machine: {report['machine']}. Dims: {d['layers']} chain layers x hidden {d['hidden']} "
         f"(intermediate {d['intermediate']}), 7 candidates per layer, batch {d['batch']} x seq {d['seq']}, "
-        f"vocab {report['vocab_size']}, fp32, dropout 0.1.",
+        f"vocab {report['vocab_size']}, fp32, dropout 0.1 unless said; alignment on from step 0 (weight 0.1, "
+        "block 2, normalised, cap 0.5).",
         "",
         "| bench | measured | ratio median [min, max] | target | pass |",
         "|---|---|---|---|---|",
-        f"| MAGIC-A / SPOS step time (1 process) | {ms['magic_step_ms']:.1f} ms / {ms['spos_step_ms']:.1f} ms | "
-        f"{_fmt(ms['ratio'])} | <= {ms['target']} | {'yes' if ms['ratio']['median'] <= ms['target'] else 'no'} |",
+        f"| MAGIC-A / SPOS step time (1 process; base in train mode, shared dropout masks) | "
+        f"{ms['magic_step_ms']:.1f} ms / {ms['spos_step_ms']:.1f} ms | "
+        f"{_fmt(ms['ratio'])} | <= {ms['target']} | {_pass(ms['ratio']['median'], ms['target'])} |",
+        f"| ... the same at dropout 0 (why: no dropout kernels, masks free) | {sm['magic_p0']:.1f} ms / "
+        f"{sm['spos_p0']:.1f} ms | {_fmt(ms['ratio_dropout0'])} | - | - |",
+        f"| ... MAGIC-A with the base in eval mode (pre-issue-10 design) / SPOS | {sm['magic_eval_base']:.1f} ms / "
+        f"{sm['spos']:.1f} ms | {_fmt(ms['ratio_eval_base'])} | - | - |",
         f"| 2 ranks: supernet / DDP static, path {' '.join(tr['arch'])} | {tr['step_ms']['supernet']:.1f} ms / "
         f"{tr['step_ms']['ddp_static']:.1f} ms | {_fmt(tr['ratio_vs_ddp_static'])} | <= {tr['target']} | "
-        f"{'yes' if tr['ratio_vs_ddp_static']['median'] <= tr['target'] else 'no'} |",
+        f"{_pass(tr['ratio_vs_ddp_static']['median'], tr['target'])} |",
         f"| 2 ranks: supernet / DDP(supernet, find_unused_parameters) | {tr['step_ms']['supernet']:.1f} ms / "
         f"{tr['step_ms']['ddp_supernet_find_unused']:.1f} ms | {_fmt(tr['ratio_vs_ddp_supernet_find_unused'])} | - | - |",
+    ]
+    ac = tr.get("arch_check")
+    if ac:
+        lines.append(
+            f"| 2 ranks: step with / without the per-step arch-hash check (`assert_same_arch`; one call alone: "
+            f"{ac['call_us_median']:.0f} us, {100 * ac['share_of_step']:.2f} % of a step) | "
+            f"{tr['step_ms']['supernet_arch_check']:.1f} ms / {tr['step_ms']['supernet']:.1f} ms | "
+            f"{_fmt(ac['ratio_step_with_vs_without'])} | - | - |")
+    if ds:
+        lines.append(
+            f"| DeepSpeed ZeRO-2, 1 process: {ds['groups']['gated']} per-candidate groups + gating / "
+            f"{ds['groups']['plain']} plain groups, ungated (gate call alone: {ds['gate_call_us_median']:.0f} us) | "
+            f"{ds['step_ms']['gated']:.1f} ms / {ds['step_ms']['plain']:.1f} ms | {_fmt(ds['ratio_gated_vs_plain'])} "
+            "| - | - |")
+    target = mem["supernet"]["target"]
+    lines.append(
+        f"| peak memory of supernet training / static model's (added RSS) | {mem['supernet']['added_rss_mb']:.0f} MB / "
+        f"{mem['static']['added_rss_mb']:.0f} MB | {mem['supernet']['vs_static']:.3f} | <= {target} | "
+        f"{_pass(mem['supernet']['vs_static'], target)} |")
+    lines += [
         "",
         "| tokens/s (1 process) | " + " | ".join(report["tokens_per_s"]) + " |",
         "|---|" + "---|" * len(report["tokens_per_s"]),
@@ -368,7 +548,7 @@ def markdown(report: dict) -> str:
         "| memory added by model + training (peak RSS above the loaded data) | MB | params | vs static |",
         "|---|---|---|---|",
     ]
-    for mode, m in report["memory"].items():
+    for mode, m in mem.items():
         lines.append(f"| {mode} | {m['added_rss_mb']:.0f} | {m['params']:,} | {m.get('vs_static', 1.0):.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -380,20 +560,25 @@ def _fmt(r):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker", choices=["two_rank", "memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["two_rank", "memory", "deepspeed"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--skip-two-rank", action="store_true")
+    parser.add_argument("--skip-deepspeed", action="store_true",
+                        help="leave out the DeepSpeed bench (its first run on a machine JIT-builds a CPU op)")
     args = parser.parse_args()
     dims = QUICK if args.quick else FULL
     import logging
 
     logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore", message="MAGIC-A outside Aligner.shared_randomness")
     if args.worker == "two_rank":
         return two_rank_worker(dims, args.out, args.tmp)
     if args.worker == "memory":
         return memory_worker(dims, args.mode, args.out, args.tmp)
+    if args.worker == "deepspeed":
+        return deepspeed_worker(dims, args.out, args.tmp)
 
     t0 = time.time()
     load_before = os.getloadavg()[0]  # other jobs on the machine skew timings: say how busy it was
@@ -403,6 +588,8 @@ def main():
         print(json.dumps(single["magic_vs_spos"]), flush=True)
         two_rank = None if args.skip_two_rank else bench_two_rank(args, tmp)
         print(json.dumps(two_rank), flush=True)
+        deepspeed = None if args.skip_deepspeed else bench_deepspeed(args, tmp)
+        print(json.dumps(deepspeed), flush=True)
         memory = bench_memory(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -410,7 +597,9 @@ def main():
 
     vocab = len(build_tokenizer(None, load_texts(None), vocab_size=dims["vocab"]))
     report = {
-        "command": "python bench/bench_pretrain.py" + (" --quick" if args.quick else ""),
+        "command": ".venv/bin/python bench/bench_pretrain.py" + "".join(
+            f" --{k.replace('_', '-')}" for k in ("quick", "skip_two_rank", "skip_deepspeed") if getattr(args, k)),
+        "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads in the 1-process benches, 1 per rank in the 2-rank one), "
                    f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
@@ -419,9 +608,20 @@ def main():
         "magic_vs_spos": single["magic_vs_spos"],
         "tokens_per_s": single["tokens_per_s"],
         "two_rank": two_rank,
+        "deepspeed": deepspeed,
         "memory": memory,
+        "targets": {
+            "magic_vs_spos": {"value": single["magic_vs_spos"]["ratio"]["median"], "target": TARGETS["magic_vs_spos"]},
+            "two_rank_vs_ddp_static": None if two_rank is None else
+            {"value": two_rank["ratio_vs_ddp_static"]["median"], "target": TARGETS["two_rank_vs_ddp_static"]},
+            "memory_supernet_vs_static": {"value": memory["supernet"]["vs_static"],
+                                          "target": TARGETS["memory_supernet_vs_static"]},
+        },
         "seconds": time.time() - t0,
     }
+    for entry in report["targets"].values():
+        if entry is not None:
+            entry["pass"] = entry["value"] <= entry["target"]
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     name = "pretrain_quick" if args.quick else "pretrain"
