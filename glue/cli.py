@@ -36,17 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--output-dir", required=True, help="where results.json, results.md and predictions go")
     parser.add_argument("--data-dir", default=None,
-                        help="folder holding glue/<TASK>/*.tsv and squad/ (default: $BERTNAS_DATA_DIR, else the Hub)")
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
-    parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-length", type=int, default=None, help="max tokens per input (default 128; 384 for SQuAD)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--max-train-samples", type=int, default=None, help="random training subset of this size")
-    parser.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N dev rows")
+                        help="folder holding glue/<TASK>/*.tsv and squad/ (default: $BERTNAS_DATA_DIR, else ../shared/data "
+                             "beside the repository; the Hub when the task's files are not there)")
+    parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
+    parser.add_argument("--epochs", type=float, default=3.0, help="training epochs (> 0; fractions allowed)")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch size")
+    parser.add_argument("--eval-batch-size", type=int, default=64, help="scoring batch size")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="max tokens per input (default: 128, 384 for SQuAD; capped by the model's positions)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of training and of the --max-train-samples subset")
+    parser.add_argument("--max-train-samples", type=int, default=None, help="random training subset of this size, taken before tokenising (default: every row)")
+    parser.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N dev rows (default: every row)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     parser.add_argument("--no-test-predictions", action="store_true",
                         help="skip the GLUE-server prediction files (saves the test-set forward passes)")
@@ -57,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
     parser.add_argument("--n-best", type=int, default=20, help="SQuAD: start/end candidates considered")
     parser.add_argument("--max-answer-length", type=int, default=30, help="SQuAD: longest answer in tokens")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own modeling code")
+    parser.add_argument("--no-save-model", dest="save_model", action="store_false",
+                        help="do not save the fine-tuned model (default: OUT/model/, save_pretrained layout)")
+    parser.add_argument("--hub-metrics", action="store_true",
+                        help="score with the Hub's `evaluate` metric code (remote code) instead of the local modules")
 
 
 def settings_from_args(args: argparse.Namespace, task: str):
@@ -80,24 +86,27 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
         from .squad import finetune_squad
 
         return finetune_squad(task, args.model, output_dir, settings, args.data_dir, args.trust_remote_code,
-                              doc_stride=args.doc_stride, n_best=args.n_best, max_answer_len=args.max_answer_length)
+                              doc_stride=args.doc_stride, n_best=args.n_best, max_answer_len=args.max_answer_length,
+                              save_model=getattr(args, "save_model", True),
+                              hub_metrics=getattr(args, "hub_metrics", False))
     grid = {"lr": args.grid_lr, "epochs": args.grid_epochs, "batch_size": args.grid_batch_size}
     return finetune(task, args.model, output_dir, settings, args.data_dir, grid, args.trust_remote_code,
-                    predict_test=not args.no_test_predictions)
+                    predict_test=not args.no_test_predictions, save_model=getattr(args, "save_model", True),
+                    hub_metrics=getattr(args, "hub_metrics", False))
 
 
 def run(args: argparse.Namespace) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     result = run_task(args, args.task, args.output_dir)
-    print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"]}))
+    print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"],
+                      "model_dir": result.get("model_dir")}), file=getattr(args, "stdout", None) or sys.stdout)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m glue.cli", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    run(parser.parse_args(argv))
-    return 0
+    from bertnas.cli import run_command
+
+    return run_command(add_arguments, run, argv, prog="python -m glue.cli", description=__doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ checks on the model path and maximum length, and the results page."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from bertnas.errors import UserError, UserFileError, check_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +31,63 @@ class Settings:
 
 
 def check_model_path(model_name: str) -> None:
-    """A local folder must hold a checkpoint; an export of several subnets holds one per sub-folder."""
+    """A local folder must hold a checkpoint; an export of several subnets holds one per sub-folder;
+    a bertnas pre-training run (or one of its checkpoints) must be exported first; a Hub id needs
+    the Hub online."""
+    check_model_source(model_name, "--model")
     path = Path(model_name)
-    if not path.is_dir() or (path / "config.json").is_file():
-        return  # a checkpoint folder, or a Hub id
+    if not path.is_dir():
+        if path.exists():
+            raise UserError(f"--model {model_name} is a file", "give a checkpoint folder (config.json, weights)")
+        return  # a Hub id
+    ckpt = path if (path / "state.json").is_file() and (path / "model").is_dir() else None
+    if ckpt is None and any(p.name.startswith("checkpoint-") and (p / "state.json").is_file() for p in path.iterdir()):
+        ckpt = path
+    if ckpt is not None:
+        raise UserError(f"--model {model_name} is a bertnas pre-training run, not a model",
+                        f"export a subnet first (bertnas export --checkpoint {model_name} --arch OPS --output-dir "
+                        "exports/subnet) and fine-tune that folder")
+    if (path / "config.json").is_file():
+        return
     inner = sorted(p.name for p in path.iterdir() if (p / "config.json").is_file())
-    hint = f"; it holds checkpoints in {inner}: pass one of them, e.g. {path / inner[0]}" if inner else ""
-    raise FileNotFoundError(f"--model {model_name}: no config.json in this folder{hint}")
+    hint = f"it holds checkpoints in {inner}: pass one of them, e.g. {path / inner[0]}" if inner else \
+        "give a folder holding config.json and the weights"
+    raise UserFileError(f"--model {model_name}: no config.json in this folder", hint)
+
+
+def check_settings(settings: Settings) -> None:
+    """Values that would train nothing or die in torch: clear errors before any loading."""
+    if not (settings.epochs > 0 and math.isfinite(settings.epochs)):
+        raise UserError(f"--epochs must be > 0, got {settings.epochs}",
+                        "pass e.g. --epochs 3 (with 0 the untrained model would be scored)")
+    for name in ("batch_size", "eval_batch_size", "max_length"):
+        if getattr(settings, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(settings, name)}",
+                            f"pass --{name.replace('_', '-')} 1 or more")
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}",
+                            f"leave --{name.replace('_', '-')} out to use every row")
+    if settings.lr <= 0:
+        raise UserError(f"--lr must be > 0, got {settings.lr}", "e.g. --lr 5e-5")
+    if settings.warmup_steps < 0:
+        raise UserError(f"--warmup-steps must be >= 0, got {settings.warmup_steps}", "e.g. --warmup-steps 0")
+
+
+def save_finetuned(model, tokenizer, folder: Path) -> Path:
+    """The fine-tuned model in the standard `save_pretrained` layout (written into a temporary
+    folder, then renamed into place)."""
+    import shutil
+
+    from bertnas.train.checkpoint import swap_folder
+
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    swap_folder(tmp, folder, folder.with_name(f".old-{folder.name}"))
+    return folder
 
 
 def capped_max_length(requested: int, model, tokenizer) -> int:

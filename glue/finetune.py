@@ -1,8 +1,10 @@
 """Fine-tune any Hugging Face checkpoint on one GLUE task with the transformers `Trainer`.
 
 Writes `OUT/results.json` (`{"task", "model", "eval": {metric: value}, ...}` plus the settings and
-timings), `OUT/results.md`, and the GLUE-server prediction files (`OUT/SST-2.tsv`, ...) when the task
-has a test split. `--grid-lr` / `--grid-epochs` / `--grid-batch-size` run every combination and keep
+timings), `OUT/results.md`, the fine-tuned model (`OUT/model/`, `save_pretrained` layout; the best
+grid point's; `save_model=False` / `--no-save-model` skips it) and the GLUE-server prediction files
+(`OUT/SST-2.tsv`, ...) when the task has a test split. `max_train_samples` / `max_eval_samples`
+subset the raw rows before tokenising. `--grid-lr` / `--grid-epochs` / `--grid-batch-size` run every combination and keep
 the one with the best dev score.
 
 `Settings` (and the helpers both this module and `squad.py` use) live in `common.py`.
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import Settings, capped_max_length, check_model_path, remove_if_empty, results_markdown
+from .common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
+                     save_finetuned)
 from .data import load_task
 from .metrics import load_metric
 from .squad import finetune_squad
@@ -93,18 +96,34 @@ def write_submission(spec: GlueTask, stem: str, indices, predictions, out_dir: P
     return path
 
 
+def subset_splits(spec: GlueTask, dataset, settings: Settings) -> dict:
+    """The raw splits, training rows subsampled (random, by seed) and dev rows cut (the first N)
+    before anything is tokenised; test splits whole."""
+    dev = set(spec.dev_splits.values())
+    out = {}
+    for split, ds in dataset.items():
+        if split == "train":
+            ds = subsample(ds, settings.max_train_samples, settings.seed, shuffle=True)
+        elif split in dev:
+            ds = subsample(ds, settings.max_eval_samples, settings.seed, shuffle=False)
+        out[split] = ds
+    return out
+
+
 def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out_dir: Path,
-               trust_remote_code: bool = False, predict_test: bool = True) -> dict:
-    """One fine-tuning run: train, score every dev split, predict the test splits (kept in memory)."""
+               trust_remote_code: bool = False, predict_test: bool = True, hub_metrics: bool = False,
+               keep_model: bool = False) -> dict:
+    """One fine-tuning run: train, score every dev split, predict the test splits (kept in memory).
+    `keep_model`: the result holds the trained model and tokenizer under "_model" / "_tokenizer"."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
     set_seed(settings.seed)
     model, tokenizer = _load_model_and_tokenizer(spec, model_name, trust_remote_code)
     settings = replace(settings, max_length=capped_max_length(settings.max_length, model, tokenizer))
-    encoded = tokenize_splits(spec, dataset, tokenizer, settings.max_length)
-    train = subsample(encoded["train"], settings.max_train_samples, settings.seed, shuffle=True)
-    metric = load_metric(spec.name)
+    encoded = tokenize_splits(spec, subset_splits(spec, dataset, settings), tokenizer, settings.max_length)
+    train = encoded["train"]
+    metric = load_metric(spec.name, hub=hub_metrics)
 
     def compute_metrics(eval_pred):
         preds = predictions_from_logits(spec, eval_pred.predictions)
@@ -138,8 +157,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
     start = time.perf_counter()
     eval_results = {}
     for name, split in spec.dev_splits.items():
-        ds = subsample(encoded[split], settings.max_eval_samples, settings.seed, shuffle=False)
-        scores = trainer.evaluate(ds, metric_key_prefix="eval")
+        scores = trainer.evaluate(encoded[split], metric_key_prefix="eval")
         prefix = f"{name}_" if name else ""  # MNLI: matched_accuracy, mismatched_accuracy
         for name in spec.metrics:
             eval_results[prefix + name] = float(scores[f"eval_{name}"])
@@ -152,9 +170,11 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
                 ds = encoded[split].remove_columns([c for c in ("label",) if c in encoded[split].column_names])
                 preds = predictions_from_logits(spec, trainer.predict(ds).predictions)
                 test_predictions[stem] = (list(dataset[split]["idx"]), preds.tolist())
+    kept = {"_model": model, "_tokenizer": tokenizer} if keep_model else {}
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {
+        **kept,
         "eval": eval_results,
         "score": task_score(spec.name, eval_results),
         "settings": asdict(settings),
@@ -168,14 +188,20 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
 
 def finetune(task: str, model: str, output_dir: str | Path, settings: Settings | None = None,
              data_dir: str | Path | None = None, grid: dict | None = None, trust_remote_code: bool = False,
-             predict_test: bool = True) -> dict:
+             predict_test: bool = True, save_model: bool = True, hub_metrics: bool = False) -> dict:
     """Fine-tune `model` on `task` (one run, or each point of `grid` = {"lr": [...], "epochs": [...],
-    "batch_size": [...]}) and write the result files into `output_dir`. Returns the results dict."""
+    "batch_size": [...]}) and write the result files (and, with `save_model`, the best run's model
+    in `output_dir/model/`) into `output_dir`. Returns the results dict."""
     spec = get_task(task)
     if isinstance(spec, SquadTask):
-        return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code)
+        return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code,
+                              save_model=save_model, hub_metrics=hub_metrics)
     check_model_path(model)
     settings = settings or Settings()
+    grid = {k: v for k, v in (grid or {}).items() if v}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
+    for point in points:  # every grid point, before any data is loaded
+        check_settings(replace(settings, **point))
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = ["train", *spec.dev_splits.values()]
@@ -186,18 +212,21 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         except (FileNotFoundError, KeyError, ValueError) as err:
             logger.info("%s: no test split (%s); no GLUE-server file written", spec.name, err)
 
-    grid = {k: v for k, v in (grid or {}).items() if v}
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] or [{}]
     runs, best = [], None
     for i, point in enumerate(points):
         run_settings = replace(settings, **point)
         logger.info("%s run %d/%d: %s", spec.name, i + 1, len(points), point or "single run")
-        run = train_once(spec, model, dataset, run_settings, out_dir, trust_remote_code, predict_test)
+        run = train_once(spec, model, dataset, run_settings, out_dir, trust_remote_code, predict_test,
+                         hub_metrics=hub_metrics, keep_model=save_model)
+        trained = (run.pop("_model", None), run.pop("_tokenizer", None))
         logger.info("%s run %d/%d: dev %s (score %.4f) in %.0f s", spec.name, i + 1, len(points),
                     run["eval"], run["score"], run["train_seconds"])
         runs.append(run)
         if best is None or run["score"] > best["score"]:
             best = run
+            if save_model:  # the best run so far replaces the saved model
+                save_finetuned(*trained, out_dir / "model")
+        del trained
 
     result = {
         "task": spec.name,
@@ -213,6 +242,7 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         "grid": [{"settings": r["settings"], "eval": r["eval"], "score": r["score"],
                   "train_seconds": r["train_seconds"]} for r in runs],
         "prediction_files": [],
+        "model_dir": str(out_dir / "model") if save_model else None,
     }
     for stem, (indices, preds) in best["test_predictions"].items():
         result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import capped_max_length, check_model_path, remove_if_empty, results_markdown
+from .common import capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown, save_finetuned
 from .data import load_task
 from .metrics import load_metric
 from .tasks import SquadTask, get_task, task_score
@@ -124,19 +124,22 @@ def postprocess_predictions(examples, features, start_logits, end_logits, n_best
 
 
 def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, trust_remote_code: bool = False,
-                   doc_stride: int = 128, n_best: int = 20, max_answer_len: int = 30) -> dict:
-    """Fine-tune `model` for extractive QA and score the dev set; writes results.json / results.md and
-    `predictions.json` ({id: answer text}). Without a local train file (offline), fails clearly."""
+                   doc_stride: int = 128, n_best: int = 20, max_answer_len: int = 30, save_model: bool = True,
+                   hub_metrics: bool = False) -> dict:
+    """Fine-tune `model` for extractive QA and score the dev set; writes results.json / results.md,
+    `predictions.json` ({id: answer text}) and (`save_model`) the model in `OUT/model/`. Without a
+    local train file (offline), fails clearly."""
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
 
     spec = get_task(task)
     if not isinstance(spec, SquadTask):
         raise ValueError(f"{task!r} is not a SQuAD task")
+    check_model_path(model)
+    check_settings(settings)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_seed(settings.seed)
-    check_model_path(model)
     dataset = load_task(spec, data_dir, splits=["train", "validation"])
     tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     qa_model = AutoModelForQuestionAnswering.from_pretrained(model, trust_remote_code=trust_remote_code)
@@ -175,7 +178,7 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
     predictions = postprocess_predictions(eval_examples, eval_features, start_logits, end_logits,
                                           n_best=n_best, max_answer_len=max_answer_len,
                                           version_2=spec.with_negatives)
-    metric = load_metric(spec.name)
+    metric = load_metric(spec.name, hub=hub_metrics)
     references = [{"id": ex["id"], "answers": ex["answers"]} for ex in eval_examples]
     scores = metric.compute(predictions=predictions, references=references)
     eval_seconds = time.perf_counter() - start
@@ -193,7 +196,10 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
         "train_loss": float(train_output.training_loss),
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
+        "model_dir": str(out_dir / "model") if save_model else None,
     }
+    if save_model:
+        save_finetuned(qa_model, tokenizer, out_dir / "model")
     (out_dir / "predictions.json").write_text(json.dumps({p["id"]: p["prediction_text"] for p in predictions}, indent=1))
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(result))

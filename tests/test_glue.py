@@ -2,6 +2,7 @@
 fine-tune, SQuAD post-processing, and clear errors for bad inputs."""
 
 import json
+import re
 import math
 import random
 
@@ -264,7 +265,7 @@ def test_bertnas_finetune_command_dispatches(tmp_path, tiny_model):
     assert saved["num_train_samples"] == 32 and saved["settings"]["max_eval_samples"] == 16
 
 
-def test_exported_bertnas_subnet_finetunes_through_the_command(tmp_path, minilm_path):
+def test_exported_bertnas_subnet_finetunes_through_the_command(tmp_path, minilm_path, capsys):
     """A searched subnet (not a BERT layout, remote code, fewer positions than the default max length)
     runs through the same command; an export folder of several subnets gets a clear hint."""
     from transformers import AutoTokenizer
@@ -286,9 +287,11 @@ def test_exported_bertnas_subnet_finetunes_through_the_command(tmp_path, minilm_
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["settings"]["max_length"] == 32  # the default 128 lowered to the subnet's positions
     assert 0.0 <= saved["eval"]["accuracy"] <= 1.0
+    assert (tmp_path / "out" / "model" / "config.json").is_file()  # the fine-tuned model, save_pretrained layout
 
-    with pytest.raises(FileNotFoundError, match="pass one of them.*rank-1"):
-        main([*common, "--model", str(tmp_path / "export"), "--output-dir", str(tmp_path / "out2")])
+    capsys.readouterr()
+    assert main([*common, "--model", str(tmp_path / "export"), "--output-dir", str(tmp_path / "out2")]) == 2
+    assert re.search("error: .*pass one of them.*rank-1", capsys.readouterr().err)
 
 
 # ---------------------------------------------------------------- SQuAD

@@ -1,4 +1,5 @@
-"""`load_metric(task)`: the Hub's `evaluate` metric when online, else the local module beside this file."""
+"""`load_metric(task)`: the local `evaluate` metric module beside this file (no code from the Hub);
+`hub=True` (`bertnas finetune --hub-metrics`) runs the Hub's module instead, which is remote code."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ def _offline() -> bool:
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_EVALUATE_OFFLINE"))
 
 
-def load_metric(task: str, prefer_local: bool = False) -> evaluate.EvaluationModule:
+def load_metric(task: str, prefer_local: bool = True, hub: bool = False) -> evaluate.EvaluationModule:
     """The metric for a task (`glue/<task>`, `squad`, `squad_v2`).
 
-    Online, the Hub module is tried first; offline (HF_HUB_OFFLINE or HF_EVALUATE_OFFLINE set), or
-    when the Hub fails, the local module gives the same numbers. Logs which one is used.
+    The local module is the default: it gives the Hub module's numbers without running code
+    downloaded from the Hub. With `hub=True` (an explicit opt-in to remote code) the Hub module is
+    tried first, unless offline (HF_HUB_OFFLINE or HF_EVALUATE_OFFLINE set); if it fails, the local
+    module is used. Logs which one is used.
     """
+    prefer_local = prefer_local and not hub
     spec = get_task(task)
     hub_name, config = spec.metric
     local = SQUAD_METRIC if isinstance(spec, SquadTask) else GLUE_METRIC
