@@ -1,0 +1,55 @@
+"""The CNN chain space: ProxylessNAS / MobileNetV2 inverted-residual blocks (kernel 3/5/7,
+expansion 3/6, skip where the block keeps its shape) with the ProxylessNAS / OFA ImageNet stem,
+stage widths and head, or SPOS ShuffleNetV2 blocks (kernel 3/5/7, xception, skip).
+
+The space is the per-block choices of a `CnnNasConfig` (`models/configuration_cnn.py`); its
+cost model reads the same conv specs the modules are built from, so `params(arch)` /
+`flops(arch)` are exact without building anything (FLOPs: 2 per multiply-add of convolutions
+and the classifier, as `torch.utils.flop_counter.FlopCounterMode` counts; halve them for the
+multiply-adds papers quote as "FLOPs").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..models.configuration_cnn import CnnNasConfig
+from .base import SearchSpace
+
+
+class CnnSpace(SearchSpace):
+    """Per block `block_<i>` its candidates (a layer choice); `params` / `flops` of the fixed-arch network."""
+
+    def __init__(self, config: CnnNasConfig | None = None, **config_kwargs):
+        from ..models.modeling_cnn import block_plans
+
+        self.config = config if config is not None else CnnNasConfig(**config_kwargs)
+        self.plans = block_plans(self.config)
+        super().__init__({plan.label: plan.candidates for plan in self.plans})
+
+    def params(self, arch) -> int:
+        from ..models.modeling_cnn import cnn_cost
+
+        return cnn_cost(self.config, self.arch(arch).ops)[0]
+
+    def flops(self, arch, image_size: int | None = None) -> int:
+        """FLOPs per image at `image_size` (default `config.image_size`; a size that is not a
+        multiple of 32, e.g. the constraint checker's sequence length, is ignored)."""
+        from ..models.modeling_cnn import cnn_cost
+
+        config = self.config
+        if isinstance(image_size, int) and image_size != config.image_size and image_size % 32 == 0:
+            config = CnnNasConfig(**{**config.to_dict(), "image_size": image_size})
+        return cnn_cost(config, self.arch(arch).ops)[1]
+
+
+def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: int = 1000):
+    """(supernet, CnnSpace) for the vision task; `space_options` are `CnnNasConfig` fields."""
+    from ..models.modeling_cnn import CnnNasForImageClassification
+
+    config = CnnNasConfig(num_labels=num_classes, **dict(space_options or {}))
+    return CnnNasForImageClassification(config), CnnSpace(config)
+
+
+__all__ = ["CnnSpace", "build_supernet"]
