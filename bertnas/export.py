@@ -142,6 +142,57 @@ split (before any stand-alone training or fine-tuning); fine-tune before use.
 """
 
 
+def generic_model_card(ops, *, layout: str, space, params_total: int, seq_len: int, provenance: dict,
+                       base_class: str, name: str = "PATH_OR_REPO") -> str:
+    """README.md of a subnet of a non-BERT space (vision: NB201, DARTS, CNN): how to load it,
+    its choices, sizes and provenance."""
+    from .search.constraints import human
+
+    auto = "AutoModelForImageClassification" if "ImageClassification" in base_class else "AutoModel"
+    rows = "\n".join(f"| `{label}` | `{_card_value(op)}` |" for label, op in zip(space.choices, ops))
+    prov = "\n".join(f"- {k}: {_card_value(_portable(v))}" for k, v in provenance.items() if v is not None)
+    params = space.params(list(ops))
+    try:
+        flops = f"{space.flops(list(ops), seq_len):,}"
+    except (NotImplementedError, TypeError):
+        flops = "n/a"
+    return f"""---
+library_name: transformers
+tags:
+- bertnas
+- neural-architecture-search
+---
+
+# bertnas subnet ({type(space).__name__})
+
+A subnet cut from a weight-sharing supernet trained with bertnas. Its modeling code ships in
+this folder and runs with `trust_remote_code=True` (read it before trusting it).
+
+```python
+from transformers import {auto}
+
+model = {auto}.from_pretrained("{name}", trust_remote_code=True)
+```
+
+## Architecture
+
+| choice | value |
+|---|---|
+{rows}
+
+- arch: `{json.dumps(list(ops))}`
+- parameters: {params:,} ({human(params)}); of this model: {params_total:,}
+- FLOPs per input (2 x multiply-adds): {flops}
+
+## Search provenance
+
+{prov}
+
+Scores are measured with the supernet's inherited weights (BatchNorm recalibrated per subnet
+where the model has BatchNorm), before any stand-alone training; retrain before use.
+"""
+
+
 def _card_value(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
@@ -222,14 +273,18 @@ def _check_same_outputs(supernet, exported, ops, vocab_size: int) -> float:
 def _max_diff(torch, supernet, exported, ops, vocab_size: int) -> float:
     g = torch.Generator().manual_seed(0)
     device = next(supernet.parameters()).device
-    ids = torch.randint(5, vocab_size, (2, 12), generator=g).to(device)
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
+    if getattr(supernet, "main_input_name", "input_ids") != "input_ids":  # images: the model's own dummy inputs
+        inputs = supernet.dummy_inputs
+    else:
+        ids = torch.randint(5, vocab_size, (2, 12), generator=g).to(device)
+        mask = torch.ones_like(ids)
+        mask[1, 8:] = 0
+        inputs = {"input_ids": ids, "attention_mask": mask}
     was = supernet.training, exported.training
     supernet.eval()
     exported.eval()
-    ref = supernet(input_ids=ids, attention_mask=mask, arch=list(ops)).logits
-    out = exported(input_ids=ids, attention_mask=mask).logits
+    ref = supernet(**inputs, arch=list(ops)).logits
+    out = exported(**inputs).logits
     supernet.train(was[0])
     exported.train(was[1])
     return float((ref - out).abs().max())
@@ -261,7 +316,7 @@ def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict,
         out.config.bertnas_arch = ops  # the arch stays on record in config.json
         layout, base_class = "bert", type(out).__name__
     if verify:
-        diff = _check_same_outputs(model, out, ops, model.config.vocab_size)
+        diff = _check_same_outputs(model, out, ops, getattr(model.config, "vocab_size", 0))
         if diff > 1e-4:
             raise RuntimeError(f"The exported subnet {ops} does not reproduce the supernet path "
                                f"(max |diff| {diff:.2e})")
@@ -272,7 +327,7 @@ def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict,
         save_model(out, tokenizer, tmp)
         total = sum(p.numel() for p in out.parameters())
         shown = name or (str(folder) if not folder.is_absolute() else folder.name)
-        card = model_card(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
+        card = (model_card if hasattr(space, "op_params") else generic_model_card)(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
                           provenance={**provenance, "layout": layout}, base_class=base_class, name=shown)
         (tmp / CARD_FILE).write_text(card)
         _write_marker(tmp)
@@ -331,7 +386,7 @@ def export(
     tokenizer = getattr(task, "tokenizer", None)
     seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
     base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
-            "pre-training objective": (state.get("config") or {}).get("objective")}
+            "pre-training objective": state.get("task") or (state.get("config") or {}).get("objective")}
     jobs = []
     if arch is not None:
         jobs.append((parse_arch(arch, space), Path(output_dir), {**base, "source": "given arch"}))
@@ -358,8 +413,11 @@ def export(
     for _, folder, _ in jobs:  # every target before anything is written
         check_target(folder, overwrite)
     written = []
+    prepare = getattr(task, "prepare_export", None)  # e.g. BatchNorm recalibration of the path
     try:
         for a, folder, prov in jobs:
+            if prepare is not None:
+                prepare(a)
             written.append((_write_subnet(model, space, tokenizer, a, folder, prov, seq_len, verify, push_to_hub),
                             folder))
     except BaseException:
@@ -416,4 +474,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "add_arguments", "run"]
+__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "generic_model_card", "add_arguments", "run"]

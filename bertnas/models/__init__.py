@@ -4,6 +4,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForImageClassification,
     AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
@@ -21,6 +22,8 @@ from .modeling_bertnas import (
     BertNasModel,
     BertNasPreTrainedModel,
 )
+from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
+from .modeling_nb201 import Nb201ForImageClassification
 from .ops_bertnas import OP_KINDS, OpKind, op_flops, op_kind, op_params, parse_op, register_op_kind, short_op_name
 
 AutoConfig.register("bertnas", BertNasConfig, exist_ok=True)
@@ -33,6 +36,8 @@ for _auto, _model in (
     (AutoModelForQuestionAnswering, BertNasForQuestionAnswering),
 ):
     _auto.register(BertNasConfig, _model, exist_ok=True)
+AutoConfig.register("nb201", Nb201Config, exist_ok=True)
+AutoModelForImageClassification.register(Nb201Config, Nb201ForImageClassification, exist_ok=True)
 
 __all__ = [
     "BertNasConfig",
@@ -53,4 +58,8 @@ __all__ = [
     "BertNasForSequenceClassification",
     "BertNasForQuestionAnswering",
     "BertNasForTokenClassification",
+    "Nb201Config",
+    "Nb201ForImageClassification",
+    "NB201_EDGES",
+    "NB201_OPS",
 ]

@@ -212,6 +212,8 @@ def search(
     batches, heldout = task.heldout(data=data, seq_len=seq_len, batch_size=batch_size, eval_batches=eval_batches)
     evaluator = task.evaluator(batches)
     outcome, settings = SEARCH_METHODS[method](task, space, evaluator, constraints, options)
+    for candidate in {id(c): c for c in [*outcome.results, *outcome.evaluated]}.values():
+        candidate.extra.update(task.result_info(candidate.arch))  # e.g. NB201's real benchmark accuracy
 
     results = outcome.results[:top_k] if top_k else outcome.results
     elapsed = time.perf_counter() - started

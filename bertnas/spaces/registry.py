@@ -8,6 +8,9 @@ scores its subnets (e.g. image classification for the NAS-Bench-201, DARTS and C
 from __future__ import annotations
 
 SPACE_TASKS: dict[str, str] = {}  # space name -> task name (bertnas/tasks/registry.py)
+# Modules whose import registers built-in spaces (imported on the first unknown name, so that
+# listing spaces or training BERT imports no vision code).
+BUILTIN_SPACE_MODULES = ("bertnas.tasks.vision",)
 
 
 def register_space(name: str, task: str) -> None:
@@ -19,6 +22,11 @@ def task_name(space: str, objective: str) -> str:
     """The task of a run: the objective's for the BERT chain, the space's otherwise."""
     if space == "bert":
         return objective
+    if space not in SPACE_TASKS:
+        import importlib
+
+        for module in BUILTIN_SPACE_MODULES:
+            importlib.import_module(module)
     if space not in SPACE_TASKS:
         known = ", ".join(["bert", *sorted(SPACE_TASKS)])
         raise ValueError(f"Unknown space {space!r}; spaces: {known}")

@@ -93,6 +93,13 @@ class Task:
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache)
 
+    def result_info(self, arch) -> dict:
+        """Extra fields of `arch`'s search result entry (e.g. a benchmark's real accuracy); {} by default."""
+        return {}
+
+    def prepare_export(self, arch) -> None:
+        """Called by export before `model.extract(arch)` (vision: BatchNorm recalibration of the path)."""
+
     # -- MAGIC-A ----------------------------------------------------------------------------
     def align_model(self) -> nn.Module:
         """The module the base subnet runs on (no head needed: MAGIC-A aligns hidden states)."""

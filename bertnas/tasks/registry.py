@@ -11,6 +11,7 @@ import importlib
 TASKS: dict[str, str | type] = {
     "mlm": "bertnas.tasks.bert:MLMTask",
     "electra": "bertnas.tasks.bert:ElectraTask",
+    "classification": "bertnas.tasks.vision:ClassificationTask",  # the vision spaces (--space nb201, ...)
 }
 
 
