@@ -43,8 +43,12 @@ class CnnNasConfig(PretrainedConfig):
 
     def __init__(self, block_type="mbconv", stem_channels=None, first_block_channels=None, stage_channels=None,
                  stage_depths=None, stage_strides=None, last_channels=None, kernel_sizes=None, expand_ratios=None,
-                 xception=True, allow_skip=True, dropout=None, image_size=224, arch=None, num_labels=1000, **kwargs):
-        super().__init__(num_labels=num_labels, **kwargs)
+                 xception=True, allow_skip=True, dropout=None, image_size=224, arch=None, num_labels=None, num_channels=3, **kwargs):
+        if num_labels is None and kwargs.get("id2label") is None:
+            num_labels = 1000
+        if num_labels is not None:  # a saved config restores it from id2label
+            kwargs["num_labels"] = num_labels
+        super().__init__(**kwargs)
         if block_type not in DEFAULTS:
             raise ValueError(f"block_type must be one of {list(DEFAULTS)}, got {block_type!r}")
         given = dict(stem_channels=stem_channels, first_block_channels=first_block_channels,
@@ -62,6 +66,7 @@ class CnnNasConfig(PretrainedConfig):
         self.xception = xception
         self.allow_skip = allow_skip
         self.image_size = image_size
+        self.num_channels = num_channels
         self.arch = list(arch) if arch is not None else None
 
 

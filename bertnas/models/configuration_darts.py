@@ -44,6 +44,7 @@ class DartsNasConfig(PretrainedConfig):
         auxiliary_weight (`float`): its loss weight (0.4).
         drop_path_prob (`float`): probability of dropping an edge's output (not identities) per
             example in training; recipes schedule it (`model.drop_path_prob`).
+        num_channels (`int`): image channels (3).
         affine (`bool`): learnable BatchNorm scale and shift in the ops (True for evaluation
             networks; the DARTS search network uses False).
     """
@@ -64,10 +65,15 @@ class DartsNasConfig(PretrainedConfig):
         auxiliary_weight=0.4,
         drop_path_prob=0.0,
         affine=True,
-        num_labels=10,
+        num_labels=None,
+        num_channels=3,
         **kwargs,
     ):
-        super().__init__(num_labels=num_labels, **kwargs)
+        if num_labels is None and kwargs.get("id2label") is None:
+            num_labels = 10
+        if num_labels is not None:  # a saved config restores it from id2label
+            kwargs["num_labels"] = num_labels
+        super().__init__(**kwargs)
         if dataset not in ("cifar10", "imagenet"):
             raise ValueError(f"dataset must be 'cifar10' or 'imagenet', got {dataset!r}")
         unknown = [c for c in candidates if c not in DARTS_OPS]
@@ -92,6 +98,7 @@ class DartsNasConfig(PretrainedConfig):
         self.auxiliary_weight = auxiliary_weight
         self.drop_path_prob = drop_path_prob
         self.affine = affine
+        self.num_channels = num_channels
 
 
 __all__ = ["DartsNasConfig", "DARTS_OPS"]

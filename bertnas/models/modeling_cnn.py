@@ -106,9 +106,9 @@ class BlockPlan:
 
 def stem_specs(config):
     if config.block_type == "mbconv":
-        return [ConvSpec(3, config.stem_channels, 3, 2, act="relu6")] + \
+        return [ConvSpec(config.num_channels, config.stem_channels, 3, 2, act="relu6")] + \
             mbconv_specs(config.stem_channels, config.first_block_channels, 3, 1, 1)
-    return [ConvSpec(3, config.stem_channels, 3, 2, act="relu")]
+    return [ConvSpec(config.num_channels, config.stem_channels, 3, 2, act="relu")]
 
 
 def block_plans(config):

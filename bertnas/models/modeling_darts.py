@@ -193,12 +193,12 @@ def darts_cost(config, arch):
     c, size, affine = config.init_channels, config.image_size, config.affine
     if config.dataset == "cifar10":
         cs = config.stem_multiplier * c
-        params, flops = 27 * cs + 2 * cs, 2 * cs * 27 * size * size
+        params, flops = 9 * config.num_channels * cs + 2 * cs, 2 * cs * 9 * config.num_channels * size * size
     else:
         s1, s2 = conv_out(size, 3, 2, 1), conv_out(conv_out(size, 3, 2, 1), 3, 2, 1)
         s3 = conv_out(s2, 3, 2, 1)
-        params = 27 * (c // 2) + c + 9 * (c // 2) * c + 2 * c + 9 * c * c + 2 * c
-        flops = 2 * 27 * (c // 2) * s1 * s1 + 2 * 9 * (c // 2) * c * s2 * s2 + 2 * 9 * c * c * s3 * s3
+        params = 9 * config.num_channels * (c // 2) + c + 9 * (c // 2) * c + 2 * c + 9 * c * c + 2 * c
+        flops = 2 * 9 * config.num_channels * (c // 2) * s1 * s1 + 2 * 9 * (c // 2) * c * s2 * s2 + 2 * 9 * c * c * s3 * s3
     bn = 2 if affine else 0
     for plan in plans:
         cc = plan.channels
@@ -211,7 +211,9 @@ def darts_cost(config, arch):
         for j in range(2, config.steps + 2):
             for i in arch[f"{cell}_node_{j}"]:
                 stride = 2 if plan.reduction and int(i) < 2 else 1
-                p, f = op_cost(arch[f"{cell}_edge_{i}_{j}"], cc, stride, plan.size_prev, affine)
+                # intermediate nodes of a reduction cell are already at the reduced size
+                size = conv_out(plan.size_prev, 3, 2, 1) if plan.reduction and int(i) >= 2 else plan.size_prev
+                p, f = op_cost(arch[f"{cell}_edge_{i}_{j}"], cc, stride, size, affine)
                 params, flops = params + p, flops + f
     return params + c_last * config.num_labels + config.num_labels, flops + 2 * c_last * config.num_labels
 
@@ -440,11 +442,11 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
         c = config.init_channels
         if config.dataset == "cifar10":
             cs = config.stem_multiplier * c
-            self.stem = nn.Sequential(nn.Conv2d(3, cs, 3, padding=1, bias=False), nn.BatchNorm2d(cs))
+            self.stem = nn.Sequential(nn.Conv2d(config.num_channels, cs, 3, padding=1, bias=False), nn.BatchNorm2d(cs))
             self.stem1 = None
         else:
             self.stem = nn.Sequential(
-                nn.Conv2d(3, c // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2),
+                nn.Conv2d(config.num_channels, c // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c // 2),
                 nn.ReLU(inplace=False), nn.Conv2d(c // 2, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c))
             self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c, c, 3, stride=2, padding=1, bias=False),
                                        nn.BatchNorm2d(c))

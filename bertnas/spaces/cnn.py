@@ -44,12 +44,26 @@ class CnnSpace(SearchSpace):
         return cnn_cost(config, self.arch(arch).ops)[1]
 
 
-def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: int = 1000):
-    """(supernet, CnnSpace) for the vision task; `space_options` are `CnnNasConfig` fields."""
+SPACE_OPTIONS = ("block_type", "stem_channels", "first_block_channels", "stage_channels", "stage_depths",
+                 "stage_strides", "last_channels", "kernel_sizes", "expand_ratios", "xception", "allow_skip", "dropout")
+
+
+def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: int = 1000, arch=None,
+                   image_shape=(3, 224, 224)):
+    """(model, CnnSpace) for the vision task (`bertnas/tasks/vision.py`): the supernet, or with
+    `arch` (one candidate per block) that arch's network; `space_options` are `CnnNasConfig`
+    layout fields (default: the ProxylessNAS mobile layout; `block_type: shufflenet` for SPOS)."""
     from ..models.modeling_cnn import CnnNasForImageClassification
 
-    config = CnnNasConfig(num_labels=num_classes, **dict(space_options or {}))
-    return CnnNasForImageClassification(config), CnnSpace(config)
+    options = dict(space_options or {})
+    unknown = sorted(set(options) - set(SPACE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown cnn space_options {unknown}; known: {', '.join(SPACE_OPTIONS)}")
+    config = CnnNasConfig(num_labels=num_classes, num_channels=image_shape[0], image_size=image_shape[-1], **options)
+    space = CnnSpace(config)
+    if arch is not None:
+        config.arch = list(space.arch(arch).ops)
+    return CnnNasForImageClassification(config), space
 
 
 __all__ = ["CnnSpace", "build_supernet"]

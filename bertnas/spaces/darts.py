@@ -309,14 +309,39 @@ def build_eval_network(genotype: Genotype | str, dataset: str = "cifar10", C: in
     return DartsNasForImageClassification(config)
 
 
-def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: int = 10):
-    """(supernet, DartsSpace) for the vision task: `space_options` are `DartsNasConfig` fields
-    (defaults: the DARTS search network, C=16, 8 cells, non-affine BN in the ops)."""
+SPACE_OPTIONS = {"C": "init_channels", "layers": "num_cells", "init_channels": "init_channels",
+                 "num_cells": "num_cells", "steps": "steps", "stem_multiplier": "stem_multiplier",
+                 "candidates": "candidates", "affine": "affine", "auxiliary": "auxiliary",
+                 "auxiliary_weight": "auxiliary_weight", "drop_path_prob": "drop_path_prob", "dataset": "dataset"}
+
+
+def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: int = 10, arch=None,
+                   image_shape=(3, 32, 32)):
+    """(model, DartsSpace) for the vision task (`bertnas/tasks/vision.py`): the supernet, or with
+    `arch` (values in choice order, a mapping, or `[genotype name]`) that genotype's network.
+    `space_options` ({C | init_channels, layers | num_cells, steps, candidates, affine,
+    auxiliary, drop_path_prob, ...}) default to the DARTS search network: C=16, 8 cells,
+    non-affine BN in the ops (affine for a fixed genotype)."""
     from ..models.modeling_darts import DartsNasForImageClassification
 
-    options = {"init_channels": 16, "num_cells": 8, "affine": False, **dict(space_options or {})}
-    config = DartsNasConfig(num_labels=num_classes, **options)
-    return DartsNasForImageClassification(config), DartsSpace(config)
+    options = dict(space_options or {})
+    unknown = sorted(set(options) - set(SPACE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown darts space_options {unknown}; known: {', '.join(SPACE_OPTIONS)}")
+    kwargs = {"init_channels": 16, "num_cells": 8, "affine": arch is not None,
+              **{SPACE_OPTIONS[k]: v for k, v in options.items()}}
+    config = DartsNasConfig(num_labels=num_classes, num_channels=image_shape[0], image_size=image_shape[-1], **kwargs)
+    space = DartsSpace(config)
+    if arch is not None:
+        if isinstance(arch, str) or (isinstance(arch, Sequence) and len(arch) == 1 and isinstance(arch[0], str)):
+            name = arch if isinstance(arch, str) else arch[0]
+            if name not in GENOTYPES:
+                raise ValueError(f"Unknown genotype {name!r}; published: {', '.join(GENOTYPES)}")
+            fixed = space.from_genotype(name)
+        else:
+            fixed = space.arch(arch)
+        config.arch = {k: list(v) if isinstance(v, tuple) else v for k, v in fixed.items()}
+    return DartsNasForImageClassification(config), space
 
 
 __all__ = ["Genotype", "GENOTYPES", "PRIMITIVES", "DartsSpace", "genotype_to_arch", "arch_to_genotype",
