@@ -3,6 +3,7 @@
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
@@ -24,6 +25,10 @@ from .modeling_bertnas import (
 )
 from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
 from .modeling_nb201 import Nb201ForImageClassification
+from .configuration_cnn import CnnNasConfig
+from .configuration_darts import DARTS_OPS, DartsNasConfig
+from .modeling_cnn import CnnNasForImageClassification
+from .modeling_darts import DartsNasForImageClassification
 from .ops_bertnas import OP_KINDS, OpKind, op_flops, op_kind, op_params, parse_op, register_op_kind, short_op_name
 
 AutoConfig.register("bertnas", BertNasConfig, exist_ok=True)
@@ -38,6 +43,11 @@ for _auto, _model in (
     _auto.register(BertNasConfig, _model, exist_ok=True)
 AutoConfig.register("nb201", Nb201Config, exist_ok=True)
 AutoModelForImageClassification.register(Nb201Config, Nb201ForImageClassification, exist_ok=True)
+
+AutoConfig.register("darts_nas", DartsNasConfig, exist_ok=True)
+AutoModelForImageClassification.register(DartsNasConfig, DartsNasForImageClassification, exist_ok=True)
+AutoConfig.register("cnn_nas", CnnNasConfig, exist_ok=True)
+AutoModelForImageClassification.register(CnnNasConfig, CnnNasForImageClassification, exist_ok=True)
 
 __all__ = [
     "BertNasConfig",
@@ -58,6 +68,11 @@ __all__ = [
     "BertNasForSequenceClassification",
     "BertNasForQuestionAnswering",
     "BertNasForTokenClassification",
+    "DartsNasConfig",
+    "DartsNasForImageClassification",
+    "DARTS_OPS",
+    "CnnNasConfig",
+    "CnnNasForImageClassification",
     "Nb201Config",
     "Nb201ForImageClassification",
     "NB201_EDGES",
