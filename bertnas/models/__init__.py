@@ -3,7 +3,6 @@
 from transformers import (
     AutoConfig,
     AutoModel,
-    AutoModelForImageClassification,
     AutoModelForMaskedLM,
     AutoModelForImageClassification,
     AutoModelForPreTraining,
