@@ -336,3 +336,21 @@ def test_pretrain_space_darts_resumes_exactly(tmp_path):
     assert [r["step"] for r in resumed] == [3, 4]
     for a, b in zip(full[2:], resumed):
         assert (a["loss"], a["arch"]) == (b["loss"], b["arch"])
+
+
+def test_crossover_keeps_each_node_whole_and_evolution_runs():
+    import random
+
+    from bertnas.search import Constraints, evolution_search
+
+    space = DartsSpace(DartsNasConfig(**TINY))
+    rng = random.Random(0)
+    for _ in range(50):
+        a, b = space.sample(rng), space.sample(rng)
+        child = space.crossover(a, b, rng)
+        ga, gb, gc = space.genes(a), space.genes(b), space.genes(child)
+        assert all(gc[n] in (ga[n], gb[n]) for n in space.nodes())
+    scores = {}
+    out = evolution_search(space, lambda arch: scores.setdefault(arch, rng.random()), Constraints(), population=6,
+                           generations=3, parents=3, seed=0, progress=False)
+    assert len(out.evaluated) == len(scores) >= 6

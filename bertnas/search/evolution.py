@@ -55,8 +55,8 @@ def random_search(space, score_fn: Callable, constraints: Constraints | None = N
 
 
 def crossover(space, a: Arch, b: Arch, rng) -> Arch:
-    """Each choice taken from `a` or `b` with equal probability."""
-    return space.arch([x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)])
+    """The space's crossover (default: each choice taken from `a` or `b` with equal probability)."""
+    return space.crossover(a, b, rng)
 
 
 def evolution_search(space, score_fn: Callable, constraints: Constraints | None = None, population: int = 16,

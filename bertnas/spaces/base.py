@@ -283,6 +283,12 @@ class SearchSpace:
                 changes[name] = rng.choice([c for c in self.choices[name] if c != current])
         return arch.replace(**changes)
 
+    def crossover(self, a: Arch, b: Arch, rng: random.Random | int | None = None) -> Arch:
+        """A child of `a` and `b`: each choice from one parent or the other with equal
+        probability (evolution). Spaces whose choices are coupled override it."""
+        rng = as_rng(rng)
+        return self.arch([x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)])
+
     # -- size ---------------------------------------------------------------------------
     def size(self) -> int:
         return math.prod(math.comb(len(c), self.n_chosen[name]) for name, c in self.choices.items())

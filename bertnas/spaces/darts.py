@@ -247,6 +247,12 @@ class DartsSpace(SearchSpace):
             genes[(cell, j)] = [tuple(p) for p in slots]
         return self._build(genes)
 
+    def crossover(self, a, b, rng: random.Random | int | None = None) -> Arch:
+        """Node by node: each node's two inputs and their ops come together from one parent."""
+        rng = as_rng(rng)
+        ga, gb = self.genes(a), self.genes(b)
+        return self._build({node: ga[node] if rng.random() < 0.5 else gb[node] for node in self.nodes()})
+
     # -- size -------------------------------------------------------------------------------
     def size(self) -> int:
         m = len(self.real_ops)
