@@ -371,16 +371,16 @@ def export(
     """Export `arch`, or the `top_k` best entries of a search's `results` (results.json or its
     folder), from the supernet of `checkpoint` (a run dir or a checkpoint folder). Returns the
     written folders (`output_dir` for `arch`; `output_dir/rank-<r>` for results)."""
-    from .search.results import SEARCH_FILE, load_results
-    from .tasks import load_task
-    from .train.checkpoint import verified_checkpoint
-
     if (arch is None) == (results is None):
         raise UserError("Give exactly one of arch (--arch) and results (--results)")
     if top_k < 1:
         raise UserError(f"top_k must be >= 1, got {top_k}", "pass --top-k 1 or more")
     if arch is not None:
-        check_target(Path(output_dir), overwrite)  # before the model is loaded
+        check_target(Path(output_dir), overwrite)  # before torch and the model are loaded
+    from .search.results import SEARCH_FILE, load_results
+    from .tasks import load_task
+    from .train.checkpoint import verified_checkpoint
+
     task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
     tokenizer = getattr(task, "tokenizer", None)

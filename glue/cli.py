@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
 
 
 def settings_from_args(args: argparse.Namespace, task: str):
-    from .finetune import Settings
+    from .common import Settings
 
     is_qa = task in SQUAD_TASKS
     return Settings(
@@ -79,9 +79,18 @@ def settings_from_args(args: argparse.Namespace, task: str):
 
 def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
     """Fine-tune on one task with the options in `args`; returns the results dict."""
-    from .finetune import finetune
+    from dataclasses import replace
+
+    from .common import check_model_path, check_settings
 
     settings = settings_from_args(args, task)
+    check_model_path(args.model)  # before the heavy imports: bad input fails in a fraction of a second
+    for lr in args.grid_lr or [settings.lr]:
+        for epochs in args.grid_epochs or [settings.epochs]:
+            for batch_size in args.grid_batch_size or [settings.batch_size]:
+                check_settings(replace(settings, lr=lr, epochs=epochs, batch_size=batch_size))
+    from .finetune import finetune
+
     if task in SQUAD_TASKS:
         from .squad import finetune_squad
 

@@ -41,8 +41,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import UserError, UserFileExistsError
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -426,15 +424,25 @@ class RunLock:
                 if holder is None:  # being written right now, or unreadable
                     time.sleep(0.2)
                     holder = self._holder() or {}
-                raise UserError(
-                    f"{self.path.parent} is in use by another bertnas run (pid {holder.get('pid', '?')} on host "
-                    f"{holder.get('host', '?')}, since {holder.get('started', '?')})",
-                    f"wait for it to finish or use another --output-dir (if that run is gone, delete {self.path})")
+                raise self._in_use(holder)
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.held = True
             return self
         raise UserError(f"cannot take the lock {self.path}", "delete it if no run uses the folder")
+
+    def check(self) -> None:
+        """Raise the error `acquire` would give if another live run holds the folder (takes nothing)."""
+        holder = self._holder()
+        if holder is None or (holder.get("host") == socket.gethostname() and not _pid_alive(int(holder["pid"]))):
+            return
+        raise self._in_use(holder)
+
+    def _in_use(self, holder: dict) -> UserError:
+        return UserError(
+            f"{self.path.parent} is in use by another bertnas run (pid {holder.get('pid', '?')} on host "
+            f"{holder.get('host', '?')}, since {holder.get('started', '?')})",
+            f"wait for it to finish or use another --output-dir (if that run is gone, delete {self.path})")
 
     def _holder(self) -> dict | None:
         try:
@@ -570,6 +578,8 @@ def load_model_weights(model: torch.nn.Module, directory: str | Path) -> None:
 
 
 def capture_rng(mask_generator: torch.Generator | None = None) -> dict:
+    import torch
+
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -579,6 +589,8 @@ def capture_rng(mask_generator: torch.Generator | None = None) -> dict:
 
 
 def restore_rng(state: Mapping, mask_generator: torch.Generator | None = None) -> None:
+    import torch
+
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
@@ -595,6 +607,8 @@ def rng_file(rank: int) -> str:
 
 
 def save_torch(obj: Any, path: Path) -> None:
+    import torch
+
     torch.save(obj, path)
 
 
@@ -603,6 +617,8 @@ def load_torch(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing from the checkpoint")
     try:
+        import torch
+
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise CheckpointError(f"{path} cannot be read (truncated or corrupt?): {err}") from None

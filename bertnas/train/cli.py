@@ -111,9 +111,14 @@ def args_to_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
-    from .config import load_config
+    from .checkpoint import RunLock, check_run_dir
+    from .config import check_sources, load_config
 
     cfg = load_config(args_to_config(args))  # every option checked before torch is imported
+    check_sources(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:  # pretrain() checks again when it takes the folder
+        check_run_dir(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite)
+        RunLock(cfg.output_dir).check()
     from .trainer import pretrain
 
     summary = pretrain(cfg)

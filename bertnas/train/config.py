@@ -299,6 +299,8 @@ def validate(cfg: PretrainConfig) -> None:
     if cfg.deepspeed is not None and not Path(cfg.deepspeed).is_file():
         raise UserFileError(f"DeepSpeed config {cfg.deepspeed} does not exist",
                             "give recipes/configs/deepspeed_zero2.json or another JSON file")
+    if cfg.sampler == "constant" and cfg.arch is None and cfg.model.get("arch") is None:
+        raise UserError("sampler 'constant' trains one arch and none is given", "pass --arch op,op,... (or model.arch)")
     layers = cfg.model.get("num_hidden_layers", 24)
     if (cfg.sampler == "walk" and cfg.arch is None and cfg.init_from_bert is None and isinstance(layers, int)
             and cfg.walk_k > 2 * layers):
@@ -317,6 +319,11 @@ def check_sources(cfg: PretrainConfig) -> None:
     for option, value in (("--tokenizer", cfg.tokenizer), ("--init-from-bert", cfg.init_from_bert)):
         if value is not None:
             check_model_source(value, option)
+    from .data import check_corpus
+
+    if cfg.space == "bert":  # other spaces' tasks read their own data (images: .npz, folders)
+        check_corpus(cfg.data, "--data")
+        check_corpus(cfg.val_data, "--val-data")
     for option, value in (("--resume-from-checkpoint", cfg.resume_from_checkpoint),):
         if value not in (None, "latest") and not Path(value).exists():
             raise UserFileError(f"{option} {value} does not exist",

@@ -17,10 +17,12 @@ import sys
 import sysconfig
 import tempfile
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from ..errors import UserError, UserFileError
+
+if TYPE_CHECKING:
+    import datasets
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Suffixes picked up in folders (a single file may have any suffix; .json/.jsonl read as JSON).
@@ -137,6 +139,8 @@ def check_text_files(files: list[Path], source: str) -> None:
 def _load_local(files: list[Path], source: str) -> datasets.Dataset:
     """JSON files by their "text" field, every other file one row per line (UTF-8; a stray byte
     in another encoding becomes U+FFFD instead of failing the whole corpus)."""
+    import datasets
+
     parts = []
     json_files = [str(f) for f in files if f.suffix in JSON_SUFFIXES]
     text_files = [str(f) for f in files if f.suffix not in JSON_SUFFIXES]
@@ -163,11 +167,24 @@ def _looks_local(source: str) -> bool:
             or (os.sep in source and Path(source).suffix != ""))
 
 
+def check_corpus(source: str | None, option: str = "--data") -> None:
+    """A local corpus exists, is text and is not empty (checked before a run loads anything)."""
+    if source is None:
+        return
+    path = Path(source).expanduser()
+    if path.exists():
+        check_text_files(_local_files(path), source)
+    elif _looks_local(source):
+        raise UserFileError(f"{option} {source} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
+
+
 def load_texts(source: str | None = None) -> datasets.Dataset:
     """A Dataset with one "text" column of non-empty texts. `source`: None (the embedded corpus); a
     text file (one row per non-empty line; any suffix but .json/.jsonl, e.g. .txt, .raw,
     .tokens); a .jsonl/.json file with a "text" field; a folder of those (sorted, read
     recursively); or a `datasets` name with optional ":config" (its train split)."""
+    import datasets
+
     if source is None:
         return datasets.Dataset.from_dict({"text": embedded_corpus()})
     path = Path(source).expanduser()
@@ -270,6 +287,8 @@ def build_lm_splits(texts: datasets.Dataset, tokenizer, seq_len: int, val_fracti
     `cache_dir`, the packed splits are also saved there (keyed by the texts' fingerprint, the
     tokenizer and the options) and a later call with the same inputs loads them instead of
     tokenising again; this covers in-memory corpora such as the embedded one."""
+    import datasets
+
     if seq_len < 4:
         raise ValueError(f"seq_len={seq_len} is too short to pack; use at least 4")
     if not 0 < val_fraction < 1:
