@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     summary = pretrain(
         None, output_dir=str(out / "pretrain"), max_steps=args.max_steps, save_steps=args.max_steps // 2,
         seed=args.seed, sampler="walk", align=True, base_replacement="beat", base_every=10,
+        overwrite=True,  # a rerun of the demo starts over (only bertnas's own files are replaced)
     )
     print(f"      final loss {summary['loss']:.3f}, base subnet {summary.get('base_arch')}")
 
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
           f"{best['params']:,} params)")
 
     print(f"[3/4] exporting the best subnet -> {out / 'export'}")
-    folder = export(out / "pretrain", out / "export", results=out / "search" / "results.json", top_k=1)[0]
+    folder = export(out / "pretrain", out / "export", results=out / "search" / "results.json", top_k=1,
+                    overwrite=True)[0]
 
     print("[4/4] reloading the export with AutoModelForMaskedLM and comparing with the supernet")
     model = AutoModelForMaskedLM.from_pretrained(folder).eval()

@@ -138,3 +138,46 @@ def test_load_torch_rejects_garbage(tmp_path):
         ck.load_torch(tmp_path / "optimizer.pt")
     with pytest.raises(ck.CheckpointError, match="missing"):
         ck.load_torch(tmp_path / "absent.pt")
+
+
+def test_run_dir_guard_refuses_reruns_overwrites_only_run_files_and_locks(tmp_path):
+    import json
+    import os
+    import socket
+
+    from bertnas.errors import UserError
+
+    run = tmp_path / "run"
+    (run / "checkpoint-00000002").mkdir(parents=True)
+    (run / "log.jsonl").write_text("{}\n")
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="--resume-from-checkpoint latest.*--overwrite"):
+        with ck.run_dir_guard(run):
+            pass
+    with ck.run_dir_guard(run, overwrite=True):
+        assert sorted(p.name for p in run.iterdir()) == [".bertnas.lock", "notes.txt"]
+        with pytest.raises(UserError, match=f"in use by another bertnas run \\(pid {os.getpid()}"):
+            ck.RunLock(run).acquire()
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # lock released, the user's file kept
+
+    dead = 2**22 + 12345  # beyond pid_max on Linux defaults: no such process
+    (run / ".bertnas.lock").write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "started": "x"}))
+    with ck.run_dir_guard(run):  # a dead run's lock on this host is taken over
+        assert json.loads((run / ".bertnas.lock").read_text())["pid"] == os.getpid()
+
+    with ck.run_dir_guard(tmp_path / "fresh"):
+        pass
+    assert not (tmp_path / "fresh").exists()  # nothing written: no folder left behind
+
+
+def test_manifest_sha256_catches_same_size_changes(tmp_path):
+    ckpt = tmp_path / "checkpoint-00000001"
+    ckpt.mkdir()
+    (ckpt / "optimizer.pt").write_bytes(b"a" * 64)
+    (ckpt / "state.json").write_text('{"step": 1}')
+    ck.write_manifest(ckpt)
+    ck.verify_checkpoint(ckpt)
+    (ckpt / "optimizer.pt").write_bytes(b"b" * 64)
+    with pytest.raises(ck.CheckpointError, match="optimizer.pt changed since it was written"):
+        ck.verify_checkpoint(ckpt)
+    ck.verify_checkpoint(ckpt, parts=("state.json",))  # search / export read only some files

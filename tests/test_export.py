@@ -178,3 +178,5 @@ def test_bad_inputs_give_clear_errors(run_dir, tmp_path):
     export(run_dir, tmp_path / "mine", arch=["ffn", "ffn"])
     export(run_dir, tmp_path / "mine", arch=["mha8", "ffn"], overwrite=True)  # its own export: replaced
     assert json.loads((tmp_path / "mine" / "config.json").read_text())["bertnas_arch"] == ["mha8", "ffn"]
+    card = (tmp_path / "mine" / "README.md").read_text()
+    assert str(tmp_path) not in card and str(run_dir.resolve()) not in card  # no local absolute paths
