@@ -208,11 +208,13 @@ def verify_checkpoint(ckpt: str | Path, parts: tuple[str, ...] | None = None) ->
 READ_PARTS = (MODEL_DIR + "/", GENERATOR_DIR + "/", STATE_FILE)  # what search and export read
 
 
-def verified_checkpoint(path: str | Path, parts: tuple[str, ...] = READ_PARTS) -> Path:
-    """`find_checkpoint(path)`, with the files search / export read verified. A damaged
-    checkpoint raises CheckpointError naming the bad file and the run's intact checkpoints."""
+def verified_checkpoint(path: str | Path, parts: tuple[str, ...] | None = READ_PARTS,
+                        option: str = "--checkpoint") -> Path:
+    """`find_checkpoint(path)`, with the files search / export read (`parts`; None: all, for a
+    resume) verified. A damaged checkpoint raises CheckpointError naming the bad file and the
+    run's intact checkpoints (to pass as `option`)."""
     ckpt = find_checkpoint(path)
-    if not (ckpt / MANIFEST_FILE).is_file():  # not written by the training loop (assembled by hand)
+    if parts is not None and not (ckpt / MANIFEST_FILE).is_file():  # assembled by hand, not by training
         logger.warning("%s has no %s: its files cannot be verified", ckpt, MANIFEST_FILE)
         return ckpt
     try:
@@ -227,7 +229,7 @@ def verified_checkpoint(path: str | Path, parts: tuple[str, ...] = READ_PARTS) -
             except CheckpointError:
                 continue
             intact.append(str(other))
-        fix = (f"intact checkpoints: {', '.join(intact)} (pass one as --checkpoint)" if intact else
+        fix = (f"intact checkpoints: {', '.join(intact)} (pass one as {option})" if intact else
                f"no intact checkpoint in {ckpt.parent}; train again or restore the files")
         raise CheckpointError(f"{err}; {fix}") from None
     return ckpt

@@ -88,7 +88,8 @@ class TrainState:
                 logger.warning("--resume-from-checkpoint latest: no checkpoint in %s yet, starting from step 0",
                                t.output_dir)
             return
-        state = ckpt_lib.verify_checkpoint(path)
+        ckpt_lib.verified_checkpoint(path, None, "--resume-from-checkpoint")  # sizes, SHA-256; names intact ones
+        state = ckpt_lib.read_state(path)
         ckpt_lib.check_compatible(path, state.get("signature", {}), t.task.signature())
         if state.get("deepspeed", False) != t.use_deepspeed:
             raise ckpt_lib.CheckpointError(
