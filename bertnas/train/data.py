@@ -176,6 +176,13 @@ def check_corpus(source: str | None, option: str = "--data") -> None:
         check_text_files(_local_files(path), source)
     elif _looks_local(source):
         raise UserFileError(f"{option} {source} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
+    else:
+        from ..errors import hub_offline
+
+        if hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes"):
+            raise UserError(f"{option} {source} is not a local file or folder and the Hub is offline "
+                            "(HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)",
+                            "give a local .txt/.jsonl file or folder, or go online for a datasets name")
 
 
 def load_texts(source: str | None = None) -> datasets.Dataset:
