@@ -237,14 +237,22 @@ def _pretrain(world, out, *extra, **kwargs):
 
 def test_sigterm_saves_a_checkpoint_and_the_resume_is_exact(world):
     """Pre-emption: SIGTERM finishes the step, writes a checkpoint and exits 143 with one line; the
-    resumed run ends with the weights of an uninterrupted one."""
+    resumed run ends with the weights of an uninterrupted one. While it runs, a second run on its
+    folder is refused with its pid."""
     proc = _pretrain(world, "stopped")
     log = world / "stopped" / "log.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 2):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGSTOP)  # frozen mid-run (no race with its last steps): it holds the folder's lock
+    try:
+        second = bertnas(["pretrain", *TRAIN, "--output-dir", "stopped", "--resume-from-checkpoint", "latest"], world)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # delivered when it continues
+        proc.send_signal(signal.SIGCONT)
+    assert second.returncode == 2, second.stderr[-3000:]  # two runs on one folder: the second is refused
+    assert f"in use by another bertnas run (pid {proc.pid} on host" in second.stderr
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "Traceback" not in err and out == ""
