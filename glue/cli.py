@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
     if single_task:
         parser.add_argument("--task", required=True, type=str.lower, choices=list(TASK_NAMES),
                             help="GLUE task or squad / squad_v2")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an earlier fine-tuning's results and model in --output-dir")
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
     parser.add_argument("--output-dir", required=True, help="where results.json, results.md and predictions go")
     parser.add_argument("--data-dir", default=None,
@@ -104,8 +106,21 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
                     hub_metrics=getattr(args, "hub_metrics", False))
 
 
+def check_output_dir(output_dir, overwrite: bool) -> None:
+    """An earlier fine-tuning's results (and model) in `output_dir` are replaced only with --overwrite."""
+    from pathlib import Path
+
+    from bertnas.errors import UserFileExistsError
+
+    done = Path(output_dir) / "results.json"
+    if done.is_file() and not overwrite:
+        raise UserFileExistsError(f"{output_dir} already holds a fine-tuning result (results.json)",
+                                  "pass --overwrite to replace it, or another --output-dir")
+
+
 def run(args: argparse.Namespace) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    check_output_dir(args.output_dir, getattr(args, "overwrite", False))
     result = run_task(args, args.task, args.output_dir)
     print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"],
                       "model_dir": result.get("model_dir")}), file=getattr(args, "stdout", None) or sys.stdout)

@@ -51,6 +51,8 @@ def world(tmp_path_factory):
     (root / "binary.txt").write_bytes(bytes(range(256)) * 64)
     (root / "empty.txt").write_text("")
     (root / "typo.yaml").write_text("model:\n  hiden_size: 64\n")
+    (root / "ft-done").mkdir()
+    (root / "ft-done" / "results.json").write_text('{"task": "sst2"}\n')
     (root / "lr.yaml").write_text("lr: 5e-4\nmax_steps: 1\n")
     return root
 
@@ -180,6 +182,8 @@ CASES = [
                                        "--output-dir", "ft"], r"Hub is offline"),
     ("finetune-missing-model", None, ["finetune", "--task", "sst2", "--model", "./nope", "--output-dir", "ft"],
      r"does not exist"),
+    ("finetune-existing-result", None, ["finetune", "--task", "sst2", "--model", "run/checkpoint-00000002/model",
+                                        "--output-dir", "ft-done"], r"already holds a fine-tuning result.*--overwrite"),
     ("finetune-unknown-task", None, ["finetune", "--task", "glue", "--model", "run", "--output-dir", "ft"],
      r"invalid choice.*see `bertnas finetune --help`"),
     ("unknown-command", None, ["frobnicate"], r"invalid choice.*see `bertnas --help`"),
