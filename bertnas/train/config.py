@@ -302,10 +302,12 @@ def validate(cfg: PretrainConfig) -> None:
     if cfg.sampler == "constant" and cfg.arch is None and cfg.model.get("arch") is None:
         raise UserError("sampler 'constant' trains one arch and none is given", "pass --arch op,op,... (or model.arch)")
     layers = cfg.model.get("num_hidden_layers", 24)
-    if (cfg.sampler == "walk" and cfg.arch is None and cfg.init_from_bert is None and isinstance(layers, int)
-            and cfg.walk_k > 2 * layers):
-        raise UserError(f"--walk-k {cfg.walk_k} is more than the {2 * layers} chain layers of the supernet "
-                        f"({layers} x [attention, FFN])", f"use --walk-k between 1 and {2 * layers}")
+    # model.num_hidden_layers counts chain layers (a BERT layer is two: attention, FFN); other
+    # spaces' sizes are checked by their sampler when the space is built
+    if (cfg.space == "bert" and cfg.sampler == "walk" and cfg.arch is None and cfg.init_from_bert is None
+            and isinstance(layers, int) and cfg.walk_k > layers):
+        raise UserError(f"--walk-k {cfg.walk_k} is more than the {layers} chain layers of the supernet",
+                        f"use --walk-k between 1 and {layers}")
     positions = cfg.model.get("max_position_embeddings", 512)
     if cfg.init_from_bert is None and isinstance(positions, int) and cfg.seq_len > positions:
         raise UserError(f"--seq-len {cfg.seq_len} is longer than the model's {positions} positions "
@@ -321,6 +323,12 @@ def check_sources(cfg: PretrainConfig) -> None:
             check_model_source(value, option)
     from .data import check_corpus
 
+    if cfg.mixed_precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--mixed-precision fp16 needs a CUDA GPU and none is visible",
+                            "use --mixed-precision bf16 or no on CPU")
     bert_config = Path(cfg.init_from_bert or "") / "config.json"
     if cfg.init_from_bert and bert_config.is_file():  # its positions bound --seq-len (read without transformers)
         try:
