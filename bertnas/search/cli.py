@@ -131,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "stdout", None) or sys.stdout
     _check_options(args)
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {args.device} but no CUDA GPU is visible", "pass --device cpu or leave it out")
     if args.build_latency_table:
         seq_lens = args.latency_seq_lens or ([args.seq_len] if args.seq_len else None)
         table = build_table(args.checkpoint, args.build_latency_table, seq_lens, args.latency_batch_size,
