@@ -397,6 +397,15 @@ def test_search_command_end_to_end(run_dir, tmp_path, capsys):
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert "rank" in capsys.readouterr().out
 
+    (out / "notes.txt").write_text("mine")  # a rerun over the results: refused, then --overwrite
+    rerun = ["search", "--checkpoint", str(run_dir), "--method", "random", "--num-samples", "2", "--output-dir",
+             str(out), "--eval-batches", "1", "--no-progress"]
+    assert main(rerun) == 2 and "already holds a search" in capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text()) == entries
+    assert main([*rerun, "--overwrite"]) == 0
+    assert json.loads((out / "search.json").read_text())["method"] == "random"
+    assert (out / "notes.txt").read_text() == "mine" and not (out / ".bertnas.lock").exists()
+
 
 def test_search_function_methods_and_errors(run_dir, tmp_path):
     from bertnas.search import search
