@@ -61,6 +61,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text,
                                     formatter_class=DefaultsFormatter)
+        sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                help="show the traceback of every error")
         if name == command:  # only the chosen command's module is imported
             importlib.import_module(module_name).add_arguments(sub_parser)
     return parser
