@@ -94,8 +94,13 @@ def is_user_error(err: BaseException) -> bool:
         return False
     import linecache
 
-    lines = [linecache.getline(filename, n).strip() for n in range(max(1, tb.tb_lineno - 3), tb.tb_lineno + 1)]
-    return any(line.startswith("raise ") for line in lines)
+    line = tb.tb_lineno
+    try:  # the first line of the statement that raised (a `raise X(...)` may span several lines)
+        start = list(tb.tb_frame.f_code.co_positions())[tb.tb_lasti // 2][0]
+        line = start if start else line
+    except (AttributeError, IndexError, TypeError):
+        pass
+    return linecache.getline(filename, line).strip().startswith("raise ")
 
 
 def main(argv: list[str] | None = None) -> int:
