@@ -201,3 +201,16 @@ def test_neighbour_changes_exactly_k_choices_with_input_swaps():
     reached = Counter(space.neighbour(start, 1, rng)["pair"] for _ in range(4000))
     assert set(reached) == {("0", "2"), ("0", "3"), ("1", "2"), ("1", "3")}
     assert min(reached.values()) > 850  # 1000 expected each
+
+
+def test_json_dumps_of_an_arch_round_trips_with_the_results_list_form():
+    import copy
+    import pickle
+
+    space = SearchSpace({"layer_0": ["mha12", "ffn"], "node_2": InputChoice(["0", "1", "2"], 2)})
+    arch = space.arch({"layer_0": "ffn", "node_2": ["2", "0"]})
+    assert json.loads(json.dumps(arch)) == {"layer_0": "ffn", "node_2": ["0", "2"]}
+    assert space.arch(json.loads(json.dumps(arch))) == arch == space.arch(arch.to_list())  # results.json form
+    assert copy.deepcopy(arch) == arch == pickle.loads(pickle.dumps(arch))
+    with pytest.raises(TypeError, match="immutable"):
+        arch["layer_0"] = "mha12"

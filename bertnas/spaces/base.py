@@ -61,16 +61,17 @@ def _jsonable(value: Value) -> str | list[str]:
     return value if isinstance(value, str) else list(value)
 
 
-class Arch(Mapping):
+class Arch(dict):
     """An immutable, hashable mapping choice name -> value, in the space's order.
 
     A value is a candidate name (layer choice) or a tuple of candidate names (input choice).
     `Arch.ops` is the tuple of values in order (for chain spaces: one op per layer).
-    JSON form is a plain object `{"layer_0": "mha12", "node_2": ["0", "1"]}`; spaces also
-    accept a list of values in choice order.
+    JSON form is a plain object `{"layer_0": "mha12", "node_2": ["0", "1"]}` (`json.dumps(arch)`
+    writes it: an Arch is a read-only `dict`); spaces also accept a list of values in choice
+    order, the form `results.json` uses (`to_list()`).
     """
 
-    __slots__ = ("_items", "_hash")
+    __slots__ = ("_hash",)
 
     def __init__(self, items: Mapping[str, Value] | Sequence[tuple[str, Value]]):
         pairs = tuple(items.items()) if isinstance(items, Mapping) else tuple(items)
@@ -83,49 +84,49 @@ class Arch(Mapping):
                     f"for input choices, got {pair!r}"
                 )
             checked.append((pair[0], value))
-        self._items = tuple(checked)
-        self._hash = hash(self._items)
+        super().__init__(checked)
+        self._hash = hash(tuple(checked))
 
-    def __getitem__(self, key: str) -> Value:
-        for name, value in self._items:
-            if name == key:
-                return value
-        raise KeyError(key)
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("An Arch is immutable; use arch.replace(choice=value) for a changed copy")
 
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def __reduce__(self):  # copy / pickle through the constructor (the dict mutators are closed)
+        return (type(self), (list(self.items()),))
 
     def __hash__(self) -> int:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Arch):
-            return self._items == other._items
+            return tuple(self.items()) == tuple(other.items())
         return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     def __repr__(self) -> str:
         return f"Arch({self.to_list()!r})"
 
     @property
     def ops(self) -> tuple[Value, ...]:
-        return tuple(value for _, value in self._items)
+        return tuple(self.values())
 
     def replace(self, **changes: Value | list[str]) -> Arch:
         unknown = set(changes) - set(self)
         if unknown:
             raise KeyError(f"Arch has no choice(s) {sorted(unknown)}; choices are {list(self)}")
-        return Arch([(name, changes.get(name, value)) for name, value in self._items])
+        return Arch([(name, changes.get(name, value)) for name, value in self.items()])
 
     def to_list(self) -> list[str | list[str]]:
         """The values in choice order, JSON-ready (input choices as lists)."""
-        return [_jsonable(value) for _, value in self._items]
+        return [_jsonable(value) for value in self.values()]
 
     def to_dict(self) -> dict[str, str | list[str]]:
         """choice -> value, JSON-ready (input choices as lists)."""
-        return {name: _jsonable(value) for name, value in self._items}
+        return {name: _jsonable(value) for name, value in self.items()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
