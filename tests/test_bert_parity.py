@@ -64,3 +64,15 @@ def test_in_memory_bert_and_mlm_head(real):
         assert type(back) is BertForMaskedLM
         torch.testing.assert_close(back(**enc).logits, mlm(**enc, arch=PATH).logits, rtol=0, atol=TOL)
     assert _max_diff(hidden, expected, enc["attention_mask"]) < TOL
+
+
+def test_from_bert_without_an_mlm_head_says_so_in_one_line(minilm_path, capfd, caplog):
+    """all-MiniLM-L6-v2 is a bare BertModel: the MLM head starts fresh, said in one line instead of
+    transformers' multi-line load report."""
+    from bertnas import BertNasForMaskedLM
+
+    BertNasForMaskedLM.from_bert(minilm_path)
+    notes = [r.getMessage() for r in caplog.records if "start fresh" in r.getMessage()]
+    assert len(notes) == 1 and "cls.predictions" in notes[0]
+    err = capfd.readouterr().err
+    assert "corrupted" not in err and "MISSING" not in err

@@ -364,16 +364,29 @@ class BertNasPreTrainedModel(PreTrainedModel):
         """
         from transformers import PreTrainedModel as HFModel
 
+        from transformers.utils import logging as hf_logging
+
         if isinstance(bert, HFModel):
             source = bert
         else:
+            # transformers' multi-line load report becomes one line of ours (a sentence-transformers
+            # checkpoint is a bare BertModel: the MLM head of BertForMaskedLM starts fresh)
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
             try:
-                source = cls._bert_class().from_pretrained(bert)
+                source, info = cls._bert_class().from_pretrained(bert, output_loading_info=True)
             except (OSError, ValueError) as err:
                 raise OSError(
                     f"from_bert could not load a BERT from {bert!r}: give a local folder holding config.json "
                     f"and weights, a Hub model id, or an in-memory BertModel ({err})"
                 ) from err
+            finally:
+                hf_logging.set_verbosity(level)
+            fresh = sorted({".".join(k.split(".")[:2]) for k in info.get("missing_keys", [])})
+            if fresh:
+                hf_logging.get_logger(__name__).warning(
+                    "from_bert: %s has no weights for %s (a checkpoint without that head): they start fresh",
+                    bert, ", ".join(fresh))
         config, mha = bertnas_config_for(source.config, candidates, config, **config_kwargs)
         model = cls(config)
         load_bert_into(model, source, mha)

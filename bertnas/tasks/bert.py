@@ -119,29 +119,6 @@ def load_tokenizer(ckpt: Path):
                                 f"{err}") from err
 
 
-def from_bert_quietly(model_class, source, **kwargs):
-    """`model_class.from_bert(source)`; a BERT saved without an MLM head (a `BertModel`, e.g. a
-    sentence-transformers checkpoint) gets one log line instead of transformers' load report."""
-    import json
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    config = Path(str(source)) / "config.json"
-    archs = (json.loads(config.read_text()).get("architectures") or []) if config.is_file() else None
-    if not archs or any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in archs):
-        return model_class.from_bert(source, **kwargs)
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = model_class.from_bert(source, **kwargs)
-    finally:
-        hf_logging.set_verbosity(level)
-    logging.getLogger("bertnas.pretrain").warning(
-        "%s has no MLM head (it is a %s): the encoder is loaded, the MLM head starts fresh", source, ", ".join(archs))
-    return model
-
-
 class BertTask(Task):
     """Shared by the MLM and ELECTRA tasks: tokenizer, packed LM rows, a BertNas supernet."""
 
@@ -332,8 +309,7 @@ class MLMTask(BertTask):
         if cfg.init_from_bert:
             # Sizes come from the BERT; only the search space and dropout come from the config.
             kept = ("candidates", "hidden_dropout_prob", "attention_probs_dropout_prob")
-            model = from_bert_quietly(BertNasForMaskedLM, cfg.init_from_bert,
-                                      **{k: v for k, v in cfg.model.items() if k in kept})
+            model = BertNasForMaskedLM.from_bert(cfg.init_from_bert, **{k: v for k, v in cfg.model.items() if k in kept})
             if model.config.vocab_size != len(self.tokenizer):
                 raise ValueError(
                     f"the BERT at {cfg.init_from_bert} has vocab {model.config.vocab_size} but the tokenizer has "
