@@ -294,7 +294,7 @@ def test_off_path_weights_and_moments_stay_frozen_over_several_steps(tmp_path):
         reset_accelerate_state()
 
 
-@pytest.mark.slow  # four 100-step runs (~80 s alone on 2 cores)
+@pytest.mark.slow  # four 100-step runs (8 s on an idle 2-core machine, minutes under load)
 def test_magic_t_plus_a_trains_like_spos_and_keeps_subnets_apart(tmp_path, tiny_corpus):
     """Same budget, the default MAGIC-A settings: the task loss falls like SPOS's and the
     subnets' held-out scores stay spread out (an alignment that collapses the supernet makes
