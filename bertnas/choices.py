@@ -33,59 +33,10 @@ import torch
 from torch import nn
 
 from .spaces.base import InputChoice as InputChoiceSpec
+from .models.choice_modules import LayerChoice
+from .models.choice_modules import check_weights as _check_weights
+from .models.choice_modules import weighted_sum as _weighted_sum
 from .spaces.base import SearchSpace
-
-
-def _check_weights(weights: torch.Tensor, candidates: tuple[str, ...], label: str) -> None:
-    if not isinstance(weights, torch.Tensor) or weights.shape != (len(candidates),):
-        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-        raise ValueError(
-            f"{label}: weights must be a 1-D tensor with one entry per candidate "
-            f"({len(candidates)}: {', '.join(candidates)}), got {shape}"
-        )
-
-
-def _weighted_sum(weights: torch.Tensor, outputs) -> torch.Tensor:
-    """sum_i weights[i] * outputs[i], accumulated in candidate order."""
-    total = None
-    for weight, out in zip(weights, outputs):
-        term = weight * out
-        total = term if total is None else total + term
-    return total
-
-
-class LayerChoice(nn.Module):
-    """One of several candidate modules, picked by name. The candidates live in `self.ops`
-    (an `nn.ModuleDict`), so their parameters are named `<path>.ops.<candidate>.<param>`."""
-
-    def __init__(self, candidates: Mapping[str, nn.Module], label: str):
-        super().__init__()
-        if not candidates:
-            raise ValueError(f"LayerChoice {label!r} needs at least one candidate")
-        self.label = label
-        self.ops = nn.ModuleDict(dict(candidates))
-
-    @property
-    def candidates(self) -> tuple[str, ...]:
-        return tuple(self.ops)
-
-    def forward(self, *args, op: str, **kwargs):
-        if op not in self.ops:
-            raise ValueError(f"LayerChoice {self.label!r} has no candidate {op!r}; candidates: {', '.join(self.ops)}")
-        return self.ops[op](*args, **kwargs)
-
-    def forward_mixed(self, *args, weights: torch.Tensor, **kwargs) -> torch.Tensor:
-        _check_weights(weights, self.candidates, f"LayerChoice {self.label!r}")
-        return _weighted_sum(weights, (op(*args, **kwargs) for op in self.ops.values()))
-
-    def candidate_parameters(self, prefix: str = "") -> dict[str, list[tuple[str, nn.Parameter]]]:
-        return {
-            name: list(op.named_parameters(prefix=f"{prefix}ops.{name}", remove_duplicate=False))
-            for name, op in self.ops.items()
-        }
-
-    def extra_repr(self) -> str:
-        return f"label={self.label!r}"
 
 
 class InputChoice(nn.Module):

@@ -39,7 +39,7 @@ def test_layer_choice_single_path_and_one_hot_exactness():
     assert torch.equal(both.forward_mixed(x, weights=torch.tensor([0.0, 1.0]), scale=3.0), both(x, op="b", scale=3.0))
     with pytest.raises(ValueError, match="LayerChoice 'edge' has no candidate 'conv'; candidates: lin, mlp, skip, scaled"):
         layer(x, op="conv")
-    with pytest.raises(ValueError, match=r"one entry per candidate \(4: lin, mlp, skip, scaled\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"one entry per candidate \(4: lin, mlp, skip, scaled\), got shape \(3,\)"):
         layer.forward_mixed(x, weights=torch.ones(3))
 
 

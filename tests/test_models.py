@@ -349,7 +349,7 @@ def test_arch_weights_errors(config, batch):
     good = [torch.ones(len(config.candidates))] * 2
     with pytest.raises(ValueError, match="arch_weights has 3 entries but the supernet has 2 layers"):
         model(**batch, arch_weights=good + good[:1])
-    with pytest.raises(ValueError, match=r"arch_weights\[1\]: the weights must be a 1-D tensor with one entry per "
+    with pytest.raises(ValueError, match=r"arch_weights\[1\]: weights must be a 1-D tensor with one entry per "
                                          r"candidate \(8: mha6, .*got shape \(7,\)"):
         model(**batch, arch_weights=[good[0], torch.ones(7)])
     with pytest.raises(ValueError, match="not both"):

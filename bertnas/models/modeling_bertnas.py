@@ -41,6 +41,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
+from .choice_modules import check_weights
 from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
 from .convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
 from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for users of this module)
@@ -80,15 +81,6 @@ class BertNasEmbeddings(nn.Module):
         x = inputs_embeds + self.token_type_embeddings(token_type_ids)
         x = x + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(x))
-
-
-def _check_weights(weights, candidates, label: str) -> None:
-    if not isinstance(weights, torch.Tensor) or weights.dim() != 1 or weights.shape[0] != len(candidates):
-        got = f"shape {tuple(weights.shape)}" if isinstance(weights, torch.Tensor) else type(weights).__name__
-        raise ValueError(
-            f"{label}: the weights must be a 1-D tensor with one entry per candidate ({len(candidates)}: "
-            f"{', '.join(candidates)}), got {got}"
-        )
 
 
 class BertNasLayer(GradientCheckpointingLayer):
@@ -134,7 +126,7 @@ class BertNasLayer(GradientCheckpointingLayer):
         return self(x, weights, attn_mask, token_mask)
 
     def _mixed(self, x, weights, attn_mask, token_mask):
-        _check_weights(weights, self.candidates, f"Layer {self.label!r}")
+        check_weights(weights, self.candidates, f"Layer {self.label!r}")
         values = None if torch.is_grad_enabled() and weights.requires_grad else weights.tolist()
         total = None
         for i, op in enumerate(self.ops.values()):
@@ -312,7 +304,7 @@ class BertNasPreTrainedModel(PreTrainedModel):
                 f"tensor over the {len(candidates)} candidates per layer"
             )
         for i, w in enumerate(weights):
-            _check_weights(w, candidates, f"arch_weights[{i}]")
+            check_weights(w, candidates, f"arch_weights[{i}]")
         return tuple(weights)
 
     def candidate_parameters(self) -> dict:

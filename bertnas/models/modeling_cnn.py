@@ -1,7 +1,7 @@
 """CNN chain supernet (ProxylessNAS / MobileNetV2 inverted residuals or SPOS ShuffleNetV2 blocks)
 and the fixed-arch networks cut from it, in Hugging Face conventions.
 
-Every searchable block is a `CnnBlockChoice` (label `block_<i>`) holding its candidates in an
+Every searchable block is a `LayerChoice` (`choice_modules.py`; label `block_<i>`) holding its candidates in an
 `nn.ModuleDict` (all of them in a supernet, only the chosen one in a fixed-arch model, under
 the same names: `extract` is a state-dict subset). Every block is described by conv specs
 (`block_specs`): the modules are built from them and the exact parameter / FLOP counts
@@ -23,6 +23,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .choice_modules import LayerChoice, check_weights
 from .configuration_cnn import CnnNasConfig
 
 
@@ -204,46 +205,6 @@ def build_candidate(config, op, plan):
     return ShuffleBlock(branches)
 
 
-def _check_weights(weights, candidates, label):
-    if not isinstance(weights, torch.Tensor) or weights.shape != (len(candidates),):
-        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-        raise ValueError(f"{label}: weights must be a 1-D tensor with one entry per candidate "
-                         f"({len(candidates)}: {', '.join(candidates)}), got {shape}")
-
-
-class CnnBlockChoice(nn.Module):
-    """Layer choice of one block: candidates in `ops` (ModuleDict keyed by candidate name)."""
-
-    def __init__(self, ops, label):
-        super().__init__()
-        self.label = label
-        self.ops = nn.ModuleDict(ops)
-
-    @property
-    def candidates(self):
-        return tuple(self.ops)
-
-    def forward(self, x, op):
-        if op not in self.ops:
-            raise ValueError(f"{self.label}: no candidate {op!r}; candidates: {', '.join(self.ops)}")
-        return self.ops[op](x)
-
-    def forward_mixed(self, x, weights):
-        _check_weights(weights, self.candidates, self.label)
-        total = None
-        for weight, op in zip(weights, self.ops.values()):
-            term = weight * op(x)
-            total = term if total is None else total + term
-        return total
-
-    def candidate_parameters(self, prefix=""):
-        return {name: list(op.named_parameters(prefix=f"{prefix}ops.{name}", remove_duplicate=False))
-                for name, op in self.ops.items()}
-
-    def extra_repr(self):
-        return f"label={self.label!r}"
-
-
 @dataclass
 class CnnNasOutput(ModelOutput):
     """loss, logits, hidden_states (stem output, then every block's output: MAGIC-A blocks)."""
@@ -257,7 +218,7 @@ class CnnNasPreTrainedModel(PreTrainedModel):
     config_class = CnnNasConfig
     base_model_prefix = "cnn"
     main_input_name = "pixel_values"
-    _no_split_modules = ["CnnBlockChoice"]
+    _no_split_modules = ["LayerChoice"]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -293,7 +254,7 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
         self.first_block = MBConv(stem[1:], False) if config.block_type == "mbconv" else None
         self.maxpool = nn.MaxPool2d(3, 2, 1) if config.block_type == "shufflenet" else None
         self.blocks = nn.ModuleList(
-            CnnBlockChoice({op: build_candidate(config, op, plan)
+            LayerChoice({op: build_candidate(config, op, plan)
                             for op in (plan.candidates if config.arch is None else [config.arch[i]])}, plan.label)
             for i, plan in enumerate(self.plans))
         self.head = chain(head_specs(config))
@@ -342,7 +303,7 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
         if len(weights) != len(self.plans):
             raise ValueError(f"arch_weights has {len(weights)} entries but the network has {len(self.plans)} blocks")
         for plan, w in zip(self.plans, weights):
-            _check_weights(w, plan.candidates, f"arch_weights[{plan.label!r}]")
+            check_weights(w, plan.candidates, f"arch_weights[{plan.label!r}]")
         return weights
 
     def candidate_parameters(self):
@@ -373,7 +334,7 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
         x = self.first_block(x) if self.first_block is not None else self.maxpool(x)
         hidden = [x]
         for i, block in enumerate(self.blocks):
-            x = block.forward_mixed(x, weights[i]) if weights is not None else block(x, ops[i])
+            x = block.forward_mixed(x, weights=weights[i]) if weights is not None else block(x, op=ops[i])
             hidden.append(x)
         logits = self.classifier(self.dropout(self.global_pooling(self.head(x)).flatten(1)))
         loss = F.cross_entropy(logits, labels) if labels is not None else None
@@ -384,5 +345,5 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
 CnnNasConfig.register_for_auto_class()
 CnnNasForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["CnnNasForImageClassification", "CnnNasPreTrainedModel", "CnnNasOutput", "CnnBlockChoice", "ConvSpec",
+__all__ = ["CnnNasForImageClassification", "CnnNasPreTrainedModel", "CnnNasOutput", "ConvSpec",
            "block_plans", "block_specs", "cnn_cost", "chain_cost"]

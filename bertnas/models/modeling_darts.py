@@ -2,7 +2,7 @@
 
 A network is a stem, `config.num_cells` cells and a classifier. A cell's node j (2 .. steps+1)
 sums two of the nodes before it, each through an edge op. In the supernet every edge (i, j)
-holds all of `config.candidates` (a `DartsEdge`, a layer choice labelled `<cell>_edge_<i>_<j>`)
+holds all of `config.candidates` (a `LayerChoice` of `choice_modules.py`, labelled `<cell>_edge_<i>_<j>`)
 and every node an input choice (`DartsInputChoice`, labelled `<cell>_node_<j>`, 2 of its j
 predecessors); all normal cells share one set of labels (one genotype), all reduction cells
 another. An arch maps every label to its value: the node's two inputs, and per edge its op,
@@ -32,6 +32,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .choice_modules import LayerChoice, check_weights, weighted_sum
 from .configuration_darts import DartsNasConfig
 
 
@@ -226,50 +227,6 @@ def auxiliary_head_params(config):
 
 
 # -- choice modules ---------------------------------------------------------------------------
-def _weighted_sum(weights, outputs):
-    total = None
-    for weight, out in zip(weights, outputs):
-        term = weight * out
-        total = term if total is None else total + term
-    return total
-
-
-def _check_weights(weights, candidates, label):
-    if not isinstance(weights, torch.Tensor) or weights.shape != (len(candidates),):
-        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-        raise ValueError(f"{label}: weights must be a 1-D tensor with one entry per candidate "
-                         f"({len(candidates)}: {', '.join(candidates)}), got {shape}")
-
-
-class DartsEdge(nn.Module):
-    """Layer choice of one edge: its candidate ops in `ops` (a ModuleDict keyed by op name)."""
-
-    def __init__(self, ops, label):
-        super().__init__()
-        self.label = label
-        self.ops = nn.ModuleDict(ops)
-
-    @property
-    def candidates(self):
-        return tuple(self.ops)
-
-    def forward(self, x, op):
-        if op not in self.ops:
-            raise ValueError(f"{self.label}: no candidate {op!r}; candidates: {', '.join(self.ops)}")
-        return self.ops[op](x)
-
-    def forward_mixed(self, x, weights):
-        _check_weights(weights, self.candidates, self.label)
-        return _weighted_sum(weights, (op(x) for op in self.ops.values()))
-
-    def candidate_parameters(self, prefix=""):
-        return {name: list(op.named_parameters(prefix=f"{prefix}ops.{name}", remove_duplicate=False))
-                for name, op in self.ops.items()}
-
-    def extra_repr(self):
-        return f"label={self.label!r}"
-
-
 class DartsInputChoice(nn.Module):
     """Input choice of one node: `n_chosen` of its predecessors ("0" .. "j-1"), summed."""
 
@@ -299,8 +256,8 @@ class DartsInputChoice(nn.Module):
         return total
 
     def forward_mixed(self, inputs, weights):
-        _check_weights(weights, self._candidates, self.label)
-        return _weighted_sum(weights, inputs)
+        check_weights(weights, self._candidates, self.label)
+        return weighted_sum(weights, inputs)
 
     def candidate_parameters(self, prefix=""):
         return {name: [] for name in self._candidates}
@@ -328,12 +285,12 @@ class DartsNode(nn.Module):
             label = f"{cell}_edge_{i}_{j}"
             names = candidates if fixed is None else [fixed[label]]
             stride = 2 if reduction and i < 2 else 1
-            edges[str(i)] = DartsEdge({name: build_op(name, channels, stride, affine) for name in names}, label)
+            edges[str(i)] = LayerChoice({name: build_op(name, channels, stride, affine) for name in names}, label)
         self.edges = nn.ModuleDict(edges)
 
     def forward(self, states, arch=None, weights=None, drop_prob=0.0):
         if weights is not None:
-            outs = [edge.forward_mixed(states[int(i)], weights[edge.label]) for i, edge in self.edges.items()]
+            outs = [edge.forward_mixed(states[int(i)], weights=weights[edge.label]) for i, edge in self.edges.items()]
             w_in = weights.get(self.inputs.label)
             if w_in is None:  # DARTS: every edge counts once
                 total = outs[0]
@@ -346,7 +303,7 @@ class DartsNode(nn.Module):
         for i in self.inputs.indices(chosen):
             edge = self.edges[str(i)]
             op = arch[edge.label]
-            h = edge(states[i], op)
+            h = edge(states[i], op=op)
             if drop_prob > 0.0 and self.training and not isinstance(edge.ops[op], nn.Identity):
                 h = drop_path(h, drop_prob)
             outs[i] = h
@@ -530,7 +487,7 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
                 continue  # node inputs: every edge counts once (DARTS)
             if w is None:
                 raise ValueError(f"arch_weights has no entry for {label}")
-            _check_weights(w, candidates, f"arch_weights[{label!r}]")
+            check_weights(w, candidates, f"arch_weights[{label!r}]")
         return weights
 
     def candidate_parameters(self):
@@ -588,6 +545,6 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
 DartsNasConfig.register_for_auto_class()
 DartsNasForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["DartsNasForImageClassification", "DartsNasPreTrainedModel", "DartsNasOutput", "DartsEdge",
+__all__ = ["DartsNasForImageClassification", "DartsNasPreTrainedModel", "DartsNasOutput",
            "DartsInputChoice", "build_op", "op_cost", "darts_cost", "darts_choices", "cell_plans",
            "auxiliary_head_params"]

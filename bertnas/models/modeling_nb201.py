@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
+from .choice_modules import LayerChoice
 from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
 
 
@@ -70,43 +71,12 @@ def build_op(name: str, channels: int, affine: bool = True, track: bool = True) 
 # ----------------------------------------------------------------------------------------
 
 
-class Nb201Edge(nn.Module):
-    """One cell edge: a choice over ops (the choice-module protocol of bertnas/choices.py).
-    Its candidates live in `self.ops` (parameters `<path>.ops.<op>.*`); a fixed-arch model's
-    edge holds only its op, under the same key, so `extract` is a state-dict subset."""
+class Nb201Edge(LayerChoice):
+    """One cell edge: a `LayerChoice` over NB201 ops (parameters `<path>.ops.<op>.*`); a fixed-arch
+    model's edge holds only its op, under the same key, so `extract` is a state-dict subset."""
 
     def __init__(self, label: str, candidates: Sequence[str], channels: int, affine: bool = True, track: bool = True):
-        super().__init__()
-        self.label = label
-        self.ops = nn.ModuleDict({op: build_op(op, channels, affine, track) for op in candidates})
-
-    @property
-    def candidates(self) -> tuple[str, ...]:
-        return tuple(self.ops)
-
-    def forward(self, x, op: str):
-        if op not in self.ops:
-            raise ValueError(f"edge {self.label!r} has no candidate {op!r}; candidates: {', '.join(self.ops)}")
-        return self.ops[op](x)
-
-    def forward_mixed(self, x, weights: torch.Tensor):
-        """sum_o weights[o] * op_o(x), in candidate order: a one-hot weight gives the path exactly."""
-        if not isinstance(weights, torch.Tensor) or weights.shape != (len(self.ops),):
-            shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
-            raise ValueError(f"edge {self.label!r}: weights must be a 1-D tensor with one entry per candidate "
-                             f"({', '.join(self.ops)}), got {shape}")
-        total = None
-        for w, op in zip(weights, self.ops.values()):
-            term = w * op(x)
-            total = term if total is None else total + term
-        return total
-
-    def candidate_parameters(self, prefix: str = "") -> dict:
-        return {name: list(op.named_parameters(prefix=f"{prefix}ops.{name}", remove_duplicate=False))
-                for name, op in self.ops.items()}
-
-    def extra_repr(self) -> str:
-        return f"label={self.label!r}"
+        super().__init__({op: build_op(op, channels, affine, track) for op in candidates}, label)
 
 
 class Nb201Cell(nn.Module):
