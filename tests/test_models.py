@@ -256,7 +256,7 @@ def test_short_op_names_come_from_the_registry():
     assert names == {"mha12": "a12", "mha6": "a6", "ffn": "f", "ffn_wide": "F", "conv3": "c3", "conv5": "c5",
                      "identity": "-"}
     assert short_op_name("not-an-op") == "not-an-op"
-    assert set(OP_KINDS) == {"mha", "ffn", "ffn_wide", "conv", "identity"}
+    assert set(OP_KINDS) == {"mha", "mha_w", "ffn", "ffn_wide", "ffn_x", "conv", "identity"}
 
 
 class _ScaleOp(torch.nn.Module):

@@ -26,6 +26,10 @@ class BertNasConfig(PretrainedConfig):
         num_hidden_layers (`int`): number of chain layers N (not BERT layers).
         intermediate_size (`int`): inner size of `ffn`; `ffn_wide_size` that of `ffn_wide`
             (default 1.5 x intermediate_size).
+        embedding_size (`int`, *optional*): width of the word / position / token-type embeddings
+            (default: hidden_size, as BERT). A smaller one factorises them (ALBERT / ELECTRA-small):
+            embeddings of this width, their LayerNorm, then a linear map `embeddings_project` to
+            hidden_size; the MLM head maps back to this width, tied to the word embeddings.
         Other fields mean what they mean in `transformers.BertConfig`.
     """
 
@@ -50,6 +54,7 @@ class BertNasConfig(PretrainedConfig):
         pad_token_id=0,
         classifier_dropout=None,
         tie_word_embeddings=True,
+        embedding_size=None,
         **kwargs,
     ):
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -68,6 +73,7 @@ class BertNasConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         self.classifier_dropout = classifier_dropout
+        self.embedding_size = embedding_size if embedding_size is not None else hidden_size
         self.validate_space()
 
     @property
@@ -76,6 +82,9 @@ class BertNasConfig(PretrainedConfig):
 
     def validate_space(self):
         """Clear errors for candidates the model cannot build and for a malformed arch."""
+        if not isinstance(self.embedding_size, int) or self.embedding_size <= 0:
+            raise ValueError(f"config.embedding_size must be a positive int (or None for hidden_size), "
+                             f"got {self.embedding_size!r}")
         if not self.candidates:
             raise ValueError("config.candidates is empty; give at least one op, e.g. ['mha12', 'ffn']")
         if len(set(self.candidates)) != len(self.candidates):

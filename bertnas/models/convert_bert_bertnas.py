@@ -171,6 +171,11 @@ def bert_config_for(config: BertNasConfig):
     arch = config.arch
     if arch is None:
         raise ValueError("to_bert needs a fixed-arch model: call supernet.extract(arch) first")
+    if config.embedding_size != config.hidden_size:
+        raise ValueError(
+            f"to_bert: embedding_size {config.embedding_size} != hidden_size {config.hidden_size} (factorised "
+            "embeddings) has no plain BertModel layout; save it with save_pretrained, which writes remote code"
+        )
     heads = parse_op(arch[0])[1] if arch and parse_op(arch[0])[0] == "mha" else None
     if heads is None or len(arch) % 2 or arch != [arch[0], "ffn"] * (len(arch) // 2):
         raise ValueError(

@@ -59,14 +59,16 @@ from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for us
 
 
 class BertNasEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, LayerNorm, dropout (as BERT)."""
+    """Word + position + token-type embeddings, LayerNorm, dropout (as BERT), of width
+    `config.embedding_size` (the model maps them to the hidden size when that differs)."""
 
     def __init__(self, config: BertNasConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        width = config.embedding_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, width, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
@@ -393,7 +395,9 @@ class BertNasPreTrainedModel(PreTrainedModel):
 
 
 class BertNasModel(BertNasPreTrainedModel):
-    """The backbone: embeddings, the chain, and (optionally) BERT's pooler."""
+    """The backbone: embeddings, the chain, and (optionally) BERT's pooler. With factorised
+    embeddings (`config.embedding_size` < hidden_size) `embeddings_project` maps them to the hidden
+    size, as in ELECTRA; without, there is no such layer (BERT's parameters exactly)."""
 
     _bert_class_name = "BertModel"
     accepts_loss_kwargs = False
@@ -401,6 +405,8 @@ class BertNasModel(BertNasPreTrainedModel):
     def __init__(self, config: BertNasConfig, add_pooling_layer: bool = True):
         super().__init__(config)
         self.embeddings = BertNasEmbeddings(config)
+        factorised = config.embedding_size != config.hidden_size
+        self.embeddings_project = nn.Linear(config.embedding_size, config.hidden_size) if factorised else None
         self.encoder = BertNasEncoder(config)
         self.pooler = BertNasPooler(config) if add_pooling_layer else None
         self.post_init()
@@ -432,6 +438,8 @@ class BertNasModel(BertNasPreTrainedModel):
         if output_attentions is None:
             output_attentions = bool(self.config.output_attentions)
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
         attn_mask = token_mask = None
         # Skip masking when nothing is padded: the common packed-pretraining case.
         if attention_mask is not None and not bool(attention_mask.all()):
@@ -452,11 +460,15 @@ class BertNasModel(BertNasPreTrainedModel):
 
 
 class BertNasPredictionHeadTransform(nn.Module):
+    """hidden -> embedding width (BERT: the same), activation, LayerNorm; the decoder after it
+    shares the word embeddings, so with factorised embeddings this is the map back to their width
+    (ALBERT's MLM head, ELECTRA's generator head)."""
+
     def __init__(self, config):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
         self.transform_act_fn = ACT2FN[config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
 
     def forward(self, x):
         return self.LayerNorm(self.transform_act_fn(self.dense(x)))
@@ -466,7 +478,7 @@ class BertNasLMPredictionHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.transform = BertNasPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.decoder = nn.Linear(config.embedding_size, config.vocab_size, bias=True)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x):

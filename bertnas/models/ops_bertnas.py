@@ -32,28 +32,31 @@ from transformers.activations import ACT2FN
 
 
 class MultiHeadAttentionOp(nn.Module):
-    """Self-attention with `num_heads` heads over the full width (BERT's attention sublayer).
+    """Self-attention with `num_heads` heads (BERT's attention sublayer). The query / key / value
+    width `inner_size` defaults to the hidden size (BERT); a smaller one gives a cheaper attention
+    (heads of size inner_size / num_heads; `dense` maps the inner width back to the hidden size).
 
     Runs through `torch.nn.functional.scaled_dot_product_attention`, except when the attention
     probabilities are asked for (`output_attentions=True`) or the config's attention
     implementation is "eager": then it computes them explicitly, as BERT's eager attention does."""
 
-    def __init__(self, config, num_heads: int):
+    def __init__(self, config, num_heads: int, inner_size: int | None = None):
         super().__init__()
         self.config = config
         self.num_heads = num_heads
-        self.head_size = config.hidden_size // num_heads
+        self.inner_size = inner_size or config.hidden_size
+        self.head_size = self.inner_size // num_heads
         self.scaling = self.head_size**-0.5
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query = nn.Linear(config.hidden_size, self.inner_size)
+        self.key = nn.Linear(config.hidden_size, self.inner_size)
+        self.value = nn.Linear(config.hidden_size, self.inner_size)
+        self.dense = nn.Linear(self.inner_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.attention_dropout = config.attention_probs_dropout_prob
 
     def forward(self, x, attn_mask=None, token_mask=None, output_attentions=False):
-        batch, length, width = x.shape
+        batch, length, _ = x.shape
         shape = (batch, length, self.num_heads, self.head_size)
         q = self.query(x).view(shape).transpose(1, 2)
         k = self.key(x).view(shape).transpose(1, 2)
@@ -68,7 +71,7 @@ class MultiHeadAttentionOp(nn.Module):
             context = torch.matmul(probs, v)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch, length, width)
+        context = context.transpose(1, 2).reshape(batch, length, self.inner_size)
         out = self.LayerNorm(x + self.dropout(self.dense(context)))
         return (out, probs) if output_attentions else out
 
@@ -129,8 +132,9 @@ class OpKind:
     built module holds them; FLOPs = 2 x multiply-adds of one sequence of `seq_len` tokens, with
     LayerNorm, activations, softmax and biases not counted (as torch's FLOP counter does).
 
-    kind: the kind's name (`parse_op` returns it). pattern: a regex for the op names of this kind,
-    its one group (if any) the integer argument (heads, kernel). example: how to write it, for error
+    kind: the kind's name (`parse_op` returns it). pattern: a regex for the op names of this kind;
+    its groups give the argument: none -> 0, one -> that int (heads, kernel), several -> a tuple of
+    ints (mha_w: (heads, inner width)). example: how to write it, for error
     messages. short: the compact log name for the argument. build / params / flops: the module, its
     parameter count and its FLOPs, for (config, argument[, seq_len]). check: an error message when a
     config cannot build the op (None when it can). attention: the op can return attention maps.
@@ -139,7 +143,7 @@ class OpKind:
     kind: str
     pattern: str
     example: str
-    short: Callable[[int], str]
+    short: Callable[..., str]
     build: Callable[..., nn.Module]
     params: Callable[..., int]
     flops: Callable[..., int]
@@ -181,15 +185,43 @@ def _odd_kernel(config, kernel: int, name: str) -> str | None:
     return None
 
 
+def _mha_params(config, inner: int) -> int:
+    # query, key, value (hidden -> inner) and output (inner -> hidden) projections with biases + LayerNorm
+    hidden = config.hidden_size
+    return 3 * (hidden * inner + inner) + inner * hidden + hidden + _norm_params(config)
+
+
+def _mha_flops(config, inner: int, t: int) -> int:
+    # 4 projections + scores (QK^T) + weighted values (AV)
+    return 8 * t * config.hidden_size * inner + 4 * t * t * inner
+
+
+def _divisible_inner(config, args, name: str) -> str | None:
+    heads, inner = args
+    if inner % heads:
+        return (f"Op {name!r} needs its inner width {inner} divisible by its {heads} heads; "
+                f"write mha<heads>w<width> with width a multiple of heads (e.g. mha{heads}w{heads * 32})")
+    return None
+
+
 register_op_kind(OpKind(
     kind="mha", pattern=r"mha(\d+)", example="mha<heads> (e.g. mha6, mha8, mha12)", short=lambda n: f"a{n}",
     build=lambda config, heads: MultiHeadAttentionOp(config, heads),
-    # query, key, value and output projections with biases + LayerNorm
-    params=lambda config, heads: 4 * (config.hidden_size**2 + config.hidden_size) + _norm_params(config),
-    # 4 projections + scores (QK^T) + weighted values (AV)
-    flops=lambda config, heads, t: 8 * t * config.hidden_size**2 + 4 * t * t * config.hidden_size,
+    params=lambda config, heads: _mha_params(config, config.hidden_size),
+    flops=lambda config, heads, t: _mha_flops(config, config.hidden_size, t),
     check=_divisible_heads, attention=True,
 ))
+# Attention whose query/key/value width differs from the hidden size: mha4w128 = 4 heads of size 32.
+register_op_kind(OpKind(
+    kind="mha_w", pattern=r"mha(\d+)w(\d+)", example="mha<heads>w<inner width> (e.g. mha4w128)",
+    short=lambda args: f"a{args[0]}w{args[1]}",
+    build=lambda config, args: MultiHeadAttentionOp(config, args[0], args[1]),
+    params=lambda config, args: _mha_params(config, args[1]),
+    flops=lambda config, args, t: _mha_flops(config, args[1], t),
+    check=_divisible_inner, attention=True,
+))
+
+
 def _ffn_kind(kind: str, short: str, inner_field: str) -> OpKind:
     """An FFN kind whose inner size is the config field `inner_field`."""
     return OpKind(
@@ -203,8 +235,16 @@ def _ffn_kind(kind: str, short: str, inner_field: str) -> OpKind:
 
 register_op_kind(_ffn_kind("ffn", "f", "intermediate_size"))
 register_op_kind(_ffn_kind("ffn_wide", "F", "ffn_wide_size"))
+# FFN whose inner size is a multiple of the hidden size: ffn1x, ffn2x, ffn4x (H -> kH -> H).
 register_op_kind(OpKind(
-    kind="conv", pattern=r"conv(\d+)", example="conv<odd kernel> (e.g. conv3, conv5)", short=lambda n: f"c{n}",
+    kind="ffn_x", pattern=r"ffn(\d+)x", example="ffn<k>x (inner size k x hidden, e.g. ffn1x, ffn2x)",
+    short=lambda k: f"f{k}x",
+    build=lambda config, k: FeedForwardOp(config, k * config.hidden_size),
+    params=lambda config, k: _ffn_params(config, k * config.hidden_size),
+    flops=lambda config, k, t: 4 * t * k * config.hidden_size**2,
+))
+register_op_kind(OpKind(
+    kind="conv", pattern=r"conv(\d+)", example="conv<odd kernel> (e.g. conv3, conv5, conv7)", short=lambda n: f"c{n}",
     build=lambda config, kernel: ConvOp(config, kernel),
     # depthwise kernel + bias, pointwise projection + bias, LayerNorm
     params=lambda config, kernel: (config.hidden_size * kernel + config.hidden_size + config.hidden_size**2
@@ -223,9 +263,10 @@ def _lookup(name: str) -> tuple[OpKind, int]:
         for kind in OP_KINDS.values():
             match = re.fullmatch(kind.pattern, name)
             if match:
-                n = int(match.group(1)) if match.groups() else 0
-                if not match.groups() or n > 0:
-                    return kind, n
+                # the argument: 0 without a group, an int for one group, a tuple of ints for several
+                args = tuple(int(g) for g in match.groups())
+                if all(a > 0 for a in args):
+                    return kind, (args[0] if len(args) == 1 else args) if args else 0
     else:
         raise ValueError(f"Op names are strings, got {type(name).__name__} {name!r}")
     examples = [kind.example for kind in OP_KINDS.values()]
@@ -233,8 +274,8 @@ def _lookup(name: str) -> tuple[OpKind, int]:
 
 
 def parse_op(name: str) -> tuple[str, int]:
-    """('mha', heads) | ('conv', kernel) | ('ffn', 0) | ('ffn_wide', 0) | ('identity', 0) | any
-    registered kind. Raises ValueError for any other name, listing the accepted forms."""
+    """('mha', heads) | ('mha_w', (heads, inner width)) | ('ffn_x', k) | ('conv', kernel) | ('ffn', 0) |
+    ('ffn_wide', 0) | ('identity', 0) | any registered kind. Raises ValueError for any other name, listing the accepted forms."""
     kind, n = _lookup(name)
     return kind.kind, n
 
@@ -270,8 +311,8 @@ def op_flops(config, name: str, seq_len: int) -> int:
 
 
 def short_op_name(name: str) -> str:
-    """Compact name for logs and progress bars: mha12 -> a12, ffn -> f, ffn_wide -> F, conv3 -> c3,
-    identity -> -. Names that are no op are returned unchanged."""
+    """Compact name for logs and progress bars: mha12 -> a12, mha4w128 -> a4w128, ffn -> f,
+    ffn_wide -> F, ffn2x -> f2x, conv3 -> c3, identity -> -. Names that are no op are returned unchanged."""
     try:
         kind, n = _lookup(name)
     except ValueError:

@@ -1,0 +1,14 @@
+"""`bertnas compress`: small searched BERTs distilled from a big one (issue 15)."""
+
+from .student import (
+    StudentInit,
+    embedding_params,
+    load_teacher,
+    non_embedding_params,
+    smallest_arch,
+    student_supernet,
+    total_params,
+)
+
+__all__ = ["StudentInit", "embedding_params", "load_teacher", "non_embedding_params", "smallest_arch",
+           "student_supernet", "total_params"]
