@@ -436,7 +436,9 @@ class ClassificationTask(Task):
         from ..train.objectives import ObjectiveOutput
 
         x = self.inputs(batch["pixel_values"], generator)
-        out = self.model(pixel_values=x, labels=batch["labels"], arch=arch, output_hidden_states=True)
+        # a MixedArch (search strategies: {label: weights}, with .discrete) runs the mixed ops
+        path = {"arch_weights": dict(arch)} if getattr(arch, "discrete", None) is not None else {"arch": arch}
+        out = self.model(pixel_values=x, labels=batch["labels"], output_hidden_states=True, **path)
         accuracy = (out.logits.detach().argmax(-1) == batch["labels"]).float().mean()
         return ObjectiveOutput(out.loss, out.hidden_states, {"accuracy": float(accuracy)}, inputs={"pixel_values": x})
 

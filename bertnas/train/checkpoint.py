@@ -7,7 +7,8 @@ Layout of `OUT/checkpoint-00000020/` (step with 8 digits, so names sort by step)
     optimizer.pt           optimizer state dict           (DeepSpeed runs: deepspeed/ instead)
     scheduler.pt           LR scheduler state dict
     rng_state_<rank>.pt    python / torch / CUDA RNG states and the masking generator, per rank
-    state.json             step, sampler, aligner, data position and options, run config, signature
+    state.json             step, sampler, aligner, search strategy state, data position and options,
+                           run config, signature
     manifest.json          every file above with its size and SHA-256; written last
 
 A checkpoint is written into `OUT/.tmp-checkpoint-<step>/` and renamed into place only when

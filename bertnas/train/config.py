@@ -108,6 +108,9 @@ class PretrainConfig:
     mixed_precision: str = "no"
     deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-1/2)
     grad_bucket_mb: float = 256.0  # flat all-reduce bucket cap (multi-process, no DeepSpeed)
+    # -- search strategy (bertnas/strategies/) --------------------------------------------
+    strategy: str | None = None  # darts, gdas, ... : the strategy drives each step's arch and its own update
+    strategy_options: dict = field(default_factory=dict)  # the strategy's keyword options (arch_lr, ...)
 
     def to_dict(self) -> dict:
         return copy.deepcopy(asdict(self))
@@ -206,6 +209,11 @@ def _coerce(name: str, value: Any) -> Any:
             isinstance(value, list) and value and all(isinstance(x, (str, list)) for x in value)):
         raise UserError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}",
                         f"write --{name.replace('_', '-')} mha12,ffn")
+    if name == "strategy":
+        from ..strategies import strategy_names
+
+        if value not in strategy_names():
+            raise UserError(f"config key 'strategy' must be one of {', '.join(strategy_names())}, got {value!r}")
     if name == "objective":
         from ..tasks.registry import TASKS
 

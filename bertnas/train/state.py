@@ -1,6 +1,7 @@
 """A training run's state: what a checkpoint holds besides weights, and how a run resumes.
 
-`state.json` records the step, sampler, aligner, data-stream position, data options, the run
+`state.json` records the step, sampler, aligner, search strategy (architecture parameters,
+their optimizer, its own data stream and generators), data-stream position, data options, the run
 config and the task's signature; model weights come from the task (`task.save` / `task.load`),
 optimizer and scheduler states from torch, RNG states per rank. Written atomically by
 `checkpoint.save_checkpoint`; verified (manifest, safetensors headers, signature) on resume.
@@ -51,6 +52,7 @@ class TrainState:
             "task": t.task.name,
             "sampler": t.sampler.state_dict(),
             "aligner": t.aligner.state_dict() if t.aligner is not None else None,
+            "strategy": t.strategy.state_dict() if getattr(t, "strategy", None) is not None else None,
             "data": t.task.data_state(),
             "stream": t.stream.state_dict(),
             "config": t.cfg.to_dict(),
@@ -105,6 +107,14 @@ class TrainState:
             if state.get("aligner") is None:
                 raise ckpt_lib.CheckpointError(f"checkpoint {path} was trained without --align; resume with --no-align")
             t.aligner.load_state_dict(state["aligner"])
+        strategy = getattr(t, "strategy", None)
+        if (state.get("strategy") is None) != (strategy is None):
+            saved = (state.get("strategy") or {}).get("name")
+            raise ckpt_lib.CheckpointError(
+                f"checkpoint {path} was trained {'with strategy ' + repr(saved) if saved else 'without a strategy'}; "
+                f"resume it {'with --strategy ' + saved if saved else 'without --strategy'}")
+        if strategy is not None:
+            strategy.load_state_dict(state["strategy"])
         t.stream.load_state_dict(state["stream"])
         rng_path = path / ckpt_lib.rng_file(t.rank)
         if not rng_path.is_file():

@@ -41,7 +41,7 @@ class SupernetTrainer:
     """Builds everything for a `PretrainConfig` (and a `Task`: by default the one registered
     under `cfg.objective`) and runs / resumes the training loop."""
 
-    def __init__(self, cfg: PretrainConfig, task=None):
+    def __init__(self, cfg: PretrainConfig, task=None, strategy=None):
         from accelerate.utils import set_seed
 
         from ..sampling import build_sampler
@@ -123,6 +123,7 @@ class SupernetTrainer:
         self.step = 0
         self._stop_all = False
         self.resumed_from = None
+        self.strategy = self._build_strategy(strategy)
         if cfg.resume_from_checkpoint:
             self.state.resume()
 
@@ -138,6 +139,34 @@ class SupernetTrainer:
             self.optimizer = acc.prepare(self.optimizer)
             if self.world_size > 1:
                 broadcast_parameters(self.trainable)
+
+    def _build_strategy(self, strategy):
+        """The search strategy (bertnas/strategies/) of this run, set up on the built task,
+        model and optimizer (before a resume loads its state), or None."""
+        cfg = self.cfg
+        if strategy is None and cfg.strategy:
+            from ..strategies import build_strategy
+
+            strategy = build_strategy(cfg.strategy, self.space, cfg.seed, **cfg.strategy_options)
+        if strategy is None:
+            return None
+        if self.task.fixed_arch is not None:
+            raise ValueError(f"strategy {strategy.name!r} searches a supernet; this run trains one fixed arch "
+                             "(--arch / model.arch): drop the arch")
+        if strategy.learns_weights:
+            if self.aligner is not None:
+                raise ValueError(f"strategy {strategy.name!r} chooses every step's arch itself; MAGIC-A alignment "
+                                 "is for sampled subnets: pass --no-align (align: false)")
+            if self.use_deepspeed:
+                raise ValueError(f"strategy {strategy.name!r} is not supported with DeepSpeed; drop --deepspeed")
+        strategy.setup(self)
+        return strategy
+
+    def _next_arch(self):
+        """This step's arch: the strategy's choice (an Arch or a MixedArch), else the sampler's."""
+        if self.strategy is not None and self.strategy.learns_weights:
+            return self.strategy.choose(self.step)
+        return self.sampler.next()
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self) -> Path:
@@ -190,10 +219,13 @@ class SupernetTrainer:
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
-                arch = self.sampler.next()
+                arch = self._next_arch()
                 if self.world_size > 1:  # mha6/8/12 share shapes: a mismatch would mix gradients silently
-                    assert_same_arch(arch, acc)
+                    assert_same_arch(getattr(arch, "discrete", arch), acc)
                 record = self._train_step(arch)
+                if self.strategy is not None:  # the architecture update, then its weights / entropy
+                    record.update(self.strategy.after_weight_step(self, self.step, arch))
+                    record.update(self.strategy.log_fields())
                 self.step += 1
                 record["step_time_s"] = time.perf_counter() - t0
                 record["tokens_per_s"] = record["tokens"] / record["step_time_s"]
@@ -239,6 +271,9 @@ class SupernetTrainer:
         metrics_sum: dict[str, float] = {}
         items = 0
         aligning = self.aligner is not None and self.aligner.active(self.step)
+        # A MixedArch's weights are one graph (e.g. softmax(alpha)) shared by every micro-batch:
+        # keep it for the next micro-batch's backward.
+        mixed = getattr(arch, "discrete", None) is not None
         for micro in range(cfg.gradient_accumulation_steps):
             batch = self._to_device(self.stream.next())
             with acc.accumulate(self.engine), self._shared_randomness(aligning, micro):
@@ -250,7 +285,7 @@ class SupernetTrainer:
                         align = self.aligner.align_loss(self.task.align_model(), seen, out.hidden_states, arch=arch)
                         loss = loss + self.aligner.weighted(align, out.loss, step=self.step)
                         align_sum += float(align.detach())
-                acc.backward(loss)
+                acc.backward(loss, retain_graph=mixed and micro + 1 < cfg.gradient_accumulation_steps)
             loss_sum += float(loss.detach())
             for k, v in (out.metrics or {}).items():
                 if isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1):
