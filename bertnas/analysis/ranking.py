@@ -33,8 +33,10 @@ DEFAULT_KS = (1, 5, 10)
 
 
 def arch_key(arch):
-    """One hashable key per arch: a list / tuple of ops -> tuple of str; a string that holds a
-    JSON list -> that tuple; any other string (e.g. an NB201 arch string) -> itself, stripped."""
+    """One hashable key per arch, so the same arch written two ways matches: a list / tuple of
+    ops -> tuple of str; a string holding a JSON list, comma-separated ops ("mha12,ffn") or an
+    NB201 arch string ("|op~0|+|op~0|op~1|+...") -> the tuple of its ops in order; any other
+    string -> itself, stripped."""
     if isinstance(arch, str):
         text = arch.strip()
         if text.startswith("["):
@@ -44,6 +46,10 @@ def arch_key(arch):
                 return text
             if isinstance(parsed, list):
                 return tuple(str(op) for op in parsed)
+        if text.startswith("|") and "~" in text:  # NB201: ops in edge order, input index dropped
+            return tuple(part.split("~")[0] for part in text.replace("+", "").split("|") if part)
+        if "," in text:
+            return tuple(op.strip() for op in text.split(","))
         return text
     if hasattr(arch, "ops"):  # a bertnas Arch
         arch = arch.ops
