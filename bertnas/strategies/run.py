@@ -1,0 +1,130 @@
+"""`run_strategy(config)`: train a supernet under a search strategy, then score what it found.
+
+    run_strategy({"space": "nb201", "strategy": "gaea-darts", "max_steps": 200,
+                  "strategy_options": {"bilevel": False}, "output_dir": "runs/nb201-gaea"})
+
+One `SupernetTrainer` run (weight steps, checkpoints, exact resume, `log.jsonl` with per step
+`arch_weights` and `entropy`), then `strategy.candidates(trainer, top_k)` scored by the task's
+held-out `Evaluator` (the scorer `bertnas search` uses) and written to `OUT/results.json` in the
+search format (bertnas/search/results.py; NB201 entries carry "benchmark" from the real table),
+with `OUT/search.json` (settings, held-out set, timings) and `OUT/entropy.png` when there are
+architecture weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+logger = logging.getLogger("bertnas.strategies")
+
+
+def prepare_config(config=None, **overrides):
+    """The run's `PretrainConfig` with what a strategy implies: MAGIC-A alignment off (the
+    strategy chooses every step's arch), the uniform sampler for strategies that let the
+    trainer sample (RS-WS, SPOS), and PC-DARTS' K as `space_options.partial_channels`."""
+    from ..errors import UserError
+    from ..train.config import load_config
+    from . import strategy_class
+    from .pcdarts import PARTIAL_CHANNEL_SPACES
+
+    cfg = load_config(config, **overrides)
+    if not cfg.strategy:
+        raise UserError("run_strategy needs a strategy", "set strategy: darts (or --strategy NAME)")
+    cls = strategy_class(cfg.strategy)
+    changes = {}
+    if cls.learns_weights and cfg.align:
+        changes["align"] = False
+    if not cls.learns_weights and cfg.sampler != "uniform":
+        changes["sampler"] = "uniform"
+    k = cfg.strategy_options.get("partial_channels", cls.defaults.get("partial_channels"))
+    if k is not None and cfg.space in PARTIAL_CHANNEL_SPACES and "partial_channels" not in cfg.space_options:
+        changes["space_options"] = {**cfg.space_options, "partial_channels": k}
+    if changes:
+        logger.info("strategy %s: %s", cfg.strategy, ", ".join(f"{key}={v}" for key, v in changes.items()))
+        cfg = dataclasses.replace(cfg, **changes)
+    return cfg
+
+
+def score_candidates(trainer, strategy, top_k: int) -> tuple[list, dict]:
+    """(the strategy's candidates as ranked `Candidate`s, the held-out set's description)."""
+    from ..search.constraints import Constraints
+    from ..search.results import Candidate, rank
+
+    task = trainer.task
+    archs = list(dict.fromkeys(strategy.candidates(trainer, top_k)))  # distinct, in the strategy's order
+    batches, heldout = task.heldout(eval_batches=trainer.cfg.eval_batches)
+    evaluator = task.evaluator(batches, cache=False)
+    constraints = Constraints()
+    scored = []
+    try:
+        for arch in archs:
+            try:
+                costs = constraints.costs(task.space, arch)
+            except NotImplementedError:  # a space without a cost model
+                costs = {"params": 0, "flops": 0, "latency_ms": None}
+            extra = {"strategy": strategy.name, **task.result_info(arch)}
+            scored.append(Candidate(arch, float(evaluator(arch)), costs["params"], costs["flops"], costs["latency_ms"],
+                                    extra))
+    finally:
+        trainer.trainable.train()
+    return rank(scored, evaluator.higher_is_better), {**heldout, "higher_is_better": evaluator.higher_is_better}
+
+
+def run_strategy(config: Mapping | str | None = None, top_k: int = 10, **overrides) -> dict:
+    """Train under `config.strategy`, score its candidates, write OUT/results.json; returns a
+    summary (the trainer's, plus "results": the ranked entries and "derived": the strategy's arch)."""
+    from ..search.results import to_entries, write_results
+    from ..train import checkpoint as ckpt_lib
+    from ..train.config import check_sources
+    from ..train.launch import reset_accelerate_state
+    from ..train.trainer import SupernetTrainer
+
+    cfg = prepare_config(config, **overrides)
+    check_sources(cfg)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    started = time.perf_counter()
+    with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
+        trainer = SupernetTrainer(cfg)
+        distributed = trainer.world_size > 1
+        try:
+            summary = trainer.train()
+            trained = time.perf_counter() - started
+            strategy = trainer.strategy
+            ranked, heldout = score_candidates(trainer, strategy, top_k)
+            derived = strategy.derive()
+            if trainer.is_main:
+                meta = {
+                    "method": f"strategy:{strategy.name}",
+                    "strategy": strategy.name,
+                    "strategy_options": strategy.options,
+                    "derived": derived.to_list(),
+                    "checkpoint": summary.get("checkpoint"),
+                    "step": summary.get("step"),
+                    "heldout": heldout,
+                    "space": {"name": cfg.space, "choices": len(trainer.space.choices), "size": trainer.space.size()},
+                    "seconds": {"train": trained, "total": time.perf_counter() - started},
+                    "final_log_fields": strategy.log_fields(),
+                }
+                write_results(cfg.output_dir, ranked, ranked, heldout["metric"], heldout["higher_is_better"], meta)
+                _plot_entropy(trainer.output_dir)
+        finally:
+            trainer.close()
+            if not distributed:
+                reset_accelerate_state()
+    return {**summary, "derived": derived.to_list(), "results": to_entries(ranked, heldout["metric"])}
+
+
+def _plot_entropy(output_dir) -> None:
+    """OUT/entropy.png from log.jsonl when the plotting helper is there and the log has entropies."""
+    try:
+        from .plots import plot_entropy
+    except ImportError:
+        return
+    plot_entropy(output_dir / "log.jsonl", output_dir / "entropy.png")
+
+
+__all__ = ["prepare_config", "run_strategy", "score_candidates"]
