@@ -311,7 +311,9 @@ def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict,
     base_class = type(fixed).__name__
     layout = "remote-code"
     out = fixed
-    if is_bert_arch(ops) and getattr(type(fixed), "_bert_class_name", None):
+    # factorised embeddings (bertnas compress students) have no plain-BERT counterpart
+    plain_embeddings = getattr(fixed.config, "embedding_size", None) in (None, getattr(fixed.config, "hidden_size", None))
+    if is_bert_arch(ops) and getattr(type(fixed), "_bert_class_name", None) and plain_embeddings:
         out = fixed.to_bert()
         out.config.bertnas_arch = ops  # the arch stays on record in config.json
         layout, base_class = "bert", type(out).__name__

@@ -11,6 +11,7 @@ import importlib
 TASKS: dict[str, str | type] = {
     "mlm": "bertnas.tasks.bert:MLMTask",
     "electra": "bertnas.tasks.bert:ElectraTask",
+    "distill": "bertnas.tasks.distill:DistillTask",  # a BERT teacher into a student supernet (bertnas compress)
     "classification": "bertnas.tasks.vision:ClassificationTask",  # the vision spaces (--space nb201, ...)
 }
 
