@@ -30,6 +30,7 @@ COMMANDS = {
     "search": ("bertnas.search.cli", "Search a trained supernet for the best subnets"),
     "export": ("bertnas.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),
+    "analyze": ("bertnas.analysis.cli", "Check whether a supernet ranks subnets like the ground truth (ranking, interference, bias, report)"),
     "compress": ("bertnas.compress.cli", "Distil a BERT into small searched BERTs, one per parameter budget"),
 }
 EXIT_USER_ERROR = 2
