@@ -17,7 +17,8 @@ supernet of `num_layers` chain layers at width `hidden_size` (embeddings possibl
   Importance (Minitron, Muralidharan et al. 2024): with calibration batches, the mean |activation|
   over real tokens of the hidden states (embeddings and every layer output), of each attention
   channel's context (the input of the output projection) and of each FFN neuron after the
-  activation; without batches, the L2 norm of the weights that read or write the unit.
+  activation; without batches, weight magnitude (hidden channels: their LayerNorm gains and biases;
+  heads and neurons: the L2 norm of the weights that read or write them).
 - A candidate wider than its teacher part copies all of it; its extra units start fresh with zero
   output weights, so it starts equal to the teacher part. Convolutions have no teacher part: their
   kernels start fresh (only their LayerNorm is the teacher's).
@@ -43,6 +44,7 @@ from torch import nn
 from ..models.configuration_bertnas import BertNasConfig
 from ..models.modeling_bertnas import BertNasForMaskedLM
 from ..models.ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, op_params
+from ..spaces.bert import BertSpace
 
 # ----------------------------------------------------------------------------------------
 # The teacher
@@ -112,19 +114,19 @@ class Importance:
 
 
 def weight_importance(bert) -> Importance:
-    """L2 norm of the weights that read or write each unit (no data needed)."""
-    emb = bert.embeddings
-    hidden = sum(t.weight.pow(2).sum(0) for t in (emb.word_embeddings, emb.position_embeddings,
-                                                   emb.token_type_embeddings))
+    """Without data. Hidden channel c: the size of c in every hidden state BERT normalises,
+    sqrt(sum over its LayerNorms of gain_c^2 + bias_c^2) (a post-LN state is gain * unit-variance
+    + bias). Attention channels and FFN neurons: the L2 norm of the weights that read or write them."""
+    norms = [bert.embeddings.LayerNorm] + [m for layer in bert.encoder.layer
+                                           for m in (layer.attention.output.LayerNorm, layer.output.LayerNorm)]
+    hidden = sum(norm.weight.pow(2) + norm.bias.pow(2) for norm in norms).sqrt()
     attention, ffn = [], []
     for layer in bert.encoder.layer:
         qkv = [layer.attention.self.query, layer.attention.self.key, layer.attention.self.value]
         dense, inter, out = layer.attention.output.dense, layer.intermediate.dense, layer.output.dense
-        hidden = hidden + sum(m.weight.pow(2).sum(0) for m in qkv + [inter]) + dense.weight.pow(2).sum(1)
-        hidden = hidden + out.weight.pow(2).sum(1)
         attention.append((sum(m.weight.pow(2).sum(1) for m in qkv) + dense.weight.pow(2).sum(0)).sqrt())
         ffn.append((inter.weight.pow(2).sum(1) + out.weight.pow(2).sum(0)).sqrt())
-    return Importance(hidden.sqrt(), attention, ffn, "weight")
+    return Importance(hidden.detach(), [a.detach() for a in attention], [f.detach() for f in ffn], "weight")
 
 
 def activation_importance(bert, batches: Iterable) -> Importance:
@@ -392,9 +394,7 @@ def student_supernet(teacher, hidden_size: int, num_layers: int, candidates: Seq
 
 def embedding_params(config: BertNasConfig) -> int:
     """Word + position + token-type tables, their LayerNorm, and `embeddings_project` when factorised."""
-    e, h = config.embedding_size, config.hidden_size
-    tables = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * e + 2 * e
-    return tables + (e * h + h if e != h else 0)
+    return BertSpace(config).embedding_params()
 
 
 def non_embedding_params(config: BertNasConfig, arch: Sequence[str]) -> int:

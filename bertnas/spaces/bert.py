@@ -31,8 +31,12 @@ class BertSpace(SearchSpace):
         return op_params(self.config, op)
 
     def embedding_params(self) -> int:
+        """Embedding tables and their LayerNorm at `embedding_size`, plus the map to the hidden size
+        when the embeddings are factorised (embedding_size < hidden_size)."""
         c = self.config
-        return (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * c.hidden_size + 2 * c.hidden_size
+        e, h = c.embedding_size, c.hidden_size
+        tables = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * e + 2 * e
+        return tables + (e * h + h if e != h else 0)
 
     def params(self, arch, include_embeddings: bool = True) -> int:
         """Parameters of the backbone on `arch` (embeddings + chain; no pooler or task head)."""
