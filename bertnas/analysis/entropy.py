@@ -12,7 +12,6 @@ the mean are in `bertnas.strategies.plots`; this adds the per-simplex view.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -36,16 +35,11 @@ def entropy_over_training(log_path: str | Path) -> dict:
     path = path / "log.jsonl" if path.is_dir() else path
     if not path.is_file():
         raise UserFileError(f"{path} does not exist", "give the log.jsonl of a strategy run (--log RUN/log.jsonl)")
-    by_step: dict[int, dict] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{path}:{number} is not JSON", "give a log.jsonl written by bertnas pretrain") from None
-        if "step" in record and ("arch_weights" in record or isinstance(record.get("entropy"), (int, float))):
-            by_step[int(record["step"])] = record  # a resumed run's repeated step keeps its last line
+    from bertnas.train.logs import read_log
+
+    # read_log keeps a resumed run's last line per step and skips a line cut by a kill.
+    by_step = {int(r["step"]): r for r in read_log(path)
+               if "arch_weights" in r or isinstance(r.get("entropy"), (int, float))}
     if not by_step:
         raise UserError(f"{path} has no step with 'arch_weights' or 'entropy'",
                         "this run has no architecture weights (SPOS / MAGIC-T sample subnets instead); give the "
