@@ -190,7 +190,7 @@ def render_report(checks: dict) -> str:
     answer, steps = _verdict(checks)
     lines = ["# Can this supernet's ranking be trusted?", "", f"**Answer.** {answer}", "",
              f"Checkpoint: `{checks['checkpoint']}`; score: {checks['metric']} "
-             f"({'higher' if checks['higher_is_better'] else 'lower'} is better) on {checks['heldout']['rows']} "
+             f"({'higher' if checks['higher_is_better'] else 'lower'} is better) on {checks['heldout'].get('rows', 'the')} "
              f"held-out rows; {checks['archs']} archs; supernet scores {checks['scores_from']}.", ""]
     training = checks.get("training") or {}
     if training:
