@@ -82,3 +82,81 @@ def test_controller_state_for_another_space_is_refused():
 def test_unknown_strategy_option_names_the_accepted_ones():
     with pytest.raises(ValueError, match="archs_per_step"):
         build_strategy("ppo", SPACE, seed=0, rollouts=3)
+
+
+# -- bertnas search --strategy ---------------------------------------------------------------
+
+def search_cli(argv, capsys):
+    from bertnas.cli import main
+
+    code = main(["search", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--strategy", "darts", "--checkpoint", "runs/x", "--output-dir", "o"], "only apply to a --checkpoint search"),
+    (["--strategy", "enas", "--output-dir", "o"], "unknown strategy 'enas'; choose one of darts, gaea-darts"),
+    (["--output-dir", "o"], "give --checkpoint (search a trained supernet) or --strategy NAME"),
+    (["--strategy", "spos", "--space", "nope", "--output-dir", "o"], "Unknown space 'nope'"),
+    (["--strategy", "spos"], "--output-dir is required"),
+    (["--checkpoint", "runs/x", "--space-option", "C=8", "--output-dir", "o"], "--space-option goes with --strategy"),
+])
+def test_search_strategy_bad_combinations_are_one_line_errors(argv, message, capsys):
+    code, out, err = search_cli(argv, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_search_strategy_without_vision_data_names_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BERTNAS_DATA_DIR", str(tmp_path))  # no CIFAR-10 subset there
+    code, _, err = search_cli(["--space", "nb201", "--strategy", "darts", "--output-dir", str(tmp_path / "o")], capsys)
+    assert code == 2 and "does not exist" in err and "pass --data" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_search_strategy_spos_end_to_end(tmp_path, capsys):
+    """Train 2 SPOS steps on the toy BERT, evolve on the shared weights: results + log, no entropy plot."""
+    out = tmp_path / "spos"
+    code, stdout, _ = search_cli(["--space", "bert", "--strategy", "spos", "--max-steps", "2", "--no-progress",
+                                  "--strategy-option", "population=3", "--strategy-option", "generations=1",
+                                  "--top-k", "3", "--output-dir", str(out)], capsys)
+    assert code == 0 and "results.json" in stdout
+    entries = json.loads((out / "results.json").read_text())
+    assert len(entries) == 3 and [e["rank"] for e in entries] == [1, 2, 3]
+    assert entries[0]["score"] <= entries[-1]["score"]  # MLM loss: lower first
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in log] == [1, 2] and "align_loss" not in log[0]  # SPOS: no MAGIC-A
+    assert not (out / "entropy.png").exists()  # no architecture weights to plot
+    search = json.loads((out / "search.json").read_text())
+    assert search["derived"] == entries[0]["arch"]
+
+
+def test_reinforce_in_the_trainer_resumes_exactly_and_plots_entropy(tmp_path):
+    """REINFORCE picks the paths and learns from held-out rewards inside the trainer; a run
+    resumed from its step-1 checkpoint ends with the same controller as the straight run."""
+    import shutil
+
+    from bertnas.strategies import run_strategy
+
+    config = {"space": "bert", "strategy": "reinforce", "strategy_options": {"archs_per_step": 2}, "max_steps": 2,
+              "save_steps": 1, "keep_last": 2, "eval_batches": 2, "progress": False, "seed": 5}
+    straight = tmp_path / "straight"
+    summary = run_strategy({**config, "output_dir": str(straight)}, top_k=2)
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert [line["controller"]["updates"] for line in log] == [1, 2]
+    assert log[-1]["entropy"] < math.log(len(next(iter(log[-1]["arch_weights"].values()))))
+    assert (straight / "entropy.png").stat().st_size > 0
+    assert summary["derived"] in [entry["arch"] for entry in summary["results"]]  # the mode is scored too
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "checkpoint-00000002")
+    for name in ("results.json", "evaluated.json", "search.json", "pareto.png", "entropy.png"):
+        (resumed / name).unlink()
+    run_strategy({**config, "output_dir": str(resumed), "resume_from_checkpoint": "latest"}, top_k=2)
+
+    def controller(folder):
+        return json.loads((folder / "checkpoint-00000002" / "state.json").read_text())["strategy"]["controller"]
+
+    assert controller(resumed) == controller(straight)

@@ -7,11 +7,23 @@
 `--checkpoint` is a pre-training output dir (its latest checkpoint is used) or one
 `checkpoint-<step>` folder. Writes OUT/results.json (ranked, best first), OUT/evaluated.json,
 OUT/search.json and OUT/pareto.png (see `bertnas/search/results.py` and docs/search.md).
+
+With `--strategy NAME` (instead of `--checkpoint`) the search trains its own supernet and
+searches it in one run (`bertnas.strategies.run_strategy`: DARTS, GDAS, SNAS, PC-DARTS, GAEA,
+RS-WS, SPOS, REINFORCE, PPO on any space):
+
+    bertnas search --space nb201 --strategy gaea-darts --max-steps 300 --output-dir runs/nb201-gaea
+    bertnas search --space bert --strategy spos --max-steps 200 --output-dir runs/bert-spos
+
+writing OUT/results.json, OUT/log.jsonl (per step: loss, architecture weights, mean entropy)
+and OUT/entropy.png (strategies with architecture weights). Vision spaces train on the local
+CIFAR-10 subset unless `--data` names other images.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -45,10 +57,24 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _key_value(text: str) -> tuple:
+    """`KEY=VALUE` with VALUE read as YAML (numbers, booleans, lists; else the string)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip().replace("-", "_"), yaml.safe_load(value)
+    except yaml.YAMLError:
+        return key.strip().replace("-", "_"), value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--checkpoint", required=True, help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder")
-    a("--method", choices=METHODS, default="shrinking")
+    a("--checkpoint", help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder "
+                           "(or --strategy instead)")
+    a("--method", choices=METHODS, help="search method of a --checkpoint (default: shrinking)")
     a("--output-dir", help="where results.json, evaluated.json, search.json and pareto.png go")
     a("--overwrite", action="store_true",
       help="replace an earlier search's results in --output-dir (deletes only the files a search writes)")
@@ -61,9 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seq-len", type=int, help="sequence length of FLOPs, latency and the held-out set "
                                               "(default: the run's)")
     g = parser.add_argument_group("scoring")
-    g.add_argument("--eval-batches", type=int, default=8, help="held-out batches per subnet score")
+    g.add_argument("--eval-batches", type=int,
+                   help="held-out batches per subnet score (default: 8; with --strategy the training config's)")
     g.add_argument("--batch-size", type=int, help="held-out batch size (default: the run's)")
-    g.add_argument("--data", help="held-out text source instead of the run's (file, folder, datasets name)")
+    g.add_argument("--data", help="held-out text source instead of the run's (file, folder, datasets name); "
+                                  "with --strategy the training data (vision default: the local CIFAR-10 subset)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     a("--seed", type=int, default=0)
     a("--top-k", type=int, default=10, help="entries kept in results.json")
@@ -83,6 +111,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--parents", type=int, default=4)
     g.add_argument("--mutation-k", type=int, default=1, help="ops changed per mutation")
     g.add_argument("--num-samples", type=int, default=64, help="archs scored by random search")
+    g = parser.add_argument_group("strategy (train a supernet and search it in one run, instead of --checkpoint)")
+    g.add_argument("--strategy", help="darts, gdas, snas, pcdarts, gaea-darts, gaea-gdas, gaea-pcdarts, rsws, spos, "
+                                      "reinforce, ppo")
+    g.add_argument("--space", default="bert", help="search space: bert, nb201, darts, cnn (or a registered one)")
+    g.add_argument("--max-steps", type=int, help="weight steps (default: the training config's)")
+    g.add_argument("--config", help="training YAML (bertnas pretrain's keys; may hold strategy_options)")
+    g.add_argument("--strategy-option", dest="strategy_options", action="append", default=[], metavar="KEY=VALUE",
+                   type=_key_value, help="a strategy option, e.g. arch_lr=3e-4 (repeatable)")
+    g.add_argument("--space-option", dest="space_options", action="append", default=[], metavar="KEY=VALUE",
+                   type=_key_value, help="a space option, e.g. C=8 or N=1 for nb201 (repeatable)")
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")
@@ -114,7 +152,7 @@ def _check_options(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}",
                             f"pass --{name.replace('_', '-')} 1 or more")
-    if args.blockwise and args.method != "shrinking":
+    if args.blockwise and args.method not in (None, "shrinking"):
         raise UserError("--blockwise is a variant of --method shrinking", "drop --blockwise or use --method shrinking")
     if args.max_latency_ms is not None and args.max_latency_ms <= 0:
         raise UserError(f"--max-latency-ms must be > 0, got {args.max_latency_ms}", "e.g. --max-latency-ms 2.5")
@@ -131,6 +169,16 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "stdout", None) or sys.stdout
     _check_options(args)
+    if args.strategy is not None:
+        return run_strategy_search(args, out)
+    if args.checkpoint is None:
+        raise UserError("give --checkpoint (search a trained supernet) or --strategy NAME (train and search in "
+                        "one run)", "e.g. --checkpoint runs/toy, or --space nb201 --strategy darts")
+    for name in ("space_options", "strategy_options"):
+        if getattr(args, name):
+            raise UserError(f"--{name[:-1].replace('_', '-')} goes with --strategy", "drop it, or pass --strategy NAME")
+    args.method = args.method or "shrinking"
+    args.eval_batches = args.eval_batches or 8
     if args.device and args.device.startswith("cuda"):
         import torch
 
@@ -181,6 +229,78 @@ def run(args: argparse.Namespace) -> int:
         print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {human(e['flops']):>8}  {latency:>7}  "
               f"{','.join(e['arch'])}", file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
+    return 0
+
+
+# Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
+CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
+                   "build_latency_table", "blockwise", "base_arch", "device")
+
+
+def strategy_config(args: argparse.Namespace) -> dict:
+    """The `run_strategy` config of a `--strategy` command line; every bad combination is a
+    one-line error naming the fix, before anything is loaded."""
+    from ..spaces.registry import task_name
+    from ..strategies import strategy_names
+
+    clashing = [name for name in CHECKPOINT_ONLY if getattr(args, name, None) not in (None, False)]
+    if clashing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in clashing)
+        raise UserError(f"--strategy trains and searches a new supernet; {flags} only apply to a --checkpoint search",
+                        f"drop {flags}, or drop --strategy")
+    if args.strategy not in strategy_names():
+        raise UserError(f"unknown strategy {args.strategy!r}", f"choose one of {', '.join(strategy_names())}")
+    try:
+        task = task_name(args.space, "mlm")
+    except ValueError as err:
+        raise UserError(str(err), "pass --space bert, nb201, darts or cnn") from None
+    if task == "classification":
+        from ..tasks.vision import resolve_source
+
+        try:
+            resolve_source(args.data)
+        except FileNotFoundError as err:
+            raise UserError(str(err).split(": pass")[0], "pass --data (an .npz, an image folder or a datasets name)") \
+                from None
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {args.max_steps}", "pass --max-steps 1 or more")
+    if args.config and not Path(args.config).is_file():
+        raise UserError(f"--config {args.config} does not exist", "give a training YAML, or leave it out")
+    if args.output_dir is None:
+        raise UserError("--output-dir is required (results.json, log.jsonl and entropy.png go there)",
+                        f"pass --output-dir runs/{args.space}-{args.strategy}")
+    config = {"strategy": args.strategy, "space": args.space, "output_dir": args.output_dir, "seed": args.seed,
+              "progress": args.progress, "overwrite": bool(args.overwrite),
+              # the strategy alone picks the paths (RS-WS / SPOS: the uniform sampler, no MAGIC-A);
+              # MAGIC-T / MAGIC-A supernets: `bertnas pretrain`, then `bertnas search --checkpoint`
+              "align": False}
+    if args.config:
+        config["config"] = args.config
+    for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if args.strategy_options:
+        config["strategy_options"] = dict(args.strategy_options)
+    if args.space_options:
+        config["space_options"] = dict(args.space_options)
+    return config
+
+
+def run_strategy_search(args: argparse.Namespace, out) -> int:
+    """`bertnas search --strategy NAME`: train with the strategy, score its candidates, print them."""
+    from ..strategies import run_strategy
+    from .results import load_results
+
+    config = strategy_config(args)
+    run_strategy(config, top_k=args.top_k)
+    entries = load_results(Path(args.output_dir))
+    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  arch", file=out)
+    for e in entries:
+        bench = (e.get("benchmark") or {}).get("cifar10")
+        extra = f"  (NB201 CIFAR-10 test {bench:.2f})" if bench is not None else ""
+        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}", file=out)
+    drawn = [name for name in ("results.json", "log.jsonl", "entropy.png") if (Path(args.output_dir) / name).exists()]
+    print(f"-> {', '.join(str(Path(args.output_dir) / name) for name in drawn)}", file=out)
     return 0
 
 

@@ -19,6 +19,12 @@ from .base import Strategy, weights_log
 from .controller import Controller, MovingBaseline, reinforce_update
 
 
+def _tracks_running_stats(model) -> bool:
+    from ..search.evaluator import batchnorm_modules
+
+    return any(bn.track_running_stats for bn in batchnorm_modules(model))
+
+
 @register_strategy("reinforce")
 class ReinforceStrategy(Strategy):
     defaults = {
@@ -52,7 +58,12 @@ class ReinforceStrategy(Strategy):
             self._batches, _ = trainer.task.heldout(eval_batches=trainer.cfg.eval_batches)
         index = self.updates % len(self._batches)
         if index not in self._evaluators:
-            self._evaluators[index] = trainer.task.evaluator([self._batches[index]], cache=False)
+            evaluator = trainer.task.evaluator([self._batches[index]], cache=False)
+            if not _tracks_running_stats(trainer.model):
+                # BatchNorm without running statistics normalises with the batch's own, in eval
+                # mode too: recalibrating them would only cost forward passes per reward.
+                evaluator.uses_batchnorm = False
+            self._evaluators[index] = evaluator
         return self._evaluators[index]
 
     def rewards(self, trainer, archs) -> list[float]:

@@ -1,0 +1,163 @@
+"""Real check of the search strategies on NAS-Bench-201 (issue 13 item 4): DARTS, GAEA-DARTS
+(ERM and bilevel), GDAS, GAEA-GDAS, PC-DARTS and REINFORCE search the NB201 cell space on the
+CIFAR-10 subset with the same budget (weight steps, batch size, data, seed) on a reduced
+network; each found arch is looked up in the real NB201 table (200-epoch CIFAR-10 test
+accuracy, mean over seeds) and set beside the published numbers.
+
+    python bench/nb201_strategies.py all --out runs/nb201-strategies            # every run, 2 at a time
+    python bench/nb201_strategies.py run darts --out runs/nb201-strategies      # one run
+    python bench/nb201_strategies.py report --out runs/nb201-strategies \
+        --json bench/results/nb201_strategies.json --plot docs/img/nb201_entropy_darts_gaea.png
+
+Each run is `bertnas.strategies.run_strategy` (what `bertnas search --space nb201 --strategy NAME`
+runs) in its own process with OMP_NUM_THREADS=1; a finished run (its results.json exists) is
+not run again. `report` prints the markdown table of docs/results_strategies.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Published NB201 CIFAR-10 test accuracies of the found archs (Dong & Yang 2020; GAEA: Li et al. 2021).
+PUBLISHED = {"darts": 54.30, "gdas": 93.61, "snas": 92.77, "pcdarts": 93.41, "gaea-darts-erm": 94.10}
+OPTIMUM = 94.37
+
+# Reduced network, the same for every run: C=8 channels (NB201: 16), 1 cell per stage (NB201: 5),
+# BatchNorm without affine / running statistics (the DARTS search convention on NB201).
+SPACE_OPTIONS = {"C": 8, "N": 1, "bn_affine": False, "bn_track_running_stats": False}
+# The budget: weight steps x batch 64 on the 5k-image subset (its 5 % held out for scores).
+COMMON = {"space": "nb201", "space_options": SPACE_OPTIONS, "batch_size": 64, "lr": 1e-3, "weight_decay": 3e-4,
+          "warmup_steps": 10, "eval_batches": 4, "save_steps": 0, "progress": False}
+# Softmax methods: Adam on alpha at 10x DARTS' 3e-4, since this budget is ~1 % of the paper's
+# 50 epochs; GAEA: eta = 0.1 (the strategy's default).
+SOFTMAX_LR = {"arch_lr": 3e-3}
+RUNS = {  # run name -> (strategy, strategy options)
+    "darts": ("darts", SOFTMAX_LR),
+    "gaea-darts-erm": ("gaea-darts", {"bilevel": False}),
+    "gaea-darts-bilevel": ("gaea-darts", {"bilevel": True}),
+    "gdas": ("gdas", SOFTMAX_LR),
+    "gaea-gdas": ("gaea-gdas", {}),
+    "pcdarts": ("pcdarts", SOFTMAX_LR),
+    "reinforce": ("reinforce", {"controller_lr": 0.05, "archs_per_step": 4}),
+}
+
+
+def run_one(name: str, out: Path, steps: int, seed: int) -> None:
+    import torch
+
+    from bertnas.strategies import run_strategy
+
+    torch.set_num_threads(1)
+    strategy, options = RUNS[name]
+    folder = out / name
+    started = time.perf_counter()
+    run_strategy({**COMMON, "strategy": strategy, "strategy_options": options, "max_steps": steps, "seed": seed,
+                  "output_dir": str(folder), "overwrite": True})
+    (folder / "wall.json").write_text(json.dumps({"wall_s": time.perf_counter() - started, "steps": steps,
+                                                  "seed": seed}) + "\n")
+
+
+def run_all(names: list[str], out: Path, steps: int, seed: int, parallel: int) -> None:
+    """Each run in its own process (OMP_NUM_THREADS=1), `parallel` at a time; finished runs skipped."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    todo = [n for n in names if not (out / n / "results.json").is_file()]
+    running: list[tuple[str, subprocess.Popen]] = []
+    out.mkdir(parents=True, exist_ok=True)
+    while todo or running:
+        while todo and len(running) < parallel:
+            name = todo.pop(0)
+            log = open(out / f"{name}.stderr", "w")
+            cmd = [sys.executable, __file__, "run", name, "--out", str(out), "--steps", str(steps), "--seed", str(seed)]
+            running.append((name, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
+            print(f"started {name}", flush=True)
+        time.sleep(5)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                print(f"finished {name}: exit {proc.returncode}", flush=True)
+
+
+def found_arch(folder: Path) -> dict:
+    """The strategy's derived arch (search.json "derived") with its results.json entry."""
+    derived = json.loads((folder / "search.json").read_text())["derived"]
+    entries = json.loads((folder / "results.json").read_text())
+    return next((e for e in entries if e["arch"] == derived), {"arch": derived, "score": None})
+
+
+def report(out: Path, json_path: Path | None, plot: Path | None) -> None:
+    from bertnas.spaces.nb201 import Nb201Benchmark, to_string
+    from bertnas.strategies.plots import plot_entropy_runs, read_entropy
+
+    bench = Nb201Benchmark()
+    rows = []
+    for name in RUNS:
+        folder = out / name
+        if not (folder / "results.json").is_file():
+            rows.append({"run": name, "missing": True})
+            continue
+        entry = found_arch(folder)
+        wall = json.loads((folder / "wall.json").read_text()) if (folder / "wall.json").is_file() else {}
+        steps, entropy = read_entropy(folder / "log.jsonl")
+        rows.append({
+            "run": name, "strategy": RUNS[name][0], "options": RUNS[name][1], "arch": to_string(entry["arch"]),
+            "supernet_heldout_accuracy": entry.get("score"), "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
+            "rank_cifar10": bench.rank(entry["arch"], "cifar10"), "wall_s": wall.get("wall_s"),
+            "steps": wall.get("steps"), "seed": wall.get("seed"),
+            "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
+            "published_cifar10_test": PUBLISHED.get(name),
+        })
+    print("| run | found arch | NB201 CIFAR-10 test (rank of 15,625) | published | supernet held-out acc | "
+          "entropy start -> end | wall (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("missing"):
+            print(f"| {r['run']} | not run | | | | | |")
+            continue
+        pub = f"{r['published_cifar10_test']:.2f}" if r["published_cifar10_test"] is not None else "-"
+        ent = (f"{r['entropy_start']:.3f} -> {r['entropy_end']:.3f}" if r["entropy_end"] is not None else "-")
+        print(f"| {r['run']} | `{r['arch']}` | {r['cifar10_test']:.2f} ({r['rank_cifar10']}) | {pub} | "
+              f"{r['supernet_heldout_accuracy'] or float('nan'):.3f} | {ent} | {r['wall_s']:.0f} |")
+    print(f"| optimum | `{bench.best('cifar10')[0]}` | {bench.best('cifar10')[1]:.2f} (1) | {OPTIMUM:.2f} | | | |")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"common": COMMON, "runs": rows}, indent=2) + "\n")
+    if plot is not None:
+        curves = {label: out / name / "log.jsonl" for label, name in
+                  (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"), ("GAEA-DARTS ERM", "gaea-darts-erm"),
+                   ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas")) if (out / name / "log.jsonl").is_file()}
+        plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=("run", "all", "report"))
+    p.add_argument("names", nargs="*", help=f"runs (default all): {', '.join(RUNS)}")
+    p.add_argument("--out", type=Path, default=Path("runs/nb201-strategies"))
+    p.add_argument("--steps", type=int, default=150, help="weight steps of every run (the shared budget)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--json", type=Path, help="report: write the rows here")
+    p.add_argument("--plot", type=Path, help="report: the DARTS vs GAEA entropy plot")
+    args = p.parse_args()
+    unknown = [n for n in args.names if n not in RUNS]
+    if unknown:
+        p.error(f"unknown runs {unknown}; runs: {', '.join(RUNS)}")
+    names = args.names or list(RUNS)
+    if args.command == "run":
+        for name in names:
+            run_one(name, args.out, args.steps, args.seed)
+    elif args.command == "all":
+        run_all(names, args.out, args.steps, args.seed, args.parallel)
+    else:
+        report(args.out, args.json, args.plot)
+
+
+if __name__ == "__main__":
+    main()
