@@ -1,0 +1,259 @@
+"""NAS-Bench-201: do weight-sharing supernets rank cells like the real 200-epoch CIFAR-10 table,
+and do they beat the free zero-cost proxies?
+
+1. Trains NB201 supernets on the CIFAR-10 subset (../shared/data/vision/cifar10_subset) with the
+   package's trainer (`bertnas pretrain --space nb201`): SPOS (uniform), MAGIC-T (walk, k = 1),
+   MAGIC-A (uniform + alignment); reduced network (`--channels`, `--cells`), `--steps` each.
+2. Scores archs with inherited weights through the task's evaluator (`bertnas search`'s): BatchNorm
+   statistics recomputed per arch on fixed training batches, then held-out cross-entropy (finer
+   than accuracy on a few hundred images; `--metric accuracy` for accuracy). The archs are those of
+   the NASLib zero-cost file (724 on CIFAR-10; `--num-archs` takes the first N), so supernets and
+   proxies are compared on the same archs.
+3. Truth: the real CIFAR-10 test accuracy after 200 epochs (`Nb201Benchmark`, NATS-Bench tss).
+4. Baselines: the 12 zero-cost proxies of `zc_nasbench201.json` (NASLib's NAS-Bench-Suite-Zero:
+   synflow, nwot, snip, ..., params, flops), each correlated with the same truth on the same archs.
+
+Every supernet run and its scores are cached under `--output-dir`; a rerun skips them. Writes
+`--json` and `--plot`.
+
+    python bench/nb201_ranking.py                                   # C=8, N=1, 600 steps
+    python bench/nb201_ranking.py --channels 4 --steps 300 --num-archs 500 --label reduced
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+DEFAULT_DATA = SHARED / "vision" / "cifar10_subset" / "cifar10_subset_5k_1k.npz"
+DEFAULT_ZC = SHARED / "nasbench" / "naslib" / "zc_nasbench201.json"
+
+VARIANTS = {
+    "spos": dict(sampler="uniform", align=False),
+    "magic-t": dict(sampler="walk", walk_k=1, align=False),
+    "magic-a": dict(sampler="uniform", align=True),
+    "magic-t+a": dict(sampler="walk", walk_k=1, align=True),
+}
+# NASLib's NB201 encoding: op index -> NB201 op, edges (from, to) in index order
+NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+NASLIB_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
+NOT_PROXIES = ("idx", "arch", "val_accuracy")
+# Published reference points (docs/results_analysis.md gives the sources)
+ANCHORS = {"MAGIC paper BERT space: SPOS": 0.36, "MAGIC-T": 0.49, "MAGIC-T+A": 0.57,
+           "well-trained NB201 SPOS / RS-WS": 0.70}
+
+
+def naslib_to_string(indices) -> str:
+    """NASLib op indices '(0, 2, 3, 2, 3, 1)' -> the NB201 string `|a~0|+|b~0|c~1|+|d~0|e~1|f~2|`."""
+    ops = {edge: NASLIB_OPS[int(i)] for edge, i in zip(NASLIB_EDGES, indices)}
+    by_target = sorted(ops, key=lambda e: (e[1], e[0]))
+    nodes: dict[int, list[str]] = {}
+    for src, dst in by_target:
+        nodes.setdefault(dst, []).append(f"{ops[(src, dst)]}~{src - 1}")
+    return "+".join("|" + "|".join(nodes[d]) + "|" for d in sorted(nodes))
+
+
+def load_zero_cost(path: Path, dataset: str = "cifar10") -> dict:
+    """arch string -> {proxy: score} (plus NASLib's own `val_accuracy`) from the NASLib zc file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"zero-cost file {path} does not exist; pass --zero-cost PATH")
+    raw = json.loads(path.read_text())[dataset]
+    out = {}
+    for key, entry in raw.items():
+        indices = [int(x) for x in key.strip("()").split(",")]
+        scores = {name: float(v["score"]) for name, v in entry.items() if isinstance(v, dict) and "score" in v}
+        scores["val_accuracy"] = float(entry["val_accuracy"])
+        out[naslib_to_string(indices)] = scores
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=os.environ.get("BERTNAS_NB201_DATA", str(DEFAULT_DATA)))
+    p.add_argument("--zero-cost", default=str(DEFAULT_ZC))
+    p.add_argument("--output-dir", default="runs/nb201_ranking")
+    p.add_argument("--json", default="bench/results/nb201_ranking.json")
+    p.add_argument("--plot", default="docs/img/nb201_ranking.png")
+    p.add_argument("--label", default="default")
+    p.add_argument("--variants", default="spos,magic-t,magic-a", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--channels", type=int, default=8, help="NB201 C (the benchmark's networks: 16)")
+    p.add_argument("--cells", type=int, default=1, help="NB201 N, cells per stage (the benchmark's: 5)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metric", default="cross_entropy", choices=("cross_entropy", "accuracy"))
+    p.add_argument("--eval-batches", type=int, default=4, help="held-out batches of --batch-size per arch")
+    p.add_argument("--calibration-batches", type=int, default=2)
+    p.add_argument("--num-archs", type=int, default=0, help="score the first N archs of the zero-cost file (0: all)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    for option in ("data", "zero_cost"):
+        if not Path(getattr(args, option)).exists():
+            p.error(f"--{option.replace('_', '-')} {getattr(args, option)} does not exist")
+    return args
+
+
+def train_and_score(args, variant: str, archs: list[str]) -> dict:
+    """Train one supernet (unless cached) and score `archs`; returns {"scores", "train_s", ...}."""
+    from bertnas.tasks import load_task
+    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.train.trainer import pretrain
+
+    folder = Path(args.output_dir) / variant
+    done = folder / "scores.json"
+    if done.is_file():
+        cached = json.loads(done.read_text())
+        if set(archs) <= set(cached["scores"]):
+            return cached
+    started = time.perf_counter()
+    if not (folder / "summary.json").is_file():
+        pretrain(dict(output_dir=str(folder), space="nb201", data=args.data, seed=args.seed, max_steps=args.steps,
+                      save_steps=0, keep_last=1, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.steps // 20,
+                      val_fraction=0.1, data_seed=0, eval_batches=args.eval_batches, progress=False, overwrite=True,
+                      space_options={"C": args.channels, "N": args.cells, "metric": args.metric,
+                                     "calibration_batches": args.calibration_batches},
+                      **VARIANTS[variant]))
+    train_s = time.perf_counter() - started
+    task = load_task(verified_checkpoint(folder), "cpu")
+    batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
+    evaluator = task.evaluator(batches)  # recalibrates BatchNorm per arch (the model has BN)
+    from tqdm.auto import tqdm
+
+    scores = {a: float(evaluator(task.space.from_string(a)))
+              for a in tqdm(archs, desc=f"score {variant}", mininterval=30, dynamic_ncols=True)}
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    tail = log[-50:]
+    result = {"scores": scores, "higher_is_better": evaluator.higher_is_better, "heldout": heldout,
+              "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
+              "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
+              "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
+    done.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def plot(path: Path, rows: list[dict], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.6))
+    taus = [r["kendall_tau"] for r in rows]
+    colours = ["tab:blue" if r["kind"] == "supernet" else "tab:grey" for r in rows]
+    ax.barh(range(len(rows)), taus, color=colours)
+    for x, name, style in ((0.36, "MAGIC SPOS (BERT)", ":"), (0.57, "MAGIC-T+A (BERT)", "-."),
+                           (0.70, "well-trained NB201 WS", "--")):
+        ax.axvline(x, color="tab:red", ls=style, lw=1, label=f"{name} {x:.2f}")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(range(len(rows)), [r["name"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("Kendall tau vs real 200-epoch CIFAR-10 accuracy (same archs)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    from bertnas.analysis.ranking import ranking_metrics
+    from bertnas.spaces.nb201 import Nb201Benchmark
+
+    torch.set_num_threads(args.threads)
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("bertnas").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    started, load_before = time.perf_counter(), os.getloadavg()
+
+    zero_cost = load_zero_cost(Path(args.zero_cost))
+    bench = Nb201Benchmark()
+    truth_all = {a: bench.accuracy(a, "cifar10") for a in zero_cost}
+    archs = list(zero_cost)[:args.num_archs] if args.num_archs > 0 else list(zero_cost)
+    truth = {a: truth_all[a] for a in archs}
+    n = len(archs)
+    ks = sorted({1, 5, 10, max(1, n // 100), max(1, n // 10)})
+
+    rows, metrics, runs = [], {}, {}
+    for variant in args.variants:
+        run = train_and_score(args, variant, archs)
+        runs[variant] = {k: v for k, v in run.items() if k != "scores"}
+        scores = {a: run["scores"][a] for a in archs}
+        m = ranking_metrics(scores, truth, ks=ks, higher_is_better_scores=run["higher_is_better"],
+                            higher_is_better_truth=True)
+        pick = max if run["higher_is_better"] else min
+        best = pick(archs, key=lambda a: scores[a])
+        m["top1_arch"] = best
+        m["top1_global_rank"] = bench.rank(best, "cifar10")  # among all 15,625 cells
+        metrics[variant] = m
+        rows.append({"name": variant, "kind": "supernet", "kendall_tau": m["kendall_tau"],
+                     "spearman_rho": m["spearman_rho"]})
+    # Zero-cost proxies: higher score = better, as NASLib reports them; on the very same archs.
+    proxies = sorted({name for s in zero_cost.values() for name in s} - set(NOT_PROXIES))
+    for name in proxies:
+        m = ranking_metrics({a: zero_cost[a][name] for a in archs}, truth, ks=ks, higher_is_better_scores=True,
+                            higher_is_better_truth=True)
+        metrics["zc:" + name] = m
+        rows.append({"name": "zc: " + name, "kind": "proxy", "kendall_tau": m["kendall_tau"],
+                     "spearman_rho": m["spearman_rho"]})
+    rows.sort(key=lambda r: -r["kendall_tau"])
+    # Check of the encoding: NASLib's own 200-epoch validation accuracy must track the table.
+    check = ranking_metrics({a: zero_cost[a]["val_accuracy"] for a in archs}, truth, ks=(1,),
+                            higher_is_better_scores=True, higher_is_better_truth=True)
+    if check["kendall_tau"] < 0.8:
+        raise RuntimeError(f"NASLib val_accuracy vs the NB201 table: tau {check['kendall_tau']:.2f}; "
+                           "the op-index encoding (NASLIB_OPS / NASLIB_EDGES) does not match")
+
+    summary = {name: {"kendall_tau": m["kendall_tau"], "spearman_rho": m["spearman_rho"],
+                      **{f"top{k}_best_truth": m["top_k"][k]["best_truth"] for k in m["top_k"]},
+                      **{f"top{k}_precision": m["top_k"][k]["precision"] for k in m["top_k"]}}
+               for name, m in metrics.items()}
+    report = {
+        "label": args.label,
+        "command": "python bench/nb201_ranking.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "settings": vars(args),
+        "machine": {"cpus": os.cpu_count(), "threads": args.threads, "load_before": load_before,
+                    "load_after": os.getloadavg(), "torch": torch.__version__, "python": platform.python_version()},
+        "wall_s": time.perf_counter() - started,
+        "archs": n, "ks": ks,
+        "truth": {"dataset": "cifar10", "source": str(bench.path), "best_of_archs": max(truth.values()),
+                  "optimum": bench.best("cifar10")[1]},
+        "encoding_check_val_accuracy_tau": check["kendall_tau"],
+        "anchors_kendall_tau": ANCHORS,
+        "runs": runs,
+        "summary": summary,
+        "metrics": metrics,
+        "supernet_scores": {v: json.loads((Path(args.output_dir) / v / "scores.json").read_text())["scores"]
+                            for v in args.variants},
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    if args.plot:
+        plot(Path(args.plot), rows, f"NB201 ({args.label}): {n} archs; supernets C={args.channels}, N={args.cells}, "
+                                    f"{args.steps} steps on the CIFAR-10 subset; proxies from NASLib")
+    for r in rows:
+        print(f"{r['name']:22s} tau {r['kendall_tau']:+.3f}  rho {r['spearman_rho']:+.3f}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
