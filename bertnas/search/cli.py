@@ -287,20 +287,25 @@ def strategy_config(args: argparse.Namespace) -> dict:
 
 
 def run_strategy_search(args: argparse.Namespace, out) -> int:
-    """`bertnas search --strategy NAME`: train with the strategy, score its candidates, print them."""
-    from ..strategies import run_strategy
-    from .results import load_results
+    """`bertnas search --strategy NAME`: train with the strategy, score its candidates, print them
+    (on the main process only under `accelerate launch`)."""
+    import os
 
-    config = strategy_config(args)
-    run_strategy(config, top_k=args.top_k)
-    entries = load_results(Path(args.output_dir))
+    from ..strategies import run_strategy
+
+    summary = run_strategy(strategy_config(args), top_k=args.top_k)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"{'rank':>4}  {'score':>8}  {'params':>8}  arch", file=out)
-    for e in entries:
+    for e in summary["results"]:
         bench = (e.get("benchmark") or {}).get("cifar10")
         extra = f"  (NB201 CIFAR-10 test {bench:.2f})" if bench is not None else ""
-        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}", file=out)
-    drawn = [name for name in ("results.json", "log.jsonl", "entropy.png") if (Path(args.output_dir) / name).exists()]
-    print(f"-> {', '.join(str(Path(args.output_dir) / name) for name in drawn)}", file=out)
+        derived = "  <- derived" if e["arch"] == summary["derived"] else ""
+        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}{derived}",
+              file=out)
+    folder = Path(args.output_dir)
+    written = [str(folder / name) for name in ("results.json", "log.jsonl", "entropy.png") if (folder / name).exists()]
+    print(f"-> {', '.join(written)}", file=out)
     return 0
 
 
