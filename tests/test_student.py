@@ -13,6 +13,7 @@ from transformers import BertConfig, BertForMaskedLM, DistilBertConfig
 
 import bertnas
 from bertnas.compress.student import (
+    default_candidates,
     embedding_params,
     layer_map,
     non_embedding_params,
@@ -214,6 +215,16 @@ def test_factorised_student_embeddings_are_the_best_rank_e_projection(teacher_di
     ids, mask = _inputs()
     out = student(input_ids=ids, attention_mask=mask, labels=ids, arch=["mha2", "ffn"])
     assert torch.isfinite(out.loss) and out.logits.shape == (3, 10, 100)
+
+
+def test_default_candidates_build_at_the_student_width():
+    candidates = default_candidates(256, head_size=32)
+    assert candidates == ["mha8", "mha4w128", "mha2w64", "ffn1x", "ffn2x", "ffn", "conv3", "conv5", "conv7",
+                          "identity"]
+    toy_config(hidden_size=256, candidates=candidates)  # every one validates
+    assert default_candidates(64, head_size=32)[:2] == ["mha2", "mha1w32"]
+    with pytest.raises(ValueError, match="not a multiple of head_size 64"):
+        default_candidates(48)
 
 
 def test_parameter_counters_and_smallest_arch():

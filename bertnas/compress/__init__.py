@@ -2,6 +2,7 @@
 
 from .student import (
     StudentInit,
+    default_candidates,
     embedding_params,
     load_teacher,
     non_embedding_params,
@@ -10,5 +11,5 @@ from .student import (
     total_params,
 )
 
-__all__ = ["StudentInit", "embedding_params", "load_teacher", "non_embedding_params", "smallest_arch",
+__all__ = ["StudentInit", "default_candidates", "embedding_params", "load_teacher", "non_embedding_params", "smallest_arch",
            "student_supernet", "total_params"]
