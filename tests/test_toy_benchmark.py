@@ -1,0 +1,93 @@
+"""bench/toy_nas_benchmark.py end to end on a tiny setting, its leave-one-out baseline, and the
+NASLib -> NB201 arch encoding of bench/nb201_ranking.py."""
+
+import importlib.util
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+toy = _load("toy_nas_benchmark")
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rng = random.Random(0)
+    words = ("the cat sat on a mat while dogs ran past old trees near quiet rivers and birds sang "
+             "over green hills in spring").split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(8, 20))) + "." for _ in range(400)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_args(text_file, out):
+    return ["--data", str(text_file), "--output-dir", str(out / "cache"), "--json", str(out / "toy.json"),
+            "--plot", str(out / "toy.png"), "--layers", "2", "--candidates", "mha2,ffn,identity", "--hidden", "16",
+            "--intermediate", "32", "--seq-len", "16", "--vocab", "200", "--batch-size", "4", "--warmup-steps", "1",
+            "--truth-archs", "4", "--noise-archs", "3", "--truth-steps", "3", "--supernet-steps", "3",
+            "--seeds", "2", "--variants", "spos,magic-t+a", "--eval-batches", "2", "--eval-batch-size", "4"]
+
+
+def test_toy_benchmark_end_to_end_and_rerun_from_cache(text_file, tmp_path, monkeypatch):
+    report = toy.main(tiny_args(text_file, tmp_path))
+    saved = json.loads((tmp_path / "toy.json").read_text())
+    assert saved["summary"] == report["summary"]
+    assert (tmp_path / "toy.png").stat().st_size > 0
+    assert saved["space_size"] == 9
+    assert len(saved["truth"]["seed0"]) == 4 and len(saved["truth"]["seed1"]) == 3
+    assert set(saved["truth"]["seed1"]) <= set(saved["truth"]["seed0"])
+    for variant in ("spos", "magic-t+a"):
+        for seed in ("0", "1"):  # every supernet scored every truth arch
+            scores = saved["supernet_scores"][variant][seed]
+            assert set(scores) == set(saved["truth"]["seed0"])
+            assert all(math.isfinite(v) and v > 0 for v in scores.values())
+    names = [row["name"] for row in saved["summary"]]
+    assert names == ["spos", "magic-t+a", "params (more is better)", "ridge per-layer ops (LOO)", "ridge op counts (LOO)"]
+    spos = saved["summary"][0]["kendall_tau"]
+    assert len(spos["values"]) == 2 and spos["mean"] == pytest.approx(np.mean(spos["values"]))
+    assert saved["noise_floor"]["n"] == 3 and -1.0 <= saved["noise_floor"]["kendall_tau"] <= 1.0
+    assert saved["heldout_fingerprint"]  # every run scored on the same held-out batches
+    # checkpoints are deleted once scored; the scores stay
+    cache = tmp_path / "cache"
+    assert not list(cache.glob("**/checkpoint-*")) and len(list(cache.glob("**/scores.json"))) == 4 + 3 + 4
+
+    def no_training(*a, **k):
+        raise AssertionError("a cached run was trained again")
+
+    import bertnas.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "pretrain", no_training)
+    again = toy.main(tiny_args(text_file, tmp_path))
+    assert again["truth"] == saved["truth"] and again["summary"] == saved["summary"]
+
+
+def test_ridge_loo_never_sees_the_target_it_predicts():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(12, 3)).astype(float)
+    y = x @ np.array([1.0, -2.0, 0.5]) + 3.0
+    pred = toy.ridge_loo(x, y, alpha=1e-8)
+    assert pred == pytest.approx(y, abs=1e-5)  # exact linear data: recovered
+    changed = y.copy()
+    changed[4] += 100.0  # arch 4's own target changes: its prediction must not
+    assert toy.ridge_loo(x, changed, alpha=1e-8)[4] == pytest.approx(pred[4], abs=1e-5)
+
+
+def test_naslib_indices_to_nb201_string():
+    nb = _load("nb201_ranking")
+    # NASLib edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ops skip, none, conv3, conv1, pool
+    assert nb.naslib_to_string((0, 1, 2, 3, 4, 0)) == (
+        "|skip_connect~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|skip_connect~2|")
