@@ -52,7 +52,14 @@ class LayerChoice(nn.Module):
 
     def forward_mixed(self, *args, weights: torch.Tensor, **kwargs) -> torch.Tensor:
         check_weights(weights, self.candidates, f"{type(self).__name__} {self.label!r}")
-        return weighted_sum(weights, (op(*args, **kwargs) for op in self.ops.values()))
+        ops = list(self.ops.values())
+        if not weights.requires_grad:
+            # A constant mix needs no output of a candidate weighted 0 (GDAS' sampled path in the
+            # weight step): skip those, as the single path does (their parameters keep grad=None).
+            keep = [i for i, w in enumerate(weights.tolist()) if w != 0.0]
+            if keep:
+                return weighted_sum([weights[i] for i in keep], (ops[i](*args, **kwargs) for i in keep))
+        return weighted_sum(weights, (op(*args, **kwargs) for op in ops))
 
     def candidate_parameters(self, prefix: str = "") -> dict:
         """{candidate: [(qualified name, Parameter), ...]}; with `prefix` (the module's path plus
@@ -64,4 +71,49 @@ class LayerChoice(nn.Module):
         return f"label={self.label!r}"
 
 
-__all__ = ["LayerChoice", "check_weights", "weighted_sum"]
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave `groups` channel groups (ShuffleNet), so the next edge sees a different share."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class PartialChannelChoice(LayerChoice):
+    """PC-DARTS' edge: the candidates see the first 1/k of the channels (they are built k times
+    narrower), the other channels bypass them (through `bypass`, e.g. a stride-2 max-pool on a
+    reduction edge, else unchanged), then the channels are concatenated and shuffled in k groups.
+    Single path and mixed mode both do this, so a one-hot mix is still the path exactly."""
+
+    def __init__(self, candidates: Mapping[str, nn.Module], label: str, k: int, bypass: nn.Module | None = None):
+        super().__init__(candidates, label)
+        self.k = k
+        self.bypass = bypass if bypass is not None else nn.Identity()
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        part = x.shape[1] // self.k
+        return x[:, :part], x[:, part:]
+
+    def _merge(self, y: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        return channel_shuffle(torch.cat([y, self.bypass(rest)], dim=1), self.k)
+
+    def forward(self, x, op: str):
+        part, rest = self._split(x)
+        return self._merge(super().forward(part, op=op), rest)
+
+    def forward_mixed(self, x, weights: torch.Tensor) -> torch.Tensor:
+        part, rest = self._split(x)
+        return self._merge(super().forward_mixed(part, weights=weights), rest)
+
+    def extra_repr(self) -> str:
+        return f"label={self.label!r}, k={self.k}"
+
+
+def partial_channel_width(channels: int, k: int, where: str) -> int:
+    """channels // k, with a clear error when k does not divide them."""
+    if not isinstance(k, int) or k < 1 or channels % k:
+        raise ValueError(f"{where}: partial_channels={k!r} must be a positive integer dividing the {channels} "
+                         "channels of every cell (PC-DARTS: 1/k of them go through the ops)")
+    return channels // k
+
+
+__all__ = ["LayerChoice", "PartialChannelChoice", "channel_shuffle", "check_weights", "partial_channel_width",
+           "weighted_sum"]

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .choice_modules import LayerChoice, check_weights, weighted_sum
+from .choice_modules import LayerChoice, PartialChannelChoice, check_weights, partial_channel_width, weighted_sum
 from .configuration_darts import DartsNasConfig
 
 
@@ -274,7 +274,7 @@ def drop_path(x, drop_prob):
 
 
 class DartsNode(nn.Module):
-    def __init__(self, cell, j, channels, reduction, candidates, fixed, affine):
+    def __init__(self, cell, j, channels, reduction, candidates, fixed, affine, partial=1):
         super().__init__()
         self.inputs = DartsInputChoice(j, 2, f"{cell}_node_{j}")
         chosen = None if fixed is None else [str(i) for i in fixed[self.inputs.label]]
@@ -285,7 +285,12 @@ class DartsNode(nn.Module):
             label = f"{cell}_edge_{i}_{j}"
             names = candidates if fixed is None else [fixed[label]]
             stride = 2 if reduction and i < 2 else 1
-            edges[str(i)] = LayerChoice({name: build_op(name, channels, stride, affine) for name in names}, label)
+            if partial == 1:
+                edges[str(i)] = LayerChoice({name: build_op(name, channels, stride, affine) for name in names}, label)
+            else:  # PC-DARTS: the ops see 1/partial of the channels; the rest bypass (pooled on reduction edges)
+                width = partial_channel_width(channels, partial, label)
+                edges[str(i)] = PartialChannelChoice({name: build_op(name, width, stride, affine) for name in names},
+                                                     label, partial, nn.MaxPool2d(2, 2) if stride == 2 else None)
         self.edges = nn.ModuleDict(edges)
 
     def forward(self, states, arch=None, weights=None, drop_prob=0.0):
@@ -321,7 +326,8 @@ class DartsCell(nn.Module):
             self.preprocess0 = ReLUConvBN(plan.c_prev_prev, plan.channels, 1, 1, 0, config.affine)
         self.preprocess1 = ReLUConvBN(plan.c_prev, plan.channels, 1, 1, 0, config.affine)
         self.nodes = nn.ModuleList(
-            DartsNode(cell, j, plan.channels, plan.reduction, config.candidates, fixed, config.affine)
+            DartsNode(cell, j, plan.channels, plan.reduction, config.candidates, fixed, config.affine,
+                      getattr(config, "partial_channels", 1))
             for j in range(2, config.steps + 2)
         )
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from .choice_modules import LayerChoice
+from .choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
 from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
 
 
@@ -79,14 +79,30 @@ class Nb201Edge(LayerChoice):
         super().__init__({op: build_op(op, channels, affine, track) for op in candidates}, label)
 
 
+class Nb201PartialEdge(PartialChannelChoice):
+    """A PC-DARTS edge (`config.partial_channels` = k > 1): the ops see 1/k of the channels."""
+
+    def __init__(self, label: str, candidates: Sequence[str], channels: int, affine: bool = True, track: bool = True,
+                 k: int = 2):
+        width = partial_channel_width(channels, k, label)
+        super().__init__({op: build_op(op, width, affine, track) for op in candidates}, label, k)
+
+
+def build_edge(label, candidates, channels, affine, track, k: int = 1) -> LayerChoice:
+    if k == 1:
+        return Nb201Edge(label, candidates, channels, affine, track)
+    return Nb201PartialEdge(label, candidates, channels, affine, track, k)
+
+
 class Nb201Cell(nn.Module):
     """4 nodes; node j = sum over i < j of edge_{j}_{i}(node i); returns node 3."""
 
     def __init__(self, config: Nb201Config, channels: int, candidates_per_edge: Mapping[str, Sequence[str]]):
         super().__init__()
+        k = getattr(config, "partial_channels", 1)  # PC-DARTS search networks
         self.edges = nn.ModuleDict({
-            label: Nb201Edge(label, candidates_per_edge[label], channels, config.bn_affine,
-                             config.bn_track_running_stats)
+            label: build_edge(label, candidates_per_edge[label], channels, config.bn_affine,
+                              config.bn_track_running_stats, k)
             for label in NB201_EDGES
         })
 
@@ -265,13 +281,13 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
     # -- subnets --------------------------------------------------------------------------
     def edges(self) -> list[Nb201Edge]:
         """Every edge module of every cell, in forward order (cells share the labels)."""
-        return [m for m in self.modules() if isinstance(m, Nb201Edge)]
+        return [m for m in self.modules() if isinstance(m, (Nb201Edge, Nb201PartialEdge))]
 
     def candidate_parameters(self) -> dict:
         """{(label, op): [(name, Parameter), ...]} over every cell (names of `named_parameters()`)."""
         found: dict = {}
         for name, module in self.named_modules():
-            if isinstance(module, Nb201Edge):
+            if isinstance(module, (Nb201Edge, Nb201PartialEdge)):
                 for op, params in module.candidate_parameters(f"{name}.").items():
                     found.setdefault((module.label, op), []).extend(params)
         return found
@@ -295,5 +311,5 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
 Nb201Config.register_for_auto_class()
 Nb201ForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["Nb201ForImageClassification", "Nb201PreTrainedModel", "Nb201Edge", "Nb201Cell", "Nb201ResBlock",
+__all__ = ["Nb201ForImageClassification", "Nb201PreTrainedModel", "Nb201Edge", "Nb201PartialEdge", "Nb201Cell", "Nb201ResBlock",
            "ReLUConvBN", "Zero", "build_op"]

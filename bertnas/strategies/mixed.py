@@ -154,7 +154,9 @@ class DifferentiableStrategy(Strategy):
         self.data_generator.manual_seed(self.seed * 1_000_003 + 41 + trainer.rank)
 
     def mixed(self, weights: dict[str, torch.Tensor]) -> MixedArch:
-        return MixedArch(weights, self.derive())
+        """The weights with their rounding (for GDAS: the sampled path) as `.discrete`."""
+        with torch.no_grad():
+            return MixedArch(weights, self.round({label: w.detach().float().cpu() for label, w in weights.items()}))
 
     def choose(self, step: int) -> MixedArch:
         for p in self.params.values():
@@ -224,12 +226,14 @@ class DifferentiableStrategy(Strategy):
     # -- results ---------------------------------------------------------------------------
     def theta(self) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            return {label: self.probs(label).detach().float().cpu() for label in self.labels}
+            return {label: self.probs(label).detach().float().cpu().clone() for label in self.labels}
 
     def derive(self) -> Arch:
+        return self.round(self.theta())
+
+    def round(self, theta: dict[str, torch.Tensor]) -> Arch:
         """argmax per choice; DARTS cells: per node the 2 inputs whose strongest non-`none` op
         weighs most (with edge normalisation, op weights scaled by the node's input weights)."""
-        theta = self.theta()
         if not self.darts_cells:
             return discretise(self.space, theta)
         from ..spaces.darts import derive_arch

@@ -29,7 +29,8 @@ def prepare_config(config=None, **overrides):
     from ..errors import UserError
     from ..train.config import load_config
     from . import strategy_class
-    from .pcdarts import PARTIAL_CHANNEL_SPACES
+    from ..tasks.vision import PARTIAL_CHANNEL_SPACES
+    from .pcdarts import DEFAULT_K
 
     cfg = load_config(config, **overrides)
     if not cfg.strategy:
@@ -40,8 +41,8 @@ def prepare_config(config=None, **overrides):
         changes["align"] = False
     if not cls.learns_weights and cfg.sampler != "uniform":
         changes["sampler"] = "uniform"
-    k = cfg.strategy_options.get("partial_channels", cls.defaults.get("partial_channels"))
-    if k is not None and cfg.space in PARTIAL_CHANNEL_SPACES and "partial_channels" not in cfg.space_options:
+    if "partial_channels" in cls.defaults and cfg.space in PARTIAL_CHANNEL_SPACES:  # PC-DARTS' K -> the supernet
+        k = cfg.strategy_options.get("partial_channels") or cfg.space_options.get("partial_channels") or DEFAULT_K
         changes["space_options"] = {**cfg.space_options, "partial_channels": k}
     if changes:
         logger.info("strategy %s: %s", cfg.strategy, ", ".join(f"{key}={v}" for key, v in changes.items()))

@@ -67,7 +67,9 @@ from .registry import register_task
 logger = logging.getLogger("bertnas.vision")
 
 DEFAULT_DATA = Path("vision") / "cifar10_subset" / "cifar10_subset_5k_1k.npz"
-TASK_OPTIONS = {"metric": "accuracy", "augment": True, "calibration_batches": 4, "padding": 4}
+# partial_channels: PC-DARTS search networks (k > 1: cell edges run 1/k of the channels; nb201, darts)
+TASK_OPTIONS = {"metric": "accuracy", "augment": True, "calibration_batches": 4, "padding": 4, "partial_channels": 1}
+PARTIAL_CHANNEL_SPACES = ("nb201", "darts")
 METRICS = ("accuracy", "cross_entropy")
 _DATA_CACHE: dict = {}
 
@@ -344,6 +346,13 @@ class ClassificationTask(Task):
         d = self.data_options
         model, space = vision_model(self.space_name).builder()(
             dict(self.space_options), d["num_classes"], arch, tuple(d["image_shape"]))
+        k = self.options["partial_channels"]
+        if k != 1:  # the same network with PC-DARTS edges (the models read config.partial_channels)
+            if self.space_name not in PARTIAL_CHANNEL_SPACES:
+                raise ValueError(f"space_options.partial_channels={k!r}: the {self.space_name!r} supernet has no "
+                                 f"channel edges to split; partial channels apply to {', '.join(PARTIAL_CHANNEL_SPACES)}")
+            model.config.partial_channels = k
+            model = type(model)(model.config)
         config = getattr(model, "config", None)
         if config is not None:  # the normalisation the model expects, on record in its config
             config.image_mean, config.image_std = d["mean"], d["std"]
@@ -408,7 +417,8 @@ class ClassificationTask(Task):
         d = self.data_options
         return {"task": self.name, "space": self.space_name, "space_options": self.space_options,
                 "num_classes": d.get("num_classes"), "image_shape": d.get("image_shape"),
-                "arch": list(self.fixed_arch.to_list()) if self.fixed_arch is not None else None}
+                "arch": list(self.fixed_arch.to_list()) if self.fixed_arch is not None else None,
+                **({"partial_channels": self.options["partial_channels"]} if self.options["partial_channels"] != 1 else {})}
 
     def data_state(self) -> dict:
         return dict(self.data_options)
