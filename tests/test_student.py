@@ -16,6 +16,7 @@ from bertnas.compress.student import (
     default_candidates,
     embedding_params,
     layer_map,
+    load_teacher,
     non_embedding_params,
     smallest_arch,
     student_supernet,
@@ -252,7 +253,7 @@ def test_teacher_errors(tmp_path, teacher_dir):
         student_supernet(teacher_dir, 16, 2, ["mha2", "ffn"], embedding_size=32)
 
 
-def test_bare_bert_teacher_leaves_the_mlm_head_fresh(teacher_dir):
+def test_bare_bert_teacher_leaves_the_mlm_head_fresh(teacher_dir, tmp_path):
     """A sentence-transformers style teacher (a bare BertModel, as all-MiniLM-L6-v2) has no MLM head:
     the backbone is still copied, the head's transform starts fresh and is reported so."""
     teacher = BertForMaskedLM.from_pretrained(teacher_dir).eval()
@@ -261,6 +262,11 @@ def test_bare_bert_teacher_leaves_the_mlm_head_fresh(teacher_dir):
                                               "cls.predictions.transform.dense.bias",
                                               "cls.predictions.transform.LayerNorm.weight",
                                               "cls.predictions.transform.LayerNorm.bias"}
+    bare_dir = tmp_path / "bare"
+    teacher.bert.save_pretrained(bare_dir)
+    loaded, missing = load_teacher(bare_dir)  # the loaded teacher passed on still knows its head is fresh
+    assert missing and all(k.startswith("cls.") for k in missing)
+    assert set(student_supernet(loaded, 32, 2, ["mha4", "ffn"]).student_init.fresh) == set(student.student_init.fresh)
     ids, mask = _inputs()
     with torch.no_grad():
         torch.testing.assert_close(student.bert(input_ids=ids, attention_mask=mask, arch=["mha4", "ffn"] * 2)

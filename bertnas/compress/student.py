@@ -54,15 +54,17 @@ from ..spaces.bert import BertSpace
 def load_teacher(teacher):
     """`(BertForMaskedLM in eval mode, missing)`: `teacher` is a folder, a Hub id or an in-memory
     transformers BERT; `missing` lists the weights the checkpoint lacked (a sentence-transformers
-    BERT has no MLM head: its `cls.*` weights). ValueError for a model that is not a BERT."""
+    BERT has no MLM head: its `cls.*` weights), also kept as the model's `bertnas_missing_keys`, so
+    passing the loaded model on (to `student_supernet`) still knows its head is fresh. ValueError
+    for a model that is not a BERT."""
     from transformers import AutoConfig, BertConfig, BertForMaskedLM, BertModel
     from transformers import PreTrainedModel as HFModel
     from transformers.utils import logging as hf_logging
 
     if isinstance(teacher, HFModel):
         _check_bert_config(teacher.config, type(teacher).__name__)
-        if isinstance(teacher, BertForMaskedLM):
-            return teacher.eval(), []
+        if isinstance(teacher, BertForMaskedLM):  # one `load_teacher` made keeps its list of missing weights
+            return teacher.eval(), list(getattr(teacher, "bertnas_missing_keys", []))
         if isinstance(teacher, BertModel):
             model = BertForMaskedLM(teacher.config)
             model.bert.load_state_dict(teacher.state_dict(), strict=False)
@@ -85,7 +87,8 @@ def load_teacher(teacher):
         model, info = BertForMaskedLM.from_pretrained(teacher, output_loading_info=True)
     finally:
         hf_logging.set_verbosity(level)
-    return model.eval(), sorted(info.get("missing_keys", []))
+    model.bertnas_missing_keys = sorted(info.get("missing_keys", []))
+    return model.eval(), list(model.bertnas_missing_keys)
 
 
 def _check_bert_config(config, what: str) -> None:
@@ -366,7 +369,7 @@ def student_supernet(teacher, hidden_size: int, num_layers: int, candidates: Seq
     model's `student_init` (a `StudentInit`) records what was initialised how."""
     if init not in ("importance", "random"):
         raise ValueError(f"init must be 'importance' or 'random', got {init!r}")
-    name = teacher if isinstance(teacher, str) else type(teacher).__name__
+    name = str(teacher) if not hasattr(teacher, "config") else (teacher.config._name_or_path or type(teacher).__name__)
     teacher_model, missing = load_teacher(teacher)
     config = student_config(teacher_model.config, hidden_size, num_layers, candidates, embedding_size,
                             **config_overrides)
