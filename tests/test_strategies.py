@@ -331,3 +331,19 @@ def test_a_strategy_step_on_the_bert_supernet(tiny_tokenizer, batch, strategy, a
     a = task.compute(batch, one_hot, torch.Generator().manual_seed(1)).loss
     b = task.compute(batch, path, torch.Generator().manual_seed(1)).loss
     assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_run_config_follows_the_strategy():
+    from bertnas.errors import UserError
+    from bertnas.strategies.run import prepare_config
+
+    cfg = prepare_config({"space": "nb201", "strategy": "pcdarts"})
+    assert cfg.space_options["partial_channels"] == 4 and cfg.align is False  # PC-DARTS' K reaches the supernet
+    cfg = prepare_config({"space": "nb201", "strategy": "gaea-pcdarts", "strategy_options": {"partial_channels": 2}})
+    assert cfg.space_options["partial_channels"] == 2
+    assert "partial_channels" not in prepare_config({"space": "cnn", "strategy": "pcdarts"}).space_options
+    assert prepare_config({"strategy": "rsws"}).sampler == "uniform"  # the trainer samples uniformly
+    with pytest.raises(UserError, match="'darts' has no option.*its options: arch_betas"):
+        prepare_config({"strategy": "darts", "strategy_options": {"tau_max": 1.0}})
+    with pytest.raises(UserError, match="must be one of"):
+        prepare_config({"strategy": "dart"})

@@ -36,6 +36,10 @@ def prepare_config(config=None, **overrides):
     if not cfg.strategy:
         raise UserError("run_strategy needs a strategy", "set strategy: darts (or --strategy NAME)")
     cls = strategy_class(cfg.strategy)
+    unknown = sorted(set(cfg.strategy_options) - set(cls.defaults))
+    if unknown:  # before any data is loaded or folder made
+        raise UserError(f"strategy {cfg.strategy!r} has no option(s) {', '.join(unknown)}",
+                        f"its options: {', '.join(sorted(cls.defaults)) or 'none'}")
     changes = {}
     if cls.learns_weights and cfg.align:
         changes["align"] = False
