@@ -23,8 +23,8 @@ a rerun skips what is done. Writes `--json` (settings, machine, every score, eve
 `--plot` (Kendall tau / Spearman rho per predictor, error bars over seeds, the noise floor).
 
     python bench/toy_nas_benchmark.py                       # default size (~1 h, idle 2-core CPU)
-    python bench/toy_nas_benchmark.py --truth-archs 20 --noise-archs 8 --truth-steps 600 \
-        --supernet-steps 1000 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
+    python bench/toy_nas_benchmark.py --truth-archs 16 --noise-archs 6 --truth-steps 600 \
+        --supernet-steps 800 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
 """
 
 from __future__ import annotations
@@ -116,8 +116,26 @@ class Bench:
                           ffn_wide_size=args.intermediate * 3 // 2, max_position_embeddings=args.seq_len,
                           candidates=args.candidates, hidden_dropout_prob=args.dropout,
                           attention_probs_dropout_prob=args.dropout)
+        self._check_settings()
         self.tokenizer = self._tokenizer()
         self.fingerprint = None  # of the held-out batches: every score must come from the same ones
+
+    def _check_settings(self) -> None:
+        """A cache folder holds runs of one setting: reusing it with another would mix them."""
+        a = self.args
+        setting = {"data": str(Path(a.data).resolve()), "model": self.model, "vocab": a.vocab, "seq_len": a.seq_len,
+                   "batch_size": a.batch_size, "lr": a.lr, "warmup_steps": a.warmup_steps,
+                   "truth_steps": a.truth_steps, "supernet_steps": a.supernet_steps, "arch_seed": a.arch_seed,
+                   "eval_batches": a.eval_batches, "eval_batch_size": a.eval_batch_size}
+        path = self.out / "setting.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            changed = sorted(k for k in setting if old.get(k) != setting[k])
+            if changed:
+                raise SystemExit(f"{self.out} holds runs made with other {', '.join(changed)}; "
+                                 "pass another --output-dir (or delete that one)")
+        else:
+            path.write_text(json.dumps(setting, indent=1) + "\n")
 
     def _tokenizer(self) -> str:
         """One tokenizer saved in the cache folder, so every run (and every rerun) shares a vocabulary."""

@@ -73,6 +73,11 @@ def test_toy_benchmark_end_to_end_and_rerun_from_cache(text_file, tmp_path, monk
     monkeypatch.setattr(trainer, "pretrain", no_training)
     again = toy.main(tiny_args(text_file, tmp_path))
     assert again["truth"] == saved["truth"] and again["summary"] == saved["summary"]
+    # the cache belongs to one setting: other training steps would mix runs, so they are refused
+    other = tiny_args(text_file, tmp_path)
+    other[other.index("--truth-steps") + 1] = "4"
+    with pytest.raises(SystemExit, match="truth_steps"):
+        toy.main(other)
 
 
 def test_ridge_loo_never_sees_the_target_it_predicts():
