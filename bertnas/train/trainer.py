@@ -6,6 +6,10 @@ task's objective, plus the MAGIC-A alignment to the base subnet when enabled. Ev
 the same subnet in the same step: samplers are seeded identically on every rank and the arch
 hash is compared every step.
 
+With a search strategy (`cfg.strategy` / `strategy=`, bertnas/strategies/) the strategy picks each
+step's arch (`choose`: an Arch or a MixedArch of mixed-op weights) and updates its architecture
+after the weight step (`after_weight_step`); its state is in every checkpoint.
+
 What is trained, on what data and how a subnet is scored comes from a `Task`
 (`bertnas/tasks/`): the trainer knows no model class. Multi-process gradients: see
 `distributed.py`; checkpoints: `state.py` and `checkpoint.py`; output dir: `log.jsonl` (one line
