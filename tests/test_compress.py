@@ -172,3 +172,15 @@ def test_non_bert_teacher_and_bad_budgets_are_one_line_cli_errors(tmp_path, caps
         assert code == 2, (expected, lines)
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (expected, lines)
     assert not (tmp_path / "out").exists()
+
+
+def test_recipe_file_states_the_defaults_and_unknown_keys_are_errors(tmp_path):
+    from pathlib import Path
+
+    from bertnas.compress.run import DEFAULT_RECIPE, load_recipe
+
+    assert load_recipe(Path(__file__).parents[1] / "recipes" / "compress.yaml") == DEFAULT_RECIPE
+    with pytest.raises(UserError, match="unknown recipe key student.width"):
+        load_recipe({"student": {"width": 64}})
+    with pytest.raises(UserError, match="unknown recipe section 'model'"):
+        load_recipe({"model": {}})

@@ -42,8 +42,16 @@ def run(args: argparse.Namespace) -> int:
                        resume_from_checkpoint=args.resume_from_checkpoint, method=args.method,
                        max_flops=args.max_flops, max_latency_ms=args.max_latency_ms, seq_len=args.seq_len,
                        batch_size=args.batch_size, overwrite=args.overwrite, progress=args.progress)
-    print(json.dumps(summary, indent=2), file=result_stream(args))
+    if summary:  # empty on the non-main processes of `accelerate launch`
+        print(json.dumps(summary, indent=2), file=result_stream(args))
     return 0
 
 
-__all__ = ["add_arguments", "run"]
+def main(argv: list[str] | None = None) -> int:
+    """`recipes/compress.py` (under `accelerate launch`) with the errors and exit codes of `bertnas compress`."""
+    from ..cli import run_command
+
+    return run_command(add_arguments, run, argv, prog="compress", description=__doc__.splitlines()[0])
+
+
+__all__ = ["add_arguments", "run", "main"]
