@@ -143,6 +143,21 @@ def test_new_op_kinds_count_params_and_flops_of_their_modules(op):
         assert op_flops(config, op, seq_len) == counter.get_total_flops() // 2
 
 
+def test_from_bert_starts_new_op_kinds_from_the_bert_block():
+    """from_bert with mha<h>w<width> and ffn<k>x candidates: a wider FFN starts equal to BERT's (extra
+    neurons silent); attention and narrower FFNs start from the leading channels / neurons."""
+    bert = _teacher().bert
+    model = bertnas.BertNasModel.from_bert(bert, candidates=["mha4w64", "mha2w16", "ffn4x", "ffn1x"]).eval()
+    ids, mask = _inputs()
+    with torch.no_grad():
+        expected = bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        wide = model(input_ids=ids, attention_mask=mask, arch=["mha4", "ffn4x"] * 2).last_hidden_state
+        torch.testing.assert_close(wide, expected, rtol=0, atol=1e-5)
+    narrow = model.encoder.layers[0].ops["mha2w16"]
+    torch.testing.assert_close(narrow.query.weight, bert.encoder.layer[0].attention.self.query.weight[:16])
+    assert model.encoder.layers[1].ops["ffn1x"].intermediate.weight.shape == (32, 32)
+
+
 def test_new_op_names_parse_and_validate():
     assert parse_op("mha4w128") == ("mha_w", (4, 128)) and short_op_name("mha4w128") == "a4w128"
     assert parse_op("ffn2x") == ("ffn_x", 2) and short_op_name("ffn2x") == "f2x"

@@ -66,8 +66,15 @@ def init_from_neighbours(layer: nn.Module, attention: nn.Module, ffn: nn.Module,
         if op is attention or op is ffn:
             continue
         if isinstance(op, MultiHeadAttentionOp):
-            for part in ("query", "key", "value", "dense"):
-                getattr(op, part).load_state_dict(getattr(attention, part).state_dict())
+            # the leading query/key/value channels (a narrower attention keeps the first heads; a wider
+            # one copies all, its extra channels' values silent through zero output weights)
+            inner = min(op.inner_size, attention.inner_size)
+            for part in ("query", "key", "value"):
+                getattr(op, part).weight[:inner].copy_(getattr(attention, part).weight[:inner])
+                getattr(op, part).bias[:inner].copy_(getattr(attention, part).bias[:inner])
+            op.dense.weight.zero_()
+            op.dense.weight[:, :inner].copy_(attention.dense.weight[:, :inner])
+            op.dense.bias.copy_(attention.dense.bias)
         elif isinstance(op, FeedForwardOp):
             inner = min(op.intermediate.out_features, ffn.intermediate.out_features)
             op.intermediate.weight[:inner].copy_(ffn.intermediate.weight[:inner])

@@ -352,8 +352,9 @@ class BertNasPreTrainedModel(PreTrainedModel):
         `bert` is a folder, a Hub id, or an in-memory transformers `BertModel` / `BertFor*`.
         The other candidates of each chain layer start from the nearest BERT sublayer of their
         kind: mha6/mha8 copy the block's attention projections (same shapes, other head split),
-        ffn/ffn_wide copy the block's FFN (ffn_wide: extra units get zero output weights, so it
-        starts equal to ffn), every LayerNorm copies the LayerNorm at its position; conv and
+        mha<h>w<width> their leading channels, ffn/ffn_wide/ffn<k>x the block's FFN (leading
+        neurons when narrower; when wider, extra units get zero output weights, so it starts equal
+        to ffn), every LayerNorm copies the LayerNorm at its position; conv and
         identity ops keep their fresh initialisation.
         """
         from transformers import PreTrainedModel as HFModel
