@@ -19,6 +19,7 @@ enters the gradients: two runs of one subnet give similarity exactly 1.
 
 Works through the Task API only (`task.space`, `task.model`, `task.loss_fn`,
 `task.choice_layers()`, `task.align_model()`, `task.heldout()`), so any space's supernet works.
+BatchNorm layers (vision spaces) use the running statistics saved in the checkpoint.
 """
 
 from __future__ import annotations
@@ -292,7 +293,8 @@ def plot_interference(result: dict, path: str | Path) -> Path:
     ax.set_xlabel("m (other layers that differ)")
     ax.set_ylabel("cosine similarity of the shared op's gradient")
     ax.set_xticks(result["settings"]["ms"])
-    ax.axhline(0.0, color="black", linewidth=0.5)
+    if min((r["mean"] for r in result["rows"] if r["n"]), default=1.0) < 0.1:
+        ax.axhline(0.0, color="black", linewidth=0.5)  # only when near: else it flattens the curves
     ax.set_title(f"Interference at {result['settings']['layer_name']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
