@@ -6,7 +6,8 @@ accuracy, mean over seeds) and set beside the published numbers.
 
     python bench/nb201_strategies.py all --out runs/nb201-strategies            # every run, 2 at a time
     python bench/nb201_strategies.py run darts --out runs/nb201-strategies      # one run
-    python bench/nb201_strategies.py report --out runs/nb201-strategies \
+    python bench/nb201_strategies.py all --out runs/nb201-strategies-s1 --seed 1   # a second seed
+    python bench/nb201_strategies.py report --out runs/nb201-strategies --out runs/nb201-strategies-s1 \
         --json bench/results/nb201_strategies.json --plot docs/img/nb201_entropy_darts_gaea.png
 
 Each run is `bertnas.strategies.run_strategy` (what `bertnas search --space nb201 --strategy NAME`
@@ -92,47 +93,78 @@ def found_arch(folder: Path) -> dict:
     return next((e for e in entries if e["arch"] == derived), {"arch": derived, "score": None})
 
 
-def report(out: Path, json_path: Path | None, plot: Path | None) -> None:
-    from bertnas.spaces.nb201 import Nb201Benchmark, to_string
-    from bertnas.strategies.plots import plot_entropy_runs, read_entropy
+def collect(out: Path, bench) -> list[dict]:
+    """One row per run of the output folder `out` (one seed)."""
+    from bertnas.spaces.nb201 import to_string
+    from bertnas.strategies.plots import read_entropy
 
-    bench = Nb201Benchmark()
     rows = []
     for name in RUNS:
         folder = out / name
         if not (folder / "results.json").is_file():
-            rows.append({"run": name, "missing": True})
+            rows.append({"run": name, "missing": True, "out": str(out)})
             continue
         entry = found_arch(folder)
         wall = json.loads((folder / "wall.json").read_text()) if (folder / "wall.json").is_file() else {}
-        steps, entropy = read_entropy(folder / "log.jsonl")
+        _, entropy = read_entropy(folder / "log.jsonl")
         rows.append({
-            "run": name, "strategy": RUNS[name][0], "options": RUNS[name][1], "arch": to_string(entry["arch"]),
-            "supernet_heldout_accuracy": entry.get("score"), "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
-            "rank_cifar10": bench.rank(entry["arch"], "cifar10"), "wall_s": wall.get("wall_s"),
-            "steps": wall.get("steps"), "seed": wall.get("seed"),
+            "run": name, "out": str(out), "strategy": RUNS[name][0], "options": RUNS[name][1],
+            "arch": to_string(entry["arch"]), "supernet_heldout_accuracy": entry.get("score"),
+            "cifar10_test": bench.accuracy(entry["arch"], "cifar10"), "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
+            "wall_s": wall.get("wall_s"), "steps": wall.get("steps"), "seed": wall.get("seed"),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
         })
-    print("| run | found arch | NB201 CIFAR-10 test (rank of 15,625) | published | supernet held-out acc | "
+    return rows
+
+
+def md(arch_string: str) -> str:
+    """An NB201 arch string inside a markdown table cell (its `|` escaped)."""
+    return arch_string.replace("|", "\\|")
+
+
+def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
+    """The markdown table (one row per run and seed, then the mean per run), the JSON rows and
+    the entropy plot of the first output folder."""
+    from bertnas.spaces.nb201 import Nb201Benchmark
+    from bertnas.strategies.plots import plot_entropy_runs
+
+    bench = Nb201Benchmark()
+    rows = [row for out in outs for row in collect(out, bench)]
+    print("| run | seed | found arch | NB201 CIFAR-10 test (rank of 15,625) | published | supernet held-out acc | "
           "entropy start -> end | wall (s) |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("missing"):
-            print(f"| {r['run']} | not run | | | | | |")
+            print(f"| {r['run']} | | not run ({r['out']}) | | | | | |")
             continue
         pub = f"{r['published_cifar10_test']:.2f}" if r["published_cifar10_test"] is not None else "-"
         ent = (f"{r['entropy_start']:.3f} -> {r['entropy_end']:.3f}" if r["entropy_end"] is not None else "-")
-        print(f"| {r['run']} | `{r['arch']}` | {r['cifar10_test']:.2f} ({r['rank_cifar10']}) | {pub} | "
-              f"{r['supernet_heldout_accuracy'] or float('nan'):.3f} | {ent} | {r['wall_s']:.0f} |")
-    print(f"| optimum | `{bench.best('cifar10')[0]}` | {bench.best('cifar10')[1]:.2f} (1) | {OPTIMUM:.2f} | | | |")
+        score = r["supernet_heldout_accuracy"]
+        print(f"| {r['run']} | {r['seed']} | `{md(r['arch'])}` | {r['cifar10_test']:.2f} ({r['rank_cifar10']}) | {pub} | "
+              f"{score if score is None else f'{score:.3f}'} | {ent} | {r['wall_s'] or float('nan'):.0f} |")
+    best_arch, best_acc = bench.best("cifar10")
+    print(f"| optimum | | `{md(best_arch)}` | {best_acc:.2f} (1) | {OPTIMUM:.2f} | | | |")
+    accs = sorted(r["cifar10"] for r in bench.rows)
+    print(f"\nA uniformly random arch: mean {sum(accs) / len(accs):.2f}, median {accs[len(accs) // 2]:.2f} "
+          f"(NB201 CIFAR-10 test, all {len(accs)} archs).")
+    if len(outs) > 1:
+        print("\n| run | mean NB201 CIFAR-10 test over seeds | seeds | published |\n|---|---|---|---|")
+        for name in RUNS:
+            done = [r for r in rows if r["run"] == name and not r.get("missing")]
+            if done:
+                mean = sum(r["cifar10_test"] for r in done) / len(done)
+                pub = f"{PUBLISHED[name]:.2f}" if name in PUBLISHED else "-"
+                print(f"| {name} | {mean:.2f} | {len(done)} | {pub} |")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"common": COMMON, "runs": rows}, indent=2) + "\n")
     if plot is not None:
+        out = outs[0]
         curves = {label: out / name / "log.jsonl" for label, name in
                   (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"), ("GAEA-DARTS ERM", "gaea-darts-erm"),
-                   ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas")) if (out / name / "log.jsonl").is_file()}
+                   ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"), ("PC-DARTS", "pcdarts"), ("REINFORCE", "reinforce"))
+                  if (out / name / "log.jsonl").is_file()}
         plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
 
 
@@ -140,7 +172,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "all", "report"))
     p.add_argument("names", nargs="*", help=f"runs (default all): {', '.join(RUNS)}")
-    p.add_argument("--out", type=Path, default=Path("runs/nb201-strategies"))
+    p.add_argument("--out", type=Path, action="append",
+                   help="output folder (default runs/nb201-strategies); report: repeat it, one per seed")
     p.add_argument("--steps", type=int, default=120, help="weight steps of every run (the shared budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parallel", type=int, default=2)
@@ -151,13 +184,14 @@ def main() -> None:
     if unknown:
         p.error(f"unknown runs {unknown}; runs: {', '.join(RUNS)}")
     names = args.names or list(RUNS)
+    outs = args.out or [Path("runs/nb201-strategies")]
     if args.command == "run":
         for name in names:
-            run_one(name, args.out, args.steps, args.seed)
+            run_one(name, outs[0], args.steps, args.seed)
     elif args.command == "all":
-        run_all(names, args.out, args.steps, args.seed, args.parallel)
+        run_all(names, outs[0], args.steps, args.seed, args.parallel)
     else:
-        report(args.out, args.json, args.plot)
+        report(outs, args.json, args.plot)
 
 
 if __name__ == "__main__":
