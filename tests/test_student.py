@@ -15,6 +15,7 @@ import bertnas
 from bertnas.compress.student import (
     default_candidates,
     embedding_params,
+    attention_channels,
     layer_map,
     load_teacher,
     non_embedding_params,
@@ -24,7 +25,7 @@ from bertnas.compress.student import (
 )
 from bertnas.models.ops_bertnas import build_op, op_flops, op_params, parse_op, short_op_name
 
-from conftest import toy_config
+from conftest import DATA_DIR, toy_config
 
 NEW_OPS = ["mha2w16", "mha4w64", "ffn1x", "ffn2x", "conv7"]
 
@@ -76,6 +77,13 @@ def test_layer_map_spreads_student_layers_over_the_teacher():
     assert layer_map(12, 6) == [0, 2, 4, 6, 8, 10]
     assert layer_map(12, 4) == [0, 3, 6, 9]
     assert layer_map(4, 6) == [0, 1, 1, 2, 3, 3]  # deeper than the teacher: layers repeat, never past the end
+
+
+def test_attention_keeps_whole_heads_when_head_sizes_agree():
+    scores = torch.tensor([1.0, 1.0, 9.0, 0.0, 0.0, 5.0, 3.0, 3.0])  # 4 heads of 2: sums 2, 9, 5, 6
+    assert attention_channels(scores, 4, 2, 4).tolist() == [2, 3, 6, 7]  # heads 1 and 3, whole
+    assert attention_channels(scores, 4, 1, 4).tolist() == [2, 5, 6, 7]  # head size 4 != 2: top channels
+    assert attention_channels(scores, 4, 2, 8).tolist() == list(range(8))  # everything, in order
 
 
 def _constructed_teacher(path):
@@ -287,3 +295,46 @@ def test_bare_bert_teacher_leaves_the_mlm_head_fresh(teacher_dir, tmp_path):
         torch.testing.assert_close(student.bert(input_ids=ids, attention_mask=mask, arch=["mha4", "ffn"] * 2)
                                    .last_hidden_state, teacher.bert(input_ids=ids, attention_mask=mask)
                                    .last_hidden_state, rtol=0, atol=0)
+
+
+def _text_batches(path, rows, per_batch):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    text = DATA_DIR / "text" / "wikitext-2-raw" / "wiki.valid.raw"
+    if not text.is_file():
+        pytest.skip(f"{text} is missing (the shared data sets)")
+    lines = [line.strip() for line in text.read_text().splitlines() if len(line.strip()) > 80][:rows]
+    return [dict(tok(lines[i:i + per_batch], padding=True, truncation=True, max_length=48, return_tensors="pt"))
+            for i in range(0, rows, per_batch)]
+
+
+def test_real_teacher_importance_init_beats_first_channels_and_random(minilm_path, monkeypatch):
+    """On all-MiniLM-L6-v2 (hidden 384) and real text, a student of half the width, 4 chain layers
+    and factorised embeddings (E=128): the cosine between its hidden states and the teacher's on the
+    kept channels is highest with activation importance, lower when keeping the first channels
+    (naive slicing), about zero from a random start."""
+    import bertnas.compress.student as student_module
+
+    batches = _text_batches(minilm_path, 24, 8)
+    calibration, held = batches[:2], batches[2]
+    teacher, _ = load_teacher(minilm_path)
+    with torch.no_grad():
+        target = teacher.bert(**held).last_hidden_state
+    real = held["attention_mask"].bool()
+    arch = ["mha6", "ffn"] * 2
+
+    def cosine(init, calibration_batches=None):
+        model = student_supernet(teacher, 192, 4, ["mha6", "ffn"], embedding_size=128, init=init,
+                                 calibration_batches=calibration_batches).eval()
+        kept = model.student_init.hidden_channels or list(range(192))
+        with torch.no_grad():
+            out = model.bert(**held, arch=arch).last_hidden_state
+        return torch.nn.functional.cosine_similarity(out[real], target[..., kept][real], dim=-1).mean().item()
+
+    importance = cosine("importance", calibration)
+    random_start = cosine("random")
+    monkeypatch.setattr(student_module, "top_units", lambda scores, k: torch.arange(min(k, scores.numel())))
+    first = cosine("importance")
+    assert importance > first + 0.05 and first > random_start + 0.1 and abs(random_start) < 0.15, (
+        importance, first, random_start)

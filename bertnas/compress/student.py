@@ -345,7 +345,9 @@ def _init_embeddings(fill, student, teacher, keep, full_h, has_head: bool):
     else:
         width = project.in_features
         words = t_emb.word_embeddings.weight[:, keep]
-        basis = torch.linalg.svd(words.float(), full_matrices=False).Vh[:width].T  # (H_s, E)
+        # top right-singular vectors of the (vocab x H_s) table: eigenvectors of its small Gram matrix
+        gram = words.double().T @ words.double()
+        basis = torch.linalg.eigh(gram).eigenvectors[:, -width:].flip(1).to(words.dtype)  # (H_s, E)
         for name in tables:
             fill.put(getattr(s_emb, name).weight, getattr(t_emb, name).weight[:, keep] @ basis, False)
         fill.put(project.weight, t_emb.LayerNorm.weight[keep][:, None] * basis, False)
