@@ -47,7 +47,6 @@ def _draw(curves: Mapping[str, tuple[list, list]], png: str | Path, title: str, 
         ax.axhline(max_entropy, c="0.6", ls="--", lw=1, label=f"uniform ({max_entropy:.3f})")
     ax.set_xlabel("step")
     ax.set_ylabel("mean entropy per simplex (nats)")
-    ax.set_ylim(bottom=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
