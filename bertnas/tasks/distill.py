@@ -258,6 +258,13 @@ class DistillTask(BertTask):
         task.options = {**DISTILL_DEFAULTS, **(sig.get("distill") or {})}
         task._load_teacher(sig["teacher"])
         task.teacher.to(device)
+        # The held-out rows with the tokenizer the run read them with (the teacher's): in the process
+        # that trained (bertnas compress) the corpus is not tokenised a second time.
+        from .bert import load_lm_data
+
+        vocab = int((state.get("config") or {}).get("tokenizer_vocab_size") or 1000)
+        if task.data_options.get("seq_len") and task.data_options.get("tokenizer"):
+            _, _, task.val_data = load_lm_data(task.data_options, task.data_options["tokenizer"], vocab)
         task._setup_blocks()
         if task.bridges is not None:
             load_model_weights(task.bridges, ckpt / BRIDGES_DIR)
