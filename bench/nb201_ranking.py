@@ -76,6 +76,25 @@ def load_zero_cost(path: Path, dataset: str = "cifar10") -> dict:
     return out
 
 
+def finite_ranks(values: dict) -> tuple[dict, int]:
+    """Proxy scores with -inf / +inf (e.g. nwot on a cell whose output is cut off) moved just below /
+    above every finite score, tied among themselves: the proxy's own verdict, kept in the ranking.
+    NaN scores are dropped. Returns (values, how many were infinite)."""
+    import math
+
+    finite = [v for v in values.values() if math.isfinite(v)]
+    low, high = min(finite) - 1.0, max(finite) + 1.0
+    out, infinite = {}, 0
+    for arch, v in values.items():
+        if math.isnan(v):
+            continue
+        if math.isinf(v):
+            infinite += 1
+            v = high if v > 0 else low
+        out[arch] = v
+    return out, infinite
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=os.environ.get("BERTNAS_NB201_DATA", str(DEFAULT_DATA)))
@@ -210,8 +229,9 @@ def main(argv=None) -> dict:
     # Zero-cost proxies: higher score = better, as NASLib reports them; on the very same archs.
     proxies = sorted({name for s in zero_cost.values() for name in s} - set(NOT_PROXIES))
     for name in proxies:
-        m = ranking_metrics({a: zero_cost[a][name] for a in archs}, truth, ks=ks, higher_is_better_scores=True,
-                            higher_is_better_truth=True)
+        values, infinite = finite_ranks({a: zero_cost[a][name] for a in archs if name in zero_cost[a]})
+        m = ranking_metrics(values, truth, ks=ks, higher_is_better_scores=True, higher_is_better_truth=True)
+        m["infinite_scores"] = infinite
         metrics["zc:" + name] = m
         rows.append({"name": "zc: " + name, "kind": "proxy", "kendall_tau": m["kendall_tau"],
                      "spearman_rho": m["spearman_rho"]})

@@ -96,3 +96,10 @@ def test_naslib_indices_to_nb201_string():
     # NASLib edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ops skip, none, conv3, conv1, pool
     assert nb.naslib_to_string((0, 1, 2, 3, 4, 0)) == (
         "|skip_connect~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|skip_connect~2|")
+
+
+def test_zero_cost_infinite_scores_rank_last_or_first_and_nan_is_dropped():
+    nb = _load("nb201_ranking")
+    values, infinite = nb.finite_ranks({"a": 2.0, "b": float("-inf"), "c": 5.0, "d": float("inf"), "e": float("nan")})
+    assert infinite == 2 and set(values) == {"a", "b", "c", "d"}
+    assert values["b"] < values["a"] < values["c"] < values["d"]
