@@ -215,7 +215,7 @@ def render_report(checks: dict) -> str:
         lines.append(f"| ranking vs truth | - | {ranking['error']} |")
     stability = checks.get("stability") or {}
     lines.append(f"| stability (tau between two held-out halves) | {_fmt(stability.get('kendall_tau'))} | below "
-                 f"{STABLE_TAU} the scores move with the batches; {stability.get('error', '')} |")
+                 f"{STABLE_TAU} the scores move with the batches {stability.get('error', '')} |")
     bias = checks.get("params_bias") or {}
     lines.append(f"| size bias (tau of score with parameters) | {_fmt(bias.get('kendall_tau'))} | > 0: bigger archs "
                  f"score better; near 1: the supernet mostly measures size {bias.get('error', '')} |")
