@@ -180,7 +180,8 @@ def _card_provenance(teacher, label, budget, entry, steps, corpus, method) -> di
         "CPU latency": f"{latency:.2f} ms per sequence of {entry['seq_len']} tokens (batch 1, this machine)",
         "held-out MLM loss": f"{entry['val_loss']:.4f} (teacher on the same batches: {entry['teacher_val_loss']:.4f})",
         "held-out distillation loss": f"{entry['distill_loss']:.4f} (normalised hidden-state MSE to the teacher)",
-        "distillation": f"{steps} steps on {corpus or 'the built-in corpus'}",
+        # a local corpus by its folder / file name: the card may be pushed to the Hub
+        "distillation": f"{steps} steps on {Path(corpus).name if corpus and Path(corpus).exists() else corpus or 'the built-in corpus'}",
         "search": method,
     }
 
