@@ -164,6 +164,27 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     return result
 
 
+def bn_check(args, variant: str, archs: list[str]) -> dict:
+    """Scores of a few archs with the checkpoint's BatchNorm statistics (running averages over every
+    path trained) and after the evaluator's per-arch recalibration: shows the recalibration acts."""
+    import torch
+
+    from bertnas.tasks import load_task
+
+    task = load_task(Path(args.output_dir) / variant, "cpu")
+    batches, _ = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
+    stale = {}
+    with torch.no_grad():
+        task.model.eval()
+        for a in archs:  # before any recalibration: the saved running statistics
+            sums = [task.loss_fn(task.model, b, task.space.from_string(a).ops) for b in batches]
+            stale[a] = float(sum(float(x) for x, _ in sums) / sum(n for _, n in sums))
+    evaluator = task.evaluator(batches, cache=False)
+    return {"variant": variant, "metric": args.metric,
+            "archs": {a: {"checkpoint_bn_stats": stale[a], "recalibrated": float(evaluator(task.space.from_string(a)))}
+                      for a in archs}}
+
+
 def plot(path: Path, rows: list[dict], title: str) -> None:
     import matplotlib
 
@@ -259,6 +280,7 @@ def main(argv=None) -> dict:
                   "optimum": bench.best("cifar10")[1]},
         "encoding_check_val_accuracy_tau": check["kendall_tau"],
         "anchors_kendall_tau": ANCHORS,
+        "bn_recalibration_check": bn_check(args, args.variants[0], archs[:5]) if args.variants else None,
         "runs": runs,
         "summary": summary,
         "metrics": metrics,
