@@ -107,11 +107,13 @@ def collect(out: Path, bench) -> list[dict]:
         entry = found_arch(folder)
         wall = json.loads((folder / "wall.json").read_text()) if (folder / "wall.json").is_file() else {}
         _, entropy = read_entropy(folder / "log.jsonl")
+        log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+        step_s = sorted(line["step_time_s"] for line in log)[len(log) // 2] if log else None
         rows.append({
             "run": name, "out": str(out), "strategy": RUNS[name][0], "options": RUNS[name][1],
             "arch": to_string(entry["arch"]), "supernet_heldout_accuracy": entry.get("score"),
             "cifar10_test": bench.accuracy(entry["arch"], "cifar10"), "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
-            "wall_s": wall.get("wall_s"), "steps": wall.get("steps"), "seed": wall.get("seed"),
+            "wall_s": wall.get("wall_s"), "median_step_s": step_s, "steps": wall.get("steps"), "seed": wall.get("seed"),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
         })
@@ -132,19 +134,19 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
     bench = Nb201Benchmark()
     rows = [row for out in outs for row in collect(out, bench)]
     print("| run | seed | found arch | NB201 CIFAR-10 test (rank of 15,625) | published | supernet held-out acc | "
-          "entropy start -> end | wall (s) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "entropy start -> end | wall (s) | median step (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r.get("missing"):
-            print(f"| {r['run']} | | not run ({r['out']}) | | | | | |")
+            print(f"| {r['run']} | | not run ({r['out']}) | | | | | | |")
             continue
         pub = f"{r['published_cifar10_test']:.2f}" if r["published_cifar10_test"] is not None else "-"
         ent = (f"{r['entropy_start']:.3f} -> {r['entropy_end']:.3f}" if r["entropy_end"] is not None else "-")
         score = r["supernet_heldout_accuracy"]
         print(f"| {r['run']} | {r['seed']} | `{md(r['arch'])}` | {r['cifar10_test']:.2f} ({r['rank_cifar10']}) | {pub} | "
-              f"{score if score is None else f'{score:.3f}'} | {ent} | {r['wall_s'] or float('nan'):.0f} |")
+              f"{score if score is None else f'{score:.3f}'} | {ent} | {r['wall_s'] or float('nan'):.0f} | {r['median_step_s']:.2f} |")
     best_arch, best_acc = bench.best("cifar10")
-    print(f"| optimum | | `{md(best_arch)}` | {best_acc:.2f} (1) | {OPTIMUM:.2f} | | | |")
+    print(f"| optimum | | `{md(best_arch)}` | {best_acc:.2f} (1) | {OPTIMUM:.2f} | | | | |")
     accs = sorted(r["cifar10"] for r in bench.rows)
     print(f"\nA uniformly random arch: mean {sum(accs) / len(accs):.2f}, median {accs[len(accs) // 2]:.2f} "
           f"(NB201 CIFAR-10 test, all {len(accs)} archs).")
