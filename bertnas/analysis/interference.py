@@ -272,7 +272,7 @@ def interference_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_interference(result: dict, path: str | Path) -> Path:
+def plot_interference(result: dict, path: str | Path, title: str | None = None) -> Path:
     """Mean cosine similarity against m, one line per kind; dashed: with the MAGIC-A term."""
     import matplotlib
 
@@ -295,7 +295,7 @@ def plot_interference(result: dict, path: str | Path) -> Path:
     ax.set_xticks(result["settings"]["ms"])
     if min((r["mean"] for r in result["rows"] if r["n"]), default=1.0) < 0.1:
         ax.axhline(0.0, color="black", linewidth=0.5)  # only when near: else it flattens the curves
-    ax.set_title(f"Interference at {result['settings']['layer_name']}")
+    ax.set_title(title or f"Interference at {result['settings']['layer_name']}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
