@@ -101,6 +101,8 @@ def search_cli(argv, capsys):
     (["--strategy", "spos", "--space", "nope", "--output-dir", "o"], "Unknown space 'nope'"),
     (["--strategy", "spos"], "--output-dir is required"),
     (["--checkpoint", "runs/x", "--space-option", "C=8", "--output-dir", "o"], "--space-option goes with --strategy"),
+    (["--checkpoint", "runs/x", "--set", "lr=1e-3", "--output-dir", "o"], "--set goes with --strategy"),
+    (["--strategy", "spos", "--set", "nope=3", "--output-dir", "o"], "unknown config key 'nope'"),
 ])
 def test_search_strategy_bad_combinations_are_one_line_errors(argv, message, capsys):
     code, out, err = search_cli(argv, capsys)

@@ -121,6 +121,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    type=_key_value, help="a strategy option, e.g. arch_lr=3e-4 (repeatable)")
     g.add_argument("--space-option", dest="space_options", action="append", default=[], metavar="KEY=VALUE",
                    type=_key_value, help="a space option, e.g. C=8 or N=1 for nb201 (repeatable)")
+    g.add_argument("--set", dest="train_options", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="a training config key (bertnas pretrain's), e.g. lr=1e-3, warmup_steps=10, model.hidden_size=64")
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")
@@ -174,9 +176,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         raise UserError("give --checkpoint (search a trained supernet) or --strategy NAME (train and search in "
                         "one run)", "e.g. --checkpoint runs/toy, or --space nb201 --strategy darts")
-    for name in ("space_options", "strategy_options"):
+    for name in ("space_options", "strategy_options", "train_options"):
         if getattr(args, name):
-            raise UserError(f"--{name[:-1].replace('_', '-')} goes with --strategy", "drop it, or pass --strategy NAME")
+            flag = "--set" if name == "train_options" else f"--{name[:-1].replace('_', '-')}"
+            raise UserError(f"{flag} goes with --strategy", "drop it, or pass --strategy NAME")
     args.method = args.method or "shrinking"
     args.eval_batches = args.eval_batches or 8
     if args.device and args.device.startswith("cuda"):
@@ -279,6 +282,12 @@ def strategy_config(args: argparse.Namespace) -> dict:
     for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
+    for key, value in args.train_options:  # validated by load_config (unknown keys name the known ones)
+        section, dot, field_name = key.partition(".")
+        if dot:
+            config[section] = {**config.get(section, {}), field_name: value}
+        else:
+            config[key] = value
     if args.strategy_options:
         config["strategy_options"] = dict(args.strategy_options)
     if args.space_options:
