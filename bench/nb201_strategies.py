@@ -112,7 +112,8 @@ def collect(out: Path, bench) -> list[dict]:
         rows.append({
             "run": name, "out": str(out), "strategy": RUNS[name][0], "options": RUNS[name][1],
             "arch": to_string(entry["arch"]), "supernet_heldout_accuracy": entry.get("score"),
-            "cifar10_test": bench.accuracy(entry["arch"], "cifar10"), "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
+            "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
+            "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
             "wall_s": wall.get("wall_s"), "median_step_s": step_s, "steps": wall.get("steps"), "seed": wall.get("seed"),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
@@ -143,8 +144,10 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
         pub = f"{r['published_cifar10_test']:.2f}" if r["published_cifar10_test"] is not None else "-"
         ent = (f"{r['entropy_start']:.3f} -> {r['entropy_end']:.3f}" if r["entropy_end"] is not None else "-")
         score = r["supernet_heldout_accuracy"]
+        score = "-" if score is None else f"{score:.3f}"
+        wall = f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"
         print(f"| {r['run']} | {r['seed']} | `{md(r['arch'])}` | {r['cifar10_test']:.2f} ({r['rank_cifar10']}) | {pub} | "
-              f"{score if score is None else f'{score:.3f}'} | {ent} | {r['wall_s'] or float('nan'):.0f} | {r['median_step_s']:.2f} |")
+              f"{score} | {ent} | {wall} | {r['median_step_s']:.2f} |")
     best_arch, best_acc = bench.best("cifar10")
     print(f"| optimum | | `{md(best_arch)}` | {best_acc:.2f} (1) | {OPTIMUM:.2f} | | | | |")
     accs = sorted(r["cifar10"] for r in bench.rows)
@@ -164,8 +167,8 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
     if plot is not None:
         out = outs[0]
         curves = {label: out / name / "log.jsonl" for label, name in
-                  (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"), ("GAEA-DARTS ERM", "gaea-darts-erm"),
-                   ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"), ("PC-DARTS", "pcdarts"), ("REINFORCE", "reinforce"))
+                  (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"),
+                   ("GAEA-DARTS ERM", "gaea-darts-erm"), ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"))
                   if (out / name / "log.jsonl").is_file()}
         plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
 

@@ -122,7 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--space-option", dest="space_options", action="append", default=[], metavar="KEY=VALUE",
                    type=_key_value, help="a space option, e.g. C=8 or N=1 for nb201 (repeatable)")
     g.add_argument("--set", dest="train_options", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
-                   help="a training config key (bertnas pretrain's), e.g. lr=1e-3, warmup_steps=10, model.hidden_size=64")
+                   help="a training config key (bertnas pretrain's), e.g. lr=1e-3, warmup_steps=10, "
+                        "model.hidden_size=64")
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")

@@ -72,11 +72,12 @@ def plot_entropy(log_path: str | Path, png: str | Path, title: str | None = None
     steps, values = read_entropy(log_path)
     if not steps:
         return None
-    return _draw({"mean entropy": (steps, values)}, png, title or f"architecture-weight entropy: {Path(log_path).parent.name}",
-                 _uniform_entropy(Path(log_path)))
+    title = title or f"architecture-weight entropy: {Path(log_path).parent.name}"
+    return _draw({"mean entropy": (steps, values)}, png, title, _uniform_entropy(Path(log_path)))
 
 
-def plot_entropy_runs(runs: Mapping[str, str | Path], png: str | Path, title: str = "architecture-weight entropy") -> Path:
+def plot_entropy_runs(runs: Mapping[str, str | Path], png: str | Path,
+                      title: str = "architecture-weight entropy") -> Path:
     """Several runs' entropy curves on one plot; `runs`: legend label -> log.jsonl (or its run folder)."""
     curves, uniform = {}, None
     for label, path in runs.items():
