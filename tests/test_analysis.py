@@ -270,14 +270,23 @@ def test_trust_report_on_a_tiny_supernet(tiny_supernet, tmp_path):
     archs = [space.arch([a, b]) for a in ("mha12", "ffn", "conv3", "ffn_wide") for b in ("mha6", "ffn", "conv5")]
     truth = tmp_path / "truth.json"  # a truth that is exactly the parameter count
     truth.write_text(json.dumps({",".join(a.ops): float(space.params(a)) for a in archs}))
-    path = write_trust_report(tiny_supernet, tmp_path / "out", truth=truth, archs=12, eval_batches=2,
-                              interference=False)
+    path = write_trust_report(tiny_supernet, tmp_path / "out", truth=truth, archs=12, eval_batches=2)
     checks = json.loads((tmp_path / "out" / "trust_report.json").read_text())
     text = path.read_text()
     assert checks["archs"] == 12 and checks["ranking"]["n"] == 12
     assert checks["params_vs_truth"]["kendall_tau"] == pytest.approx(1.0)
-    assert f"{checks['ranking']['kendall_tau']:.3f}" in text and "stability" in text
+    assert f"{checks['ranking']['kendall_tau']:.3f}" in text and "stability" in text and "interference" in text
     assert "parameter count alone ranks the same archs at least as well" in text  # nothing beats tau 1
+    # Scores computed elsewhere (a search's evaluated.json) are used as given, on the archs both hold.
+    scores = tmp_path / "evaluated.json"
+    scores.write_text(json.dumps([{"arch": list(a.ops), "score": float(i), "metric": "mlm_loss"}
+                                  for i, a in enumerate(archs[:6])]))
+    write_trust_report(tiny_supernet, tmp_path / "out2", truth=truth, scores=scores, eval_batches=2, interference=False)
+    checks = json.loads((tmp_path / "out2" / "trust_report.json").read_text())
+    assert checks["scores_from"] == str(scores) and checks["ranking"]["n"] == 6
+    assert checks["ranking"]["kendall_tau"] == pytest.approx(ranking_metrics(
+        {",".join(a.ops): float(i) for i, a in enumerate(archs[:6])},
+        {",".join(a.ops): float(space.params(a)) for a in archs[:6]})["kendall_tau"])
 
 
 def test_analyze_cli_outputs_and_errors(tmp_path, capsys):
