@@ -197,6 +197,11 @@ def test_interference_has_the_known_answer_on_a_sign_chain():
         assert pair["cos"] == pytest.approx(sign)
     with pytest.raises(UserError, match="no candidate 'conv'"):
         shared_op_parameters(task, 0, "conv")
+    # One op per family (e.g. {mha12, ffn, conv3}): no same-type change exists, and the result says so.
+    task.space = SearchSpace({"layer_0": ["lin"], "layer_1": ["pos1", "neg1"], "layer_2": ["pos1", "neg1"]})
+    result = gradient_interference(task, batches=[batch], pairs=2, align=False, progress=False)
+    assert {r["kind"] for r in result["rows"]} == {"cross", "any"}
+    assert any("same type: 0 of 2 pairs" in note for note in result["notes"])
 
 
 # -- entropy, bias --------------------------------------------------------------------------
