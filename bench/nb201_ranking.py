@@ -244,6 +244,10 @@ def main(argv=None) -> dict:
         best = pick(archs, key=lambda a: scores[a])
         m["top1_arch"] = best
         m["top1_global_rank"] = bench.rank(best, "cifar10")  # among all 15,625 cells
+        # bias: does the supernet simply prefer big (or small) cells? tau of its ranking vs parameter count
+        m["kendall_tau_vs_params"] = ranking_metrics(scores, {a: zero_cost[a]["params"] for a in archs}, ks=(1,),
+                                                     higher_is_better_scores=run["higher_is_better"],
+                                                     higher_is_better_truth=True)["kendall_tau"]
         metrics[variant] = m
         rows.append({"name": variant, "kind": "supernet", "kendall_tau": m["kendall_tau"],
                      "spearman_rho": m["spearman_rho"]})
@@ -265,6 +269,7 @@ def main(argv=None) -> dict:
                            "the op-index encoding (NASLIB_OPS / NASLIB_EDGES) does not match")
 
     summary = {name: {"kendall_tau": m["kendall_tau"], "spearman_rho": m["spearman_rho"],
+                      **({"kendall_tau_vs_params": m["kendall_tau_vs_params"]} if "kendall_tau_vs_params" in m else {}),
                       **{f"top{k}_best_truth": m["top_k"][k]["best_truth"] for k in m["top_k"]},
                       **{f"top{k}_precision": m["top_k"][k]["precision"] for k in m["top_k"]}}
                for name, m in metrics.items()}
