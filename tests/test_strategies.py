@@ -347,3 +347,12 @@ def test_run_config_follows_the_strategy():
         prepare_config({"strategy": "darts", "strategy_options": {"tau_max": 1.0}})
     with pytest.raises(UserError, match="must be one of"):
         prepare_config({"strategy": "dart"})
+
+
+def test_single_level_step_with_gradient_accumulation(tmp_path):
+    """ERM: the micro-batches' backwards share the graph of the mixed weights (kept between them)
+    and the architecture gradient is their accumulated one."""
+    _, log = run_toy(tmp_path, "erm", "darts", strategy_options={"bilevel": False, "arch_lr": 0.05},
+                     gradient_accumulation_steps=2, max_steps=3)
+    assert [line["step"] for line in log] == [1, 2, 3] and all("arch_loss" not in line for line in log)
+    assert log[0]["arch_weights"] != log[-1]["arch_weights"]
