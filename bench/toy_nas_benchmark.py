@@ -23,8 +23,8 @@ a rerun skips what is done. Writes `--json` (settings, machine, every score, eve
 `--plot` (Kendall tau / Spearman rho per predictor, error bars over seeds, the noise floor).
 
     python bench/toy_nas_benchmark.py                       # default size (~1 h, idle 2-core CPU)
-    python bench/toy_nas_benchmark.py --truth-archs 16 --noise-archs 6 --truth-steps 600 \
-        --supernet-steps 800 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
+    python bench/toy_nas_benchmark.py --truth-archs 20 --noise-archs 8 --truth-steps 600 \
+        --supernet-steps 1000 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
 """
 
 from __future__ import annotations
