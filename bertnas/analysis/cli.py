@@ -93,7 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _direction(t, "truth", "truth values")
     t.add_argument("--scores", default=None, help="supernet scores already computed (e.g. a search's evaluated.json); "
                                                   "default: score the archs here")
-    t.add_argument("--archs", type=int, default=24, help="archs to score and compare")
+    t.add_argument("--archs", type=int, default=24, help="archs scored here (all checks without --scores; the "
+                                                         "stability check with --scores)")
     t.add_argument("--eval-batches", type=int, default=4, help="held-out batches (split in two for stability)")
     t.add_argument("--no-interference", dest="interference", action="store_false",
                    help="skip the interference check")

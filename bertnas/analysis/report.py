@@ -7,7 +7,8 @@ numbers, what to do next) and `OUT/trust_report.json` (every number).
 1. Ranking against ground truth (only with `truth`): Kendall tau, Spearman rho and top-k of the
    supernet's scores (from `scores`, e.g. a search's evaluated.json, else scored here on the
    held-out set) against the truth, beside a random ranking and beside the free predictor a
-   user could use instead: the parameter count.
+   user could use instead: the parameter count. Given scores are used for every arch they share
+   with the truth; `archs` bounds only the archs scored here (for the stability check).
 2. Stability: the same archs scored on two disjoint halves of the held-out batches; Kendall tau
    between the halves. A ranking that changes with the batches cannot be trusted whatever else.
 3. Size bias: correlation of the scores with the parameter count.
@@ -103,18 +104,21 @@ def trust_checks(checkpoint, truth=None, scores=None, archs: int = 24, seed: int
         key = arch_key(arch)
         own[key] = full(arch)
         halves[0][key], halves[1][key] = first(arch), second(arch)
-    supernet = {k: scores.values[k] for k in own} if scores is not None else own
+    # Scores given: rank every arch they share with the truth; `archs` only bounds the scoring here.
+    supernet = ({k: scores.values[k] for k in wanted if task.space.contains(list(k))} if scores is not None
+                else own)
     supernet_higher = scores.higher_is_better if scores is not None else higher
-    params = {arch_key(a): float(task.space.params(a)) for a in chosen}
+    params = {k: float(task.space.params(list(k))) for k in supernet}
     checks: dict = {"checkpoint": str(task.ckpt), "metric": task.metric, "higher_is_better": higher,
-                    "archs": len(chosen), "heldout": held_info, "training": _training_summary(Path(task.ckpt)),
+                    "archs": len(supernet), "archs_scored_here": len(chosen), "heldout": held_info,
+                    "training": _training_summary(Path(task.ckpt)),
                     "scores_from": scores.source if scores is not None else "scored here on the held-out set"}
     checks["stability"] = _safe(lambda: ranking_metrics(halves[0], halves[1], ks=(1,), higher_is_better_scores=higher,
                                                         higher_is_better_truth=higher))
     checks["params_bias"] = _safe(lambda: params_correlation(supernet, params, supernet_higher))
     checks["operator_bias"] = _safe(lambda: score_by_operator(supernet, supernet_higher))
     if truth is not None:
-        truth_part = {k: truth.values[k] for k in own}
+        truth_part = {k: truth.values[k] for k in supernet}
         checks["truth"] = {"source": truth.source, "higher_is_better": truth.higher_is_better}
         checks["ranking"] = _safe(lambda: ranking_metrics(supernet, truth_part, ks, supernet_higher,
                                                           truth.higher_is_better))
