@@ -128,6 +128,7 @@ def parse_args(argv=None):
 
 def train_and_score(args, variant: str, archs: list[str]) -> dict:
     """Train one supernet (unless cached) and score `archs`; returns {"scores", "train_s", ...}."""
+    from bertnas.search.api import default_device
     from bertnas.tasks import load_task
     from bertnas.train.checkpoint import verified_checkpoint
     from bertnas.train.trainer import pretrain
@@ -147,7 +148,7 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
                                      "calibration_batches": args.calibration_batches},
                       **VARIANTS[variant]))
     train_s = time.perf_counter() - started
-    task = load_task(verified_checkpoint(folder), "cpu")
+    task = load_task(verified_checkpoint(folder), default_device())
     batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
     evaluator = task.evaluator(batches)  # recalibrates BatchNorm per arch (the model has BN)
     from tqdm.auto import tqdm
@@ -169,9 +170,10 @@ def bn_check(args, variant: str, archs: list[str]) -> dict:
     path trained) and after the evaluator's per-arch recalibration: shows the recalibration acts."""
     import torch
 
+    from bertnas.search.api import default_device
     from bertnas.tasks import load_task
 
-    task = load_task(Path(args.output_dir) / variant, "cpu")
+    task = load_task(Path(args.output_dir) / variant, default_device())
     batches, _ = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
     stale = {}
     with torch.no_grad():

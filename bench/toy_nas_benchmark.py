@@ -165,20 +165,20 @@ class Bench:
     def _score(self, folder: Path, archs) -> dict:
         """Held-out MLM loss of each arch with the weights of the run in `folder` (the evaluator of
         `bertnas search`: the run's held-out rows, masked once with a fixed seed)."""
+        from bertnas.search.api import default_device
         from bertnas.tasks import load_task
+        from bertnas.tasks.bert import load_lm_data
         from bertnas.train.checkpoint import verified_checkpoint
 
-        from bertnas.tasks.bert import load_lm_data
-
-        task = load_task(verified_checkpoint(folder), "cpu")
+        task = load_task(verified_checkpoint(folder), default_device())
         # The held-out rows the trainer just built (same corpus, split and tokenizer: ours, copied
         # into the checkpoint): without them the task re-tokenises the corpus for every run.
         task.val_data = load_lm_data(task.data_options, self.tokenizer, self.args.vocab)[2]
         batches, _ = task.heldout(eval_batches=self.args.eval_batches, batch_size=self.args.eval_batch_size)
         digest = hashlib.sha256()
         for b in batches:
-            digest.update(b["input_ids"].numpy().tobytes())
-            digest.update(b["labels"].numpy().tobytes())
+            digest.update(b["input_ids"].cpu().numpy().tobytes())
+            digest.update(b["labels"].cpu().numpy().tobytes())
         if self.fingerprint is None:
             self.fingerprint = digest.hexdigest()
         elif digest.hexdigest() != self.fingerprint:
