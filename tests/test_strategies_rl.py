@@ -21,7 +21,8 @@ def toy_reward(arch) -> float:
 
 
 def prob(controller, arch) -> float:
-    return math.exp(float(controller.log_prob(arch).detach()))
+    with torch.no_grad():
+        return math.exp(float(controller.log_prob(arch)))
 
 
 def test_controller_is_a_distribution_over_the_space():
@@ -36,6 +37,21 @@ def test_controller_is_a_distribution_over_the_space():
     top = max(probs, key=probs.get)
     assert draws.count(top) / len(draws) == pytest.approx(probs[top], abs=0.03)
     assert controller.mode() == top == SPACE.arch({"node": ["2", "3"], "op_a": "x", "op_b": "x"})
+
+
+def test_controller_on_darts_cells_draws_only_valid_genotypes():
+    """DARTS cell choices are coupled (an input edge carries a real op, the others `none`):
+    every draw and the mode are valid archs, and p sums to 1 over the valid ones."""
+    from bertnas.spaces.darts import DartsSpace
+
+    space = DartsSpace(steps=2, candidates=["none", "skip_connect", "avg_pool_3x3"])  # 2,304 archs
+    controller = Controller(space, seed=1)
+    with torch.no_grad():
+        for logits in controller.logits.values():
+            logits.copy_(torch.randn(logits.shape, generator=torch.Generator().manual_seed(len(logits))))
+    assert sum(prob(controller, arch) for arch in space.enumerate()) == pytest.approx(1.0, abs=1e-4)
+    for arch in [controller.sample() for _ in range(50)] + [controller.mode()]:
+        assert space.arch(arch) == arch  # DartsSpace.arch raises on a `none` input edge
 
 
 @pytest.mark.parametrize("name", ["reinforce", "ppo"])

@@ -5,7 +5,9 @@ Layer choice: a categorical over its candidates, p = softmax(logits). Input choi
 (`n_chosen = k` of n): the k inputs are drawn one after another without replacement
 (Plackett-Luce), each from the softmax over the candidates not yet drawn; an `Arch` stores the
 set, so `log_prob` sums the probability of every order that gives it (k! orders, k = 2 in DARTS
-cells). The mode is the argmax (layer choice) or the k largest logits (input choice).
+cells). Choices are decided in the space's order; where a choice depends on earlier ones (a
+DARTS cell edge carries a real op exactly when its node keeps that input) the softmax runs over
+the allowed candidates only. The mode is the greedy argmax in the same order.
 
 Everything is a pure function of the logits and a seeded `random.Random`; the controller's
 Adam optimizer steps the logits. `state_dict()` is JSON (floats as lists): float32 values
@@ -24,7 +26,6 @@ import torch
 
 from ..sampling import _rng_state_from_json, _rng_state_to_json
 from ..spaces.base import Arch, SearchSpace
-from .base import discretise
 
 
 def _draw_index(probs: Sequence[float], rng: random.Random) -> int:
@@ -57,38 +58,65 @@ class Controller:
             for label, cands in space.choices.items()
         }
         self.optimizer = torch.optim.Adam(list(self.logits.values()), lr=lr)
+        self._darts_cells = type(space).__name__ == "DartsSpace"  # coupled choices (see `allowed`)
 
     # -- the distribution ----------------------------------------------------------------------
     def probs(self, label: str) -> torch.Tensor:
         return torch.softmax(self.logits[label].detach(), dim=0)
 
+    def allowed(self, label: str, chosen: dict) -> list[int]:
+        """Indices of the candidates of `label` that fit the choices made before it (`chosen`,
+        in the space's order). Every candidate, except in DARTS cells: an edge into a node
+        carries a real op when the node keeps its input and `none` when it does not."""
+        cands = self.space.choices[label]
+        if self._darts_cells and "_edge_" in label:
+            cell, _, edge = label.partition("_edge_")
+            source, target = edge.split("_")
+            keeps = source in chosen[f"{cell}_node_{target}"]
+            return [i for i, c in enumerate(cands) if (c != "none") == keeps]
+        return list(range(len(cands)))
+
+    def _decide(self, pick) -> Arch:
+        """An arch choice by choice in the space's order; `pick(label, allowed, k)` returns the
+        indices chosen among `allowed` (k of them for an input choice)."""
+        chosen: dict = {}
+        for label, cands in self.space.choices.items():
+            allowed = self.allowed(label, chosen)
+            picks = pick(label, allowed, self.space.n_chosen[label])
+            chosen[label] = (tuple(cands[i] for i in sorted(picks)) if label in self.space.input_choices
+                             else cands[picks[0]])
+        return Arch(list(chosen.items()))
+
     def sample(self) -> Arch:
         """One arch drawn from the policy (uses and advances the controller's rng)."""
-        values = []
-        for label, cands in self.space.choices.items():
+
+        def draw(label, allowed, k):
             probs = self.probs(label).tolist()
-            k = self.space.n_chosen[label]
-            if label not in self.space.input_choices:
-                values.append((label, cands[_draw_index(probs, self.rng)]))
-                continue
             picked: list[int] = []
-            for _ in range(k):  # without replacement: drawn ones get probability 0
-                remaining = [0.0 if i in picked else p for i, p in enumerate(probs)]
+            for _ in range(k):  # without replacement: drawn (and disallowed) ones get probability 0
+                remaining = [p if i in allowed and i not in picked else 0.0 for i, p in enumerate(probs)]
                 picked.append(_draw_index(remaining, self.rng))
-            values.append((label, tuple(cands[i] for i in sorted(picked))))
-        return Arch(values)
+            return picked
+
+        return self._decide(draw)
 
     def log_prob(self, arch) -> torch.Tensor:
         """log p(arch), differentiable in the logits (a 0-dim tensor)."""
         arch = self.space.arch(arch)
         total = torch.zeros((), dtype=torch.float32)
         for label, cands in self.space.choices.items():
-            logp = torch.log_softmax(self.logits[label], dim=0)
+            allowed = self.allowed(label, arch)
+            if len(allowed) == self.space.n_chosen[label]:
+                continue  # forced: probability 1
+            logits = self.logits[label]
+            if len(allowed) < len(cands):
+                mask = torch.ones(len(cands), dtype=torch.bool)
+                mask[allowed] = False
+                logits = logits.masked_fill(mask, -math.inf)
             if label not in self.space.input_choices:
-                total = total + logp[cands.index(arch[label])]
-                continue
-            chosen = [cands.index(c) for c in arch[label]]
-            total = total + self._set_log_prob(self.logits[label], chosen)
+                total = total + torch.log_softmax(logits, dim=0)[cands.index(arch[label])]
+            else:
+                total = total + self._set_log_prob(logits, [cands.index(c) for c in arch[label]])
         return total
 
     @staticmethod
@@ -107,9 +135,14 @@ class Controller:
         return torch.logsumexp(torch.stack(per_order), dim=0)
 
     def mode(self) -> Arch:
-        """The most likely candidate per layer choice, the `n_chosen` largest logits per input
-        choice (ties: the first candidate)."""
-        return discretise(self.space, {label: t.detach() for label, t in self.logits.items()})
+        """Greedy in the space's order: the most likely allowed candidate per layer choice, the
+        `n_chosen` largest logits per input choice (ties: the first candidate)."""
+
+        def best(label, allowed, k):
+            logits = self.logits[label].detach().tolist()
+            return sorted(allowed, key=lambda i: (-logits[i], i))[:k]
+
+        return self._decide(best)
 
     def all_probs(self) -> dict[str, torch.Tensor]:
         """{choice: softmax(logits)}: the simplices `weights_log` reports (arch weights, entropy)."""
