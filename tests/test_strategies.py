@@ -117,8 +117,10 @@ def linear_weight(line):
 
 SOFTMAX_FAST = {"arch_lr": 0.03}  # Adam on alpha: fast enough for 30 steps
 STRATEGY_OPTIONS = {
-    "darts": SOFTMAX_FAST, "gdas": SOFTMAX_FAST, "snas": SOFTMAX_FAST, "pcdarts": {**SOFTMAX_FAST, "partial_channels": 1},
-    "gaea-darts": {"arch_lr": 0.5}, "gaea-gdas": {"arch_lr": 0.5}, "gaea-pcdarts": {"arch_lr": 0.5, "partial_channels": 1},
+    "darts": SOFTMAX_FAST, "gdas": SOFTMAX_FAST, "snas": SOFTMAX_FAST,
+    "pcdarts": {**SOFTMAX_FAST, "partial_channels": 1},
+    "gaea-darts": {"arch_lr": 0.5}, "gaea-gdas": {"arch_lr": 0.5},
+    "gaea-pcdarts": {"arch_lr": 0.5, "partial_channels": 1},
 }
 
 

@@ -311,5 +311,5 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
 Nb201Config.register_for_auto_class()
 Nb201ForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["Nb201ForImageClassification", "Nb201PreTrainedModel", "Nb201Edge", "Nb201PartialEdge", "Nb201Cell", "Nb201ResBlock",
-           "ReLUConvBN", "Zero", "build_op"]
+__all__ = ["Nb201ForImageClassification", "Nb201PreTrainedModel", "Nb201Edge", "Nb201PartialEdge", "Nb201Cell",
+           "Nb201ResBlock", "ReLUConvBN", "Zero", "build_edge", "build_op"]

@@ -34,7 +34,8 @@ def discretise(space: SearchSpace, weights: Mapping[str, Any]) -> Arch:
     `n_chosen` largest weights (a DARTS node's top-2 inputs). Ties go to the first candidate."""
     values = []
     for label, candidates in space.choices.items():
-        w = [float(x) for x in (weights[label].tolist() if isinstance(weights[label], torch.Tensor) else weights[label])]
+        given = weights[label]
+        w = [float(x) for x in (given.tolist() if isinstance(given, torch.Tensor) else given)]
         if len(w) != len(candidates):
             raise ValueError(f"weights of {label!r} have {len(w)} entries, the choice has {len(candidates)} candidates")
         order = sorted(range(len(w)), key=lambda i: (-w[i], i))
@@ -145,7 +146,8 @@ class Strategy:
 
 def tensor_to_json(t: torch.Tensor) -> dict:
     """A float tensor as JSON that restores it bit for bit (float32 -> Python float -> float32 is exact)."""
-    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "data": t.detach().cpu().flatten().tolist()}
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+            "data": t.detach().cpu().flatten().tolist()}
 
 
 def tensor_from_json(d: dict) -> torch.Tensor:

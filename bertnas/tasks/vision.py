@@ -350,7 +350,8 @@ class ClassificationTask(Task):
         if k != 1:  # the same network with PC-DARTS edges (the models read config.partial_channels)
             if self.space_name not in PARTIAL_CHANNEL_SPACES:
                 raise ValueError(f"space_options.partial_channels={k!r}: the {self.space_name!r} supernet has no "
-                                 f"channel edges to split; partial channels apply to {', '.join(PARTIAL_CHANNEL_SPACES)}")
+                                 "channel edges to split; partial channels apply to "
+                                 f"{', '.join(PARTIAL_CHANNEL_SPACES)}")
             model.config.partial_channels = k
             model = type(model)(model.config)
         config = getattr(model, "config", None)
