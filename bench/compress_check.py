@@ -78,6 +78,18 @@ def latency(model_dir: Path | str, seq_len: int) -> tuple[float, int]:
     return cpu_latency_ms(model, min(seq_len, model.config.max_position_embeddings)), sum(p.numel() for p in model.parameters())
 
 
+def render(results: dict) -> str:
+    """The markdown table of docs/results_compress.md from OUT/results.json."""
+    rows = ["| model | arch | non-emb. params | all params | CPU ms (1 x 128) | SST-2 acc | MRPC acc / F1 |",
+            "|---|---|---|---|---|---|---|"]
+    for name, m in results["models"].items():
+        arch = " ".join(m["arch"]) if "arch" in m else "BERT 6 x 384"
+        params = f"{m['non_embedding_params'] / 1e6:.2f}M" if "non_embedding_params" in m else "10.6M"
+        rows.append(f"| {name} | `{arch}` | {params} | {m['params_total'] / 1e6:.1f}M | {m['latency_ms']:.1f} | "
+                    f"{m['sst2']['accuracy']:.3f} | {m['mrpc']['accuracy']:.3f} / {m['mrpc']['f1']:.3f} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/compress_check")
@@ -90,7 +102,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--corpus", default=str(ROOT.parent / "shared" / "data" / "text" / "wikitext-2-raw"))
+    p.add_argument("--render", action="store_true", help="print the markdown table of OUT/results.json and stop")
     args = p.parse_args()
+    if args.render:
+        print(render(json.loads((Path(args.out) / "results.json").read_text())))
+        return
     import torch
 
     torch.set_num_threads(1)
