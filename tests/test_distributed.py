@@ -276,3 +276,17 @@ def test_deepspeed_keeps_off_path_candidates_bit_identical(tmp_path, stage):
     assert len(result["unchanged"]) == result["a_only_params"], result
     assert len(result["master_unchanged"]) == result["a_only_params"], result
     assert result["shared_moved"]
+
+
+def test_weight_hash_covers_batchnorm_buffers():
+    """`--verify-ranks` hashes every buffer too: BatchNorm's 0-dim `num_batches_tracked` must not
+    crash it (vision spaces), and a change in it must change the hash."""
+    from torch import nn
+
+    from bertnas.train.distributed import params_sha256
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    before = params_sha256(net)
+    net.train()(torch.randn(2, 3, 8, 8))  # one batch: running stats and the counter move
+    assert params_sha256(net) != before
+    assert params_sha256(net) == params_sha256(net)

@@ -61,11 +61,13 @@ def broadcast_parameters(module: nn.Module) -> None:
 
 
 def params_sha256(module: nn.Module) -> str:
-    """Hash of every parameter's bytes, in name order (equal weights on every rank check)."""
+    """Hash of every parameter's and buffer's bytes, in name order (equal weights on every rank
+    check). 0-dim buffers (BatchNorm's `num_batches_tracked`) are flattened first: `view(uint8)`
+    refuses a 0-dim tensor of a wider dtype."""
     h = hashlib.sha256()
     for name, p in sorted(module.state_dict().items()):
         h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if p.numel() else b"")
+        h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if p.numel() else b"")
     return h.hexdigest()
 
 
