@@ -14,7 +14,8 @@ and `LayerChoice` / `InputChoice` here for new spaces) follows one protocol:
   `sum_o w[o] * out_o`. With a one-hot (n-hot) `w` the result equals the single path exactly,
   so DARTS / GDAS / SNAS and weight-sharing training run the same weights. Every candidate
   runs (the gradient of each weight needs its output), so an unselected candidate that
-  returns inf / nan spoils the sum; straight-through weights (`hard - soft.detach() + soft`)
+  returns inf / nan spoils the sum; only a constant (no-grad) mix skips the candidates
+  weighted exactly 0 (GDAS' sampled path costs one path); straight-through weights (`hard - soft.detach() + soft`)
   are one-hot only up to rounding.
 - `candidate_parameters(prefix="") -> {candidate: [(qualified name, Parameter), ...]}` -
   the parameters each candidate owns (for per-candidate optimisers, active-path gradients,
