@@ -222,6 +222,19 @@ class Bench:
         return space.params(space.arch(list(arch)), include_embeddings=False)
 
 
+def op_effects(archs, targets, candidates, alpha: float = 1e-2) -> dict:
+    """Ridge fit of a score on op counts: the change per layer switched from the first candidate
+    to each other op (for a loss, negative = the op helps). What a predictor 'believes' about ops."""
+    import numpy as np
+
+    _, counts = op_features(archs, candidates)
+    x = np.column_stack([np.ones(len(counts)), np.asarray(counts)])
+    penalty = alpha * np.eye(x.shape[1])
+    penalty[0, 0] = 0.0
+    w = np.linalg.solve(x.T @ x + penalty, x.T @ np.asarray(targets, dtype=float))
+    return {f"{c} (vs {candidates[0]})": float(v) for c, v in zip(candidates[1:], w[1:])}
+
+
 def ridge_loo(features, targets, alpha: float = 1e-2):
     """Leave-one-out ridge predictions: each target predicted by a fit on all the others."""
     import numpy as np
@@ -353,6 +366,10 @@ def main(argv=None) -> dict:
         noise = {"n": m["n"], "kendall_tau": m["kendall_tau"], "spearman_rho": m["spearman_rho"],
                  "seed0_vs_seed1_abs_diff_mean": sum(abs(truth[0][k] - truth[1][k]) for k in truth[1]) / len(truth[1])}
     spread = sorted(truth[0].values())
+    effects = {"truth": op_effects([key(n) for n in names], targets, args.candidates)}
+    for v in args.variants:  # each supernet's belief, from its seed-averaged scores on the same archs
+        mean_scores = [sum(supernets[v][s][n] for s in range(args.seeds)) / args.seeds for n in names]
+        effects[v] = op_effects([key(n) for n in names], mean_scores, args.candidates)
 
     report = {
         "label": args.label,
@@ -369,6 +386,7 @@ def main(argv=None) -> dict:
         "noise_floor": noise,
         "supernet_scores": {v: {str(s): supernets[v][s] for s in supernets[v]} for v in args.variants},
         "summary": rows,
+        "op_effects": effects,
         "metrics": results,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,8 @@ def test_toy_benchmark_end_to_end_and_rerun_from_cache(text_file, tmp_path, monk
     spos = saved["summary"][0]["kendall_tau"]
     assert len(spos["values"]) == 2 and spos["mean"] == pytest.approx(np.mean(spos["values"]))
     assert saved["noise_floor"]["n"] == 3 and -1.0 <= saved["noise_floor"]["kendall_tau"] <= 1.0
+    assert set(saved["op_effects"]) == {"truth", "spos", "magic-t+a"}
+    assert set(saved["op_effects"]["truth"]) == {"ffn (vs mha2)", "identity (vs mha2)"}
     assert saved["heldout_fingerprint"]  # every run scored on the same held-out batches
     # checkpoints are deleted once scored; the scores stay
     cache = tmp_path / "cache"
