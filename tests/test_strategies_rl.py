@@ -100,6 +100,45 @@ def test_unknown_strategy_option_names_the_accepted_ones():
         build_strategy("ppo", SPACE, seed=0, rollouts=3)
 
 
+class CostedSpace(SearchSpace):
+    """SPACE with a cost model (search results carry params / FLOPs)."""
+
+    def params(self, arch) -> int:
+        return sum(len(str(v)) for v in arch.values())
+
+    def flops(self, arch, seq_len=None) -> int:
+        return 2 * self.params(arch)
+
+
+def fake_trainer(space):
+    """What RS-WS / SPOS use of a trainer: the task's held-out evaluator (here the toy reward)."""
+    from types import SimpleNamespace
+
+    class ToyEvaluator:
+        higher_is_better = True
+
+        def __call__(self, arch):
+            return toy_reward(space.arch(arch))
+
+    task = SimpleNamespace(heldout=lambda eval_batches: ([{}], {}), evaluator=lambda batches: ToyEvaluator())
+    return SimpleNamespace(task=task, cfg=SimpleNamespace(eval_batches=1, progress=False),
+                           trainable=SimpleNamespace(train=lambda: None))
+
+
+@pytest.mark.parametrize("name, options", [("rsws", {"num_samples": 72}),
+                                           ("spos", {"population": 6, "generations": 4, "parents": 3})])
+def test_weight_sharing_search_finds_the_best_arch_with_the_evaluator(name, options):
+    space = CostedSpace({label: SPACE.choices[label] if label not in SPACE.input_choices
+                         else InputChoice(SPACE.choices[label], 2) for label in SPACE.choices})
+    strategy = build_strategy(name, space, seed=0, **options)
+    assert not strategy.learns_weights  # the trainer's uniform sampler trains the weights
+    with pytest.raises(ValueError, match="call candidates"):
+        strategy.derive()
+    found = strategy.candidates(fake_trainer(space), 3)
+    assert found[0] == BEST == strategy.derive()
+    assert [toy_reward(a) for a in found] == sorted((toy_reward(a) for a in found), reverse=True)
+
+
 # -- bertnas search --strategy ---------------------------------------------------------------
 
 def search_cli(argv, capsys):
