@@ -29,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import UserError, UserFileExistsError
+from ..errors import UserError, UserFileExistsError, one_line
 from .api import SEARCH_METHODS
 from .constraints import human, parse_size
 
@@ -289,11 +289,23 @@ def strategy_config(args: argparse.Namespace) -> dict:
             config[section] = {**config.get(section, {}), field_name: value}
         else:
             config[key] = value
-    if args.strategy_options:
-        config["strategy_options"] = dict(args.strategy_options)
-    if args.space_options:
-        config["space_options"] = dict(args.space_options)
+    yaml_config = _read_yaml(args.config) if args.config else {}
+    for key in ("strategy_options", "space_options"):  # given options extend the YAML's
+        if getattr(args, key):
+            config[key] = {**(yaml_config.get(key) or {}), **dict(getattr(args, key))}
     return config
+
+
+def _read_yaml(path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"--config {path} is not valid YAML ({one_line(str(err))})", "fix the file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} must hold a mapping of config keys", "e.g. `lr: 1.0e-3`")
+    return data
 
 
 def run_strategy_search(args: argparse.Namespace, out) -> int:
