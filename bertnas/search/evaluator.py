@@ -73,7 +73,11 @@ def classification_accuracy(model, batch: dict, ops: tuple):
 
 
 def batchnorm_modules(model: nn.Module) -> list:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    """The BatchNorm layers that keep running statistics. Those without (NB201's search cells:
+    `track_running_stats=False`) normalise with each batch's own statistics in eval mode too, so
+    there is nothing to recalibrate."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 def has_batchnorm(model: nn.Module) -> bool:

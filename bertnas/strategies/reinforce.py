@@ -19,12 +19,6 @@ from .base import Strategy, weights_log
 from .controller import Controller, MovingBaseline, reinforce_update
 
 
-def _tracks_running_stats(model) -> bool:
-    from ..search.evaluator import batchnorm_modules
-
-    return any(bn.track_running_stats for bn in batchnorm_modules(model))
-
-
 @register_strategy("reinforce")
 class ReinforceStrategy(Strategy):
     defaults = {
@@ -59,10 +53,6 @@ class ReinforceStrategy(Strategy):
         index = self.updates % len(self._batches)
         if index not in self._evaluators:
             evaluator = trainer.task.evaluator([self._batches[index]], cache=False)
-            if not _tracks_running_stats(trainer.model):
-                # BatchNorm without running statistics normalises with the batch's own, in eval
-                # mode too: recalibrating them would only cost forward passes per reward.
-                evaluator.uses_batchnorm = False
             self._evaluators[index] = evaluator
         return self._evaluators[index]
 

@@ -23,8 +23,8 @@ logger = logging.getLogger("bertnas.strategies")
 
 
 def prepare_config(config=None, **overrides):
-    """The run's `PretrainConfig` with what a strategy implies: MAGIC-A alignment off (the
-    strategy chooses every step's arch), the uniform sampler for strategies that let the
+    """The run's `PretrainConfig` with what a strategy implies: MAGIC-A alignment off (a learning
+    strategy chooses every step's arch; RS-WS / SPOS are plain weight sharing), the uniform sampler for strategies that let the
     trainer sample (RS-WS, SPOS), and PC-DARTS' K as `space_options.partial_channels`."""
     from ..errors import UserError
     from ..train.config import load_config
@@ -41,7 +41,7 @@ def prepare_config(config=None, **overrides):
         raise UserError(f"strategy {cfg.strategy!r} has no option(s) {', '.join(unknown)}",
                         f"its options: {', '.join(sorted(cls.defaults)) or 'none'}")
     changes = {}
-    if cls.learns_weights and cfg.align:
+    if cfg.align:  # RS-WS / SPOS are plain weight sharing; MAGIC-A runs through `bertnas pretrain`
         changes["align"] = False
     if not cls.learns_weights and cfg.sampler != "uniform":
         changes["sampler"] = "uniform"
