@@ -300,8 +300,8 @@ def test_magic_t_plus_a_trains_like_spos_and_keeps_subnets_apart(tmp_path, tiny_
     subnets' held-out scores stay spread out (an alignment that collapses the supernet makes
     every path compute the same thing: a flat loss and near-identical scores). Measured here
     (2026-12-02): score std over 20 random subnets 0.0101 (SPOS) / 0.0025 (walk) / 0.0044
-    (walk + align) / 0.00095 (old settings at weight 300; at weight 20 it was 0.0009 before and
-    0.0015 after a dependency update, too close to the bound to show anything)."""
+    (walk + align) / 0.00095 (old settings at weight 300; at weight 20 the same commit gave
+    0.0009 in an earlier install and 0.0015 in a fresh one: too close to the bound)."""
     from bertnas.search import search
 
     common = dict(data=str(tiny_corpus), max_steps=100, save_steps=0, lr=1e-2, warmup_steps=4, seq_len=16,
