@@ -406,6 +406,18 @@ def test_search_command_end_to_end(run_dir, tmp_path, capsys):
     assert json.loads((out / "search.json").read_text())["method"] == "random"
     assert (out / "notes.txt").read_text() == "mine" and not (out / ".bertnas.lock").exists()
 
+    # with a ground truth the search also writes the trust report (a bad truth fails first)
+    assert main([*rerun, "--overwrite", "--truth", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    four = [*rerun, "--num-samples", "4", "--overwrite"]  # the report needs at least 3 archs
+    assert main(four) == 0
+    evaluated = json.loads((out / "evaluated.json").read_text())
+    truth = {",".join(e["arch"]): -e["score"] for e in evaluated}  # loss -> an accuracy-like truth
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    assert main([*four, "--truth", str(tmp_path / "truth.json")]) == 0
+    assert "trust report ->" in capsys.readouterr().out
+    assert "Kendall" in (out / "trust_report.md").read_text()
+
 
 def test_search_function_methods_and_errors(run_dir, tmp_path):
     from bertnas.search import search

@@ -35,7 +35,8 @@ from .constraints import human, parse_size
 
 METHODS = tuple(SEARCH_METHODS)
 # What a search writes into its --output-dir (all that --overwrite deletes).
-SEARCH_OUTPUTS = ("results.json", "evaluated.json", "search.json", "pareto.png", "latency_table.json")
+SEARCH_OUTPUTS = ("results.json", "evaluated.json", "search.json", "pareto.png", "latency_table.json",
+                  "trust_report.md", "trust_report.json")
 
 
 # ----------------------------------------------------------------------------------------
@@ -93,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", help="held-out text source instead of the run's (file, folder, datasets name); "
                                   "with --strategy the training data (vision default: the local CIFAR-10 subset)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    g.add_argument("--truth", help="ground truth of some archs (JSON arch -> value, a results list, or "
+                                   "nb201:cifar10): also write OUT/trust_report.md (bertnas analyze report)")
     a("--seed", type=int, default=0)
     a("--top-k", type=int, default=10, help="entries kept in results.json")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -201,6 +204,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--output-dir is required (results.json and pareto.png go there)",
                         "pass --output-dir runs/NAME-search")
     doomed = check_output_dir(args.output_dir, args.overwrite)
+    truth = None
+    if args.truth:  # a bad truth file fails now, not after the search
+        from ..analysis.io import load_values
+
+        truth = load_values(args.truth, "truth")
     if not Path(args.checkpoint).exists():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist",
                         "give a pre-training --output-dir or one of its checkpoint-<step> folders")
@@ -233,12 +241,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {human(e['flops']):>8}  {latency:>7}  "
               f"{','.join(e['arch'])}", file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
+    if truth is not None:  # the supernet's scores of this search against the user's truth
+        from ..analysis.report import write_trust_report
+
+        report = write_trust_report(args.checkpoint, args.output_dir, truth=truth,
+                                    scores=Path(args.output_dir) / "evaluated.json", progress=args.progress)
+        print(f"trust report -> {report}", file=out)
     return 0
 
 
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
-                   "build_latency_table", "blockwise", "base_arch", "device")
+                   "build_latency_table", "blockwise", "base_arch", "device", "truth")
 
 
 def strategy_config(args: argparse.Namespace) -> dict:
