@@ -300,6 +300,8 @@ def main(argv=None) -> dict:
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
+    import numpy as np
+
     from bertnas.analysis.ranking import ranking_metrics
 
     torch.set_num_threads(args.threads)
@@ -344,7 +346,10 @@ def main(argv=None) -> dict:
         rows.append({"name": v, "kind": "supernet", "kendall_tau": summarise([m["kendall_tau"] for m in per_seed]),
                      "spearman_rho": summarise([m["spearman_rho"] for m in per_seed]),
                      "top1_rank": summarise([m["top_k"]["1"]["best_truth_rank"] for m in per_seed]),
-                     "top5_rank": summarise([m["top_k"][str(min(5, len(archs)))]["best_truth_rank"] for m in per_seed])})
+                     "top5_rank": summarise([m["top_k"][str(min(5, len(archs)))]["best_truth_rank"] for m in per_seed]),
+                     # how far apart the supernet puts the archs at all (the truth's spread is in "truth")
+                     "score_std": summarise([float(np.std(list(supernets[v][s].values()))) for s in range(args.seeds)]),
+                     "score_mean": summarise([float(np.mean(list(supernets[v][s].values()))) for s in range(args.seeds)])})
     names = list(truth[0])
     per_layer, counts = op_features([key(n) for n in names], args.candidates)
     targets = [truth[0][n] for n in names]
@@ -366,6 +371,7 @@ def main(argv=None) -> dict:
         noise = {"n": m["n"], "kendall_tau": m["kendall_tau"], "spearman_rho": m["spearman_rho"],
                  "seed0_vs_seed1_abs_diff_mean": sum(abs(truth[0][k] - truth[1][k]) for k in truth[1]) / len(truth[1])}
     spread = sorted(truth[0].values())
+    truth_std = float(np.std(spread))
     effects = {"truth": op_effects([key(n) for n in names], targets, args.candidates)}
     for v in args.variants:  # each supernet's belief, from its seed-averaged scores on the same archs
         mean_scores = [sum(supernets[v][s][n] for s in range(args.seeds)) / args.seeds for n in names]
@@ -381,7 +387,7 @@ def main(argv=None) -> dict:
         "wall_s": time.perf_counter() - started,
         "costs_s": costs,
         "heldout_fingerprint": bench.fingerprint,
-        "truth": {"seed0": truth[0], "seed1": truth[1], "best": spread[0], "worst": spread[-1],
+        "truth": {"seed0": truth[0], "seed1": truth[1], "best": spread[0], "worst": spread[-1], "std": truth_std,
                   "median": spread[len(spread) // 2]},
         "noise_floor": noise,
         "supernet_scores": {v: {str(s): supernets[v][s] for s in supernets[v]} for v in args.variants},
