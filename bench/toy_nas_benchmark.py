@@ -338,33 +338,49 @@ def main(argv=None) -> dict:
     def key(name):  # arch_name -> the tuple key ranking_metrics uses
         return tuple(name.split("-"))
 
+    def compare_all(truth_of: dict) -> tuple[list, dict]:
+        """Every predictor (supernets per seed, trivial ones) against one truth (arch name -> loss)."""
+        names = list(truth_of)
+        against = {key(n): truth_of[n] for n in names}
+        k5 = str(min(5, len(names)))
+        rows, results = [], {}
+        for v in args.variants:
+            per_seed = [metrics({key(n): supernets[v][s][n] for n in names}, against) for s in range(args.seeds)]
+            results[v] = per_seed
+            rows.append({"name": v, "kind": "supernet", "kendall_tau": summarise([m["kendall_tau"] for m in per_seed]),
+                         "spearman_rho": summarise([m["spearman_rho"] for m in per_seed]),
+                         "top1_rank": summarise([m["top_k"]["1"]["best_truth_rank"] for m in per_seed]),
+                         "top5_rank": summarise([m["top_k"][k5]["best_truth_rank"] for m in per_seed]),
+                         # how far apart the supernet puts the archs at all (the truth's spread: "truth")
+                         "score_std": summarise([float(np.std([supernets[v][s][n] for n in names]))
+                                                 for s in range(args.seeds)]),
+                         "score_mean": summarise([float(np.mean([supernets[v][s][n] for n in names]))
+                                                  for s in range(args.seeds)])})
+        per_layer, counts = op_features([key(n) for n in names], args.candidates)
+        targets = [truth_of[n] for n in names]
+        trivial = {
+            "params (more is better)": {key(n): -bench.params(key(n)) for n in names},
+            "ridge per-layer ops (LOO)": dict(zip(map(key, names), ridge_loo(per_layer, targets))),
+            "ridge op counts (LOO)": dict(zip(map(key, names), ridge_loo(counts, targets))),
+        }
+        for name, pred in trivial.items():
+            m = metrics(pred, against)
+            results[name] = m
+            rows.append({"name": name, "kind": "trivial", "kendall_tau": summarise([m["kendall_tau"]]),
+                         "spearman_rho": summarise([m["spearman_rho"]]),
+                         "top1_rank": summarise([m["top_k"]["1"]["best_truth_rank"]]),
+                         "top5_rank": summarise([m["top_k"][k5]["best_truth_rank"]])})
+        return rows, results
+
     truth0 = {key(k): v for k, v in truth[0].items()}
-    rows, results = [], {}
-    for v in args.variants:
-        per_seed = [metrics({key(k): x for k, x in supernets[v][s].items()}, truth0) for s in range(args.seeds)]
-        results[v] = per_seed
-        rows.append({"name": v, "kind": "supernet", "kendall_tau": summarise([m["kendall_tau"] for m in per_seed]),
-                     "spearman_rho": summarise([m["spearman_rho"] for m in per_seed]),
-                     "top1_rank": summarise([m["top_k"]["1"]["best_truth_rank"] for m in per_seed]),
-                     "top5_rank": summarise([m["top_k"][str(min(5, len(archs)))]["best_truth_rank"] for m in per_seed]),
-                     # how far apart the supernet puts the archs at all (the truth's spread is in "truth")
-                     "score_std": summarise([float(np.std(list(supernets[v][s].values()))) for s in range(args.seeds)]),
-                     "score_mean": summarise([float(np.mean(list(supernets[v][s].values()))) for s in range(args.seeds)])})
     names = list(truth[0])
-    per_layer, counts = op_features([key(n) for n in names], args.candidates)
     targets = [truth[0][n] for n in names]
-    trivial = {
-        "params (more is better)": {key(n): -bench.params(key(n)) for n in names},
-        "ridge per-layer ops (LOO)": dict(zip(map(key, names), ridge_loo(per_layer, targets))),
-        "ridge op counts (LOO)": dict(zip(map(key, names), ridge_loo(counts, targets))),
-    }
-    for name, pred in trivial.items():
-        m = metrics(pred, truth0)
-        results[name] = m
-        rows.append({"name": name, "kind": "trivial", "kendall_tau": summarise([m["kendall_tau"]]),
-                     "spearman_rho": summarise([m["spearman_rho"]]),
-                     "top1_rank": summarise([m["top_k"]["1"]["best_truth_rank"]]),
-                     "top5_rank": summarise([m["top_k"][str(min(5, len(archs)))]["best_truth_rank"]])})
+    rows, results = compare_all(truth[0])
+    # With every truth arch trained twice, the mean of the two seeds is a sharper truth.
+    two_seeds = None
+    if set(truth[1]) == set(truth[0]):
+        two_rows, two_results = compare_all({n: (truth[0][n] + truth[1][n]) / 2 for n in names})
+        two_seeds = {"summary": two_rows, "metrics": two_results}
     noise = None
     if len(truth[1]) >= 2:
         m = metrics({key(k): x for k, x in truth[1].items()}, truth0)
@@ -392,6 +408,7 @@ def main(argv=None) -> dict:
         "noise_floor": noise,
         "supernet_scores": {v: {str(s): supernets[v][s] for s in supernets[v]} for v in args.variants},
         "summary": rows,
+        "vs_mean_of_two_seeds": two_seeds,
         "op_effects": effects,
         "metrics": results,
     }
@@ -404,6 +421,10 @@ def main(argv=None) -> dict:
     for r in rows:
         print(f"{r['name']:28s} tau {r['kendall_tau']['mean']:+.3f} +- {r['kendall_tau']['std']:.3f}  "
               f"rho {r['spearman_rho']['mean']:+.3f}  top-1 rank {r['top1_rank']['mean']:.1f}")
+    if two_seeds:
+        print("against the mean of the two truth seeds:")
+        for r in two_seeds["summary"]:
+            print(f"  {r['name']:26s} tau {r['kendall_tau']['mean']:+.3f} +- {r['kendall_tau']['std']:.3f}")
     if noise:
         print(f"noise floor (truth seed 0 vs 1, {noise['n']} archs): tau {noise['kendall_tau']:+.3f} "
               f"rho {noise['spearman_rho']:+.3f}")
