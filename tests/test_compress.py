@@ -184,3 +184,18 @@ def test_recipe_file_states_the_defaults_and_unknown_keys_are_errors(tmp_path):
         load_recipe({"student": {"width": 64}})
     with pytest.raises(UserError, match="unknown recipe section 'model'"):
         load_recipe({"model": {}})
+
+
+def test_a_bert_shaped_winner_exports_as_a_plain_bert(teacher, tmp_path):
+    """At the teacher's width, without factorised embeddings, `[mha, ffn] x L` is saved as a
+    transformers BertForMaskedLM: it loads without remote code."""
+    from transformers import AutoModelForMaskedLM
+
+    recipe = {**RECIPE, "student": {"num_layers": 2, "candidates": ["mha4", "ffn"]}}
+    summary = compress(teacher, budgets="1M", corpus="builtin", steps=2, output_dir=tmp_path / "out", config=recipe,
+                       progress=False)
+    entry = summary["1M"]
+    assert entry["arch"] == ["mha4", "ffn"] and entry["layout"] == "bert"
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "out" / "1M")
+    assert type(model).__name__ == "BertForMaskedLM" and model.config.num_hidden_layers == 1
+    assert sum(p.numel() for p in model.parameters()) == entry["params_total"]
