@@ -13,7 +13,8 @@ sees the same masked input):
   to the teacher's hidden state at the block's output, divided by that state's mean per-feature
   variance (scale-free, as MAGIC-A's alignment). Where widths differ, a learned linear map per
   block boundary bridges them (`DistillBridges`: teacher -> student at inputs, student ->
-  teacher at outputs; started from the teacher's principal directions);
+  teacher at outputs; started from the teacher channels the student kept, else the
+  teacher's principal directions);
 - whole path (optional): the same normalised MSE between the student's final hidden state and
   the teacher's (`final_weight`), KL divergence of the MLM logits at the masked positions
   (`logits_weight`, temperature `temperature`; only when the teacher has a trained MLM head) and
