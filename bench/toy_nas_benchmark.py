@@ -22,8 +22,8 @@ Every run is cached under `--output-dir` (one folder per arch / supernet with it
 a rerun skips what is done. Writes `--json` (settings, machine, every score, every metric) and
 `--plot` (Kendall tau / Spearman rho per predictor, error bars over seeds, the noise floor).
 
-    python bench/toy_nas_benchmark.py                       # default size (~1 h, idle 2-core CPU)
-    python bench/toy_nas_benchmark.py --truth-archs 20 --noise-archs 8 --truth-steps 600 \
+    python bench/toy_nas_benchmark.py                       # default size (~35-50 min estimated, idle 2-core CPU)
+    python bench/toy_nas_benchmark.py --truth-archs 20 --noise-archs 20 --truth-steps 600 \
         --supernet-steps 1000 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
 """
 
