@@ -171,6 +171,8 @@ def _card_provenance(teacher, label, budget, entry, steps, corpus, method) -> di
     from ..search.constraints import human
 
     latency = entry["latency_ms"]
+    # a local corpus by its folder / file name: the card may be pushed to the Hub
+    text = Path(corpus).name if corpus and Path(corpus).exists() else corpus or "the built-in corpus"
     return {
         "teacher": teacher,
         "budget (non-embedding parameters)": f"{label} ({budget:,})",
@@ -180,8 +182,7 @@ def _card_provenance(teacher, label, budget, entry, steps, corpus, method) -> di
         "CPU latency": f"{latency:.2f} ms per sequence of {entry['seq_len']} tokens (batch 1, this machine)",
         "held-out MLM loss": f"{entry['val_loss']:.4f} (teacher on the same batches: {entry['teacher_val_loss']:.4f})",
         "held-out distillation loss": f"{entry['distill_loss']:.4f} (normalised hidden-state MSE to the teacher)",
-        # a local corpus by its folder / file name: the card may be pushed to the Hub
-        "distillation": f"{steps} steps on {Path(corpus).name if corpus and Path(corpus).exists() else corpus or 'the built-in corpus'}",
+        "distillation": f"{steps} steps on {text}",
         "search": method,
     }
 
@@ -242,7 +243,7 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     from tqdm.auto import tqdm
 
     from ..export import export_arch
-    from ..search.latency import LatencyTable, build_latency_table
+    from ..search.latency import build_latency_table
     from ..tasks import load_task
     from ..train.checkpoint import verified_checkpoint
     from .student import non_embedding_params
