@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import UserError, UserFileError, check_model_source, one_line
 
-OBJECTIVES = ("mlm", "electra")
+OBJECTIVES = ("mlm", "electra", "distill")  # distill: `bertnas compress` (its teacher and student come from the config)
 SAMPLERS = ("uniform", "walk", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 REPORT_TO = ("none", "tensorboard")
