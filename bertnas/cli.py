@@ -27,7 +27,7 @@ from .errors import Interrupted, UserError, one_line
 COMMANDS = {
     "demo": ("bertnas.demo", "Run the whole flow on the embedded toy default (no download)"),
     "pretrain": ("bertnas.train.cli", "Pre-train a supernet (MLM / ELECTRA, MAGIC-T / MAGIC-A)"),
-    "search": ("bertnas.search.cli", "Search a trained supernet for the best subnets"),
+    "search": ("bertnas.search.cli", "Search a trained supernet for the best subnets, or train and search with a strategy"),
     "export": ("bertnas.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),
     "analyze": ("bertnas.analysis.cli", "Check whether a supernet ranks subnets like the ground truth (ranking, interference, bias, report)"),
