@@ -9,7 +9,7 @@ fine-tuned with `bertnas finetune` on SST-2 and MRPC (same settings for all) and
     OMP_NUM_THREADS=1 nohup .venv/bin/python bench/compress_check.py --out runs/compress_check \\
         > runs/compress_check.log 2>&1 &
 
-Writes OUT/results.json (every number of docs/results_compress.md) and prints it.
+Writes OUT/results.json (every number of docs/results.md (compress section)) and prints it.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def latency(model_dir: Path | str, seq_len: int) -> tuple[float, int]:
 
 
 def render(results: dict) -> str:
-    """The markdown table of docs/results_compress.md from OUT/results.json."""
+    """The markdown table of docs/results.md (compress section) from OUT/results.json."""
     rows = ["| model | arch | non-emb. params | all params | CPU ms (1 x 128) | SST-2 acc | MRPC acc / F1 |",
             "|---|---|---|---|---|---|---|"]
     for name, m in results["models"].items():

@@ -47,7 +47,7 @@ VARIANTS = {
 NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 NASLIB_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
 NOT_PROXIES = ("idx", "arch", "val_accuracy")
-# Published reference points (docs/results_analysis.md gives the sources)
+# Published reference points (docs/results.md gives the sources)
 ANCHORS = {"MAGIC paper BERT space: SPOS": 0.36, "MAGIC-T": 0.49, "MAGIC-T+A": 0.57,
            "well-trained NB201 SPOS / RS-WS": 0.70}
 

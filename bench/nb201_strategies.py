@@ -12,7 +12,7 @@ accuracy, mean over seeds) and set beside the published numbers.
 
 Each run is `bertnas.strategies.run_strategy` (what `bertnas search --space nb201 --strategy NAME`
 runs) in its own process with OMP_NUM_THREADS=1; a finished run (its results.json exists) is
-not run again. `report` prints the markdown table of docs/results_strategies.md.
+not run again. `report` prints the markdown table of docs/results.md (strategies section).
 """
 
 from __future__ import annotations

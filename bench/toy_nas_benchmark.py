@@ -24,7 +24,7 @@ a rerun skips what is done. Writes `--json` (settings, machine, every score, eve
 
     python bench/toy_nas_benchmark.py                       # default size (~35-50 min estimated, idle 2-core CPU)
     python bench/toy_nas_benchmark.py --truth-archs 20 --noise-archs 20 --truth-steps 600 \
-        --supernet-steps 1000 --seeds 2 --label reduced      # the reduced run of docs/results_analysis.md
+        --supernet-steps 1000 --seeds 2 --label reduced      # the reduced run of docs/results.md
 """
 
 from __future__ import annotations
