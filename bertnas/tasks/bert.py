@@ -9,7 +9,6 @@ discriminator loss, on rows masked (corrupted) once with a generator seeded `dat
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import torch
@@ -120,23 +119,6 @@ def load_tokenizer(ckpt: Path):
                                 f"{err}") from err
 
 
-
-@contextlib.contextmanager
-def _mixed_calls(model, weights):
-    """While open, `model(..., arch=<MixedArch>)` runs `model(..., arch_weights=weights)`: the
-    objectives pass `arch=` through unchanged, the BERT supernet takes a mix as `arch_weights`."""
-
-    def hook(module, args, kwargs):
-        if getattr(kwargs.get("arch"), "discrete", None) is not None:
-            return args, {**kwargs, "arch": None, "arch_weights": weights}
-        return None
-
-    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        yield
-    finally:
-        handle.remove()
-
 class BertTask(Task):
     """Shared by the MLM and ELECTRA tasks: tokenizer, packed LM rows, a BertNas supernet."""
 
@@ -246,10 +228,8 @@ class BertTask(Task):
         return batch
 
     def compute(self, batch, arch, generator):
-        weights = getattr(arch, "discrete", None) and arch.weights_in_order(self.space)
-        if weights:  # a MixedArch (search strategies): the objective's supernet call runs the mix
-            with _mixed_calls(self.model, weights):
-                return self.objective.compute(batch, arch, generator)
+        if getattr(arch, "discrete", None) is not None:  # a MixedArch (search strategies): the mixed ops
+            return self.objective.compute(batch, None, generator, arch_weights=arch.weights_in_order(self.space))
         return self.objective.compute(batch, arch, generator)
 
     def count_items(self, batch: dict) -> int:

@@ -73,10 +73,12 @@ class MLMObjective:
         self.tokenizer = tokenizer
         self.mlm_probability = mlm_probability
 
-    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+    def compute(self, batch: dict, arch, generator: torch.Generator, arch_weights=None) -> ObjectiveOutput:
+        """`arch`: the path; or `arch=None, arch_weights=[one weight vector per layer]`: the mixed
+        ops of a search strategy."""
         masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
         inputs = _model_inputs(batch, masked)
-        out = self.model(**inputs, labels=labels, arch=arch, output_hidden_states=True)
+        out = self.model(**inputs, labels=labels, arch=arch, arch_weights=arch_weights, output_hidden_states=True)
         return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": float(out.loss.detach())}, inputs=inputs)
 
 
@@ -125,11 +127,13 @@ class ElectraObjective:
         replaced = (corrupted != original).long()  # a sample equal to the original counts as original
         return _model_inputs(batch, corrupted), replaced, gen_out
 
-    def compute(self, batch: dict, arch, generator: torch.Generator) -> ObjectiveOutput:
+    def compute(self, batch: dict, arch, generator: torch.Generator, arch_weights=None) -> ObjectiveOutput:
+        """`arch` / `arch_weights` of the discriminator, as for `MLMObjective.compute`."""
         inputs, replaced, gen_out = self.corrupt(batch, generator)
         mask = batch.get("attention_mask")
         real = mask.bool() if mask is not None else torch.ones_like(replaced, dtype=torch.bool)
-        disc_out = self.discriminator(**inputs, labels=replaced, arch=arch, output_hidden_states=True)
+        disc_out = self.discriminator(**inputs, labels=replaced, arch=arch, arch_weights=arch_weights,
+                                      output_hidden_states=True)
         loss = gen_out.loss + self.disc_weight * disc_out.loss
         metrics = {
             "gen_loss": float(gen_out.loss.detach()),
