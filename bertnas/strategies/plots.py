@@ -7,30 +7,37 @@ weights against the step (`OUT/entropy.png`), and several runs on one plot (DART
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 
-def read_entropy(log_path: str | Path) -> tuple[list[int], list[float]]:
-    """(steps, mean entropy) of the log lines that carry "entropy"; a resumed run's repeated
-    steps keep their last line."""
+def entropy_lines(log_path: str | Path) -> list[dict]:
+    """The log lines that carry "entropy" (`read_log`: one per step, a resumed run's last)."""
+    from ..train.logs import read_log
+
     path = Path(log_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: give the log.jsonl of a strategy run")
-    by_step: dict[int, float] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number} is not JSON ({err})") from None
-        if isinstance(record.get("entropy"), (int, float)) and "step" in record:
-            by_step[int(record["step"])] = float(record["entropy"])
-    steps = sorted(by_step)
-    return steps, [by_step[s] for s in steps]
+    return [r for r in read_log(path) if isinstance(r.get("entropy"), (int, float))]
+
+
+def _curve(lines: list[dict]) -> tuple[list[int], list[float]]:
+    return [int(r["step"]) for r in lines], [float(r["entropy"]) for r in lines]
+
+
+def read_entropy(log_path: str | Path) -> tuple[list[int], list[float]]:
+    """(steps, mean entropy) of a strategy run's log."""
+    return _curve(entropy_lines(log_path))
+
+
+def _uniform_entropy(lines: list[dict]) -> float | None:
+    """The mean entropy of uniform weights over the simplices of the first line's `arch_weights`."""
+    for record in lines:
+        weights = record.get("arch_weights")
+        if weights:
+            return sum(math.log(len(w)) for w in weights.values()) / len(weights)
+    return None
 
 
 def _draw(curves: Mapping[str, tuple[list, list]], png: str | Path, title: str, max_entropy: float | None) -> Path:
@@ -57,23 +64,14 @@ def _draw(curves: Mapping[str, tuple[list, list]], png: str | Path, title: str, 
     return png
 
 
-def _uniform_entropy(log_path: Path) -> float | None:
-    """The mean entropy of uniform weights over the simplices of the run's first `arch_weights`."""
-    for line in Path(log_path).read_text().splitlines():
-        weights = json.loads(line).get("arch_weights") if line.strip() else None
-        if weights:
-            return sum(math.log(len(w)) for w in weights.values()) / len(weights)
-    return None
-
-
 def plot_entropy(log_path: str | Path, png: str | Path, title: str | None = None) -> Path | None:
     """`png`: the run's mean entropy per simplex against the step, the uniform level dashed.
     Returns None (and draws nothing) when no log line carries "entropy" (RS-WS, SPOS)."""
-    steps, values = read_entropy(log_path)
-    if not steps:
+    lines = entropy_lines(log_path)
+    if not lines:
         return None
     title = title or f"architecture-weight entropy: {Path(log_path).parent.name}"
-    return _draw({"mean entropy": (steps, values)}, png, title, _uniform_entropy(Path(log_path)))
+    return _draw({"mean entropy": _curve(lines)}, png, title, _uniform_entropy(lines))
 
 
 def plot_entropy_runs(runs: Mapping[str, str | Path], png: str | Path,
@@ -83,11 +81,11 @@ def plot_entropy_runs(runs: Mapping[str, str | Path], png: str | Path,
     for label, path in runs.items():
         path = Path(path)
         path = path / "log.jsonl" if path.is_dir() else path
-        steps, values = read_entropy(path)
-        if not steps:
+        lines = entropy_lines(path)
+        if not lines:
             raise ValueError(f"{path} has no 'entropy' field: {label} is not a strategy with architecture weights")
-        curves[label] = (steps, values)
-        uniform = uniform if uniform is not None else _uniform_entropy(path)
+        curves[label] = _curve(lines)
+        uniform = uniform if uniform is not None else _uniform_entropy(lines)
     return _draw(curves, png, title, uniform)
 
 

@@ -87,6 +87,7 @@ def run_strategy(config: Mapping | str | None = None, top_k: int = 10, **overrid
     from ..train.config import check_sources
     from ..train.launch import reset_accelerate_state
     from ..train.trainer import SupernetTrainer
+    from .plots import plot_entropy
 
     cfg = prepare_config(config, **overrides)
     check_sources(cfg)
@@ -115,21 +116,12 @@ def run_strategy(config: Mapping | str | None = None, top_k: int = 10, **overrid
                     "final_log_fields": strategy.log_fields(),
                 }
                 write_results(cfg.output_dir, ranked, ranked, heldout["metric"], heldout["higher_is_better"], meta)
-                _plot_entropy(trainer.output_dir)
+                plot_entropy(trainer.output_dir / "log.jsonl", trainer.output_dir / "entropy.png")  # none: RS-WS / SPOS
         finally:
             trainer.close()
             if not distributed:
                 reset_accelerate_state()
     return {**summary, "derived": derived.to_list(), "results": to_entries(ranked, heldout["metric"])}
-
-
-def _plot_entropy(output_dir) -> None:
-    """OUT/entropy.png from log.jsonl when the plotting helper is there and the log has entropies."""
-    try:
-        from .plots import plot_entropy
-    except ImportError:
-        return
-    plot_entropy(output_dir / "log.jsonl", output_dir / "entropy.png")
 
 
 __all__ = ["prepare_config", "run_strategy", "score_candidates"]
