@@ -243,7 +243,7 @@ def test_factorised_student_embeddings_are_the_best_rank_e_projection(teacher_di
 
 def test_default_candidates_build_at_the_student_width():
     candidates = default_candidates(256, head_size=32)
-    assert candidates == ["mha8", "mha4w128", "mha2w64", "ffn1x", "ffn2x", "ffn", "conv3", "conv5", "conv7",
+    assert candidates == ["mha8", "mha4w128", "mha2w64", "ffn", "ffn2x", "ffn1x", "conv3", "conv5", "conv7",
                           "identity"]
     toy_config(hidden_size=256, candidates=candidates)  # every one validates
     assert default_candidates(64, head_size=32)[:2] == ["mha2", "mha1w32"]

@@ -51,18 +51,6 @@ DEFAULT_RECIPE = {
 }
 
 
-def default_candidates(hidden: int, teacher_head_size: int) -> list[str]:
-    """NAS-BERT-like candidates for a student of width `hidden`: attention at full, half and quarter
-    inner width (heads of the teacher's size, so full-width attention is the teacher's layout), FFN
-    at the teacher's ratio, 2x and 1x, separable convolutions 3 / 5 / 7, identity (depth varies)."""
-    head = teacher_head_size if hidden % teacher_head_size == 0 else hidden
-    attention = [f"mha{hidden // head}"]
-    for inner in (hidden // 2, hidden // 4):
-        if inner >= head and inner % head == 0:
-            attention.append(f"mha{inner // head}w{inner}")
-    return attention + ["ffn", "ffn2x", "ffn1x", "conv3", "conv5", "conv7", "identity"]
-
-
 def load_recipe(config: str | Path | dict | None, **overrides) -> dict:
     """DEFAULT_RECIPE updated by the YAML file (or mapping) `config`, then by `overrides`
     ({"section.key": value}); unknown sections and keys are errors."""
@@ -107,11 +95,13 @@ def teacher_config(teacher: str):
 
 def student_space_config(t_config, student: dict):
     """The student supernet's `BertNasConfig` (no weights): what the budget checks run on."""
-    from .student import student_config
+    from .student import default_candidates, student_config
 
     hidden = student["hidden_size"] or t_config.hidden_size
     layers = student["num_layers"] or 2 * t_config.num_hidden_layers
-    candidates = student["candidates"] or default_candidates(hidden, t_config.hidden_size // t_config.num_attention_heads)
+    head = t_config.hidden_size // t_config.num_attention_heads
+    head = head if hidden % head == 0 else hidden  # else one head of the full width
+    candidates = student["candidates"] or default_candidates(hidden, head_size=head)
     try:
         return student_config(t_config, hidden, layers, candidates, student["embedding_size"])
     except ValueError as err:
@@ -294,4 +284,4 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     return summary
 
 
-__all__ = ["compress", "search_and_export", "load_recipe", "default_candidates", "DEFAULT_RECIPE", "cpu_latency_ms"]
+__all__ = ["compress", "search_and_export", "load_recipe", "DEFAULT_RECIPE", "cpu_latency_ms"]

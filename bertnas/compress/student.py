@@ -267,8 +267,8 @@ def student_config(teacher_config, hidden_size: int, num_layers: int, candidates
 def default_candidates(hidden_size: int, head_size: int = 64) -> list:
     """A NAS-BERT-like candidate set at width `hidden_size`: attention at full, half and quarter inner
     width with heads of `head_size` (the teacher's, so whole heads are kept; full width is written
-    `mha<heads>`, so `[mha<heads>, ffn] x L` is the plain BERT shape), FFNs of 1x and 2x the hidden
-    size plus `ffn` (the teacher's ratio), separable convolutions of kernel 3, 5, 7, and identity."""
+    `mha<heads>`, so `[mha<heads>, ffn] x L` is the plain BERT shape), `ffn` (the teacher's ratio)
+    and FFNs of 2x and 1x the hidden size, separable convolutions of kernel 3, 5, 7, and identity."""
     attention = []
     for inner in (hidden_size, hidden_size // 2, hidden_size // 4):
         if inner >= head_size and inner % head_size == 0:
@@ -277,7 +277,7 @@ def default_candidates(hidden_size: int, head_size: int = 64) -> list:
     if not attention:
         raise ValueError(f"hidden_size {hidden_size} is not a multiple of head_size {head_size}; pick a hidden "
                          "size that is, or a smaller head_size")
-    return attention + ["ffn1x", "ffn2x", "ffn", "conv3", "conv5", "conv7", "identity"]
+    return attention + ["ffn", "ffn2x", "ffn1x", "conv3", "conv5", "conv7", "identity"]
 
 
 class _Filler:
