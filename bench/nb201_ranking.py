@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import sys
@@ -42,7 +43,9 @@ VARIANTS = {
     "magic-t": dict(sampler="walk", walk_k=1, align=False),
     "magic-a": dict(sampler="uniform", align=True),
     "magic-t+a": dict(sampler="walk", walk_k=1, align=True),
+    "fair": dict(sampler="fair", align=False),
 }
+FULL_CIFAR10 = SHARED / "vision" / "cifar10_jpeg" / "cifar10-jpeg.zip"
 # NASLib's NB201 encoding: op index -> NB201 op, edges (from, to) in index order
 NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 NASLIB_EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))
@@ -115,7 +118,22 @@ def parse_args(argv=None):
     p.add_argument("--calibration-batches", type=int, default=2)
     p.add_argument("--num-archs", type=int, default=0, help="score the first N archs of the zero-cost file (0: all)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training images held out for scoring (NB201's search split: 0.5)")
+    p.add_argument("--epochs", type=float, default=0.0,
+                   help="train for this many epochs of the training rows instead of --steps")
+    p.add_argument("--sample-archs", type=int, default=0,
+                   help="also score N archs drawn from all 15,625 by --sample-seed (the same for every variant)")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval: an interrupted run resumes")
+    p.add_argument("--train-only", action="store_true", help="train the supernets (resumable), score nothing")
+    p.add_argument("--reference", action="store_true",
+                   help="NB201's reference protocol: C=16, N=5, the complete CIFAR-10 zip, 25,000 / 25,000 split")
     args = p.parse_args(argv)
+    if args.reference:
+        args.channels, args.cells, args.val_fraction = 16, 5, 0.5
+        if args.data == str(DEFAULT_DATA):
+            args.data = str(FULL_CIFAR10)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -126,12 +144,45 @@ def parse_args(argv=None):
     return args
 
 
+def sample_archs(bench, n: int, seed: int) -> list[str]:
+    """n distinct NB201 arch strings drawn from all 15,625 by `seed` (the same for every variant)."""
+    import random
+
+    return random.Random(seed).sample(sorted(bench.by_string), n) if n else []
+
+
+def train_supernet(args, variant: str) -> float:
+    """Train (or resume, or skip when finished) one variant's supernet; seconds spent here."""
+    from bertnas.train.trainer import pretrain
+
+    folder = Path(args.output_dir) / variant
+    started = time.perf_counter()
+    if (folder / "summary.json").is_file():
+        return 0.0
+    resume = folder.is_dir() and any(folder.glob("checkpoint-*"))
+    pretrain(dict(output_dir=str(folder), space="nb201", data=args.data, seed=args.seed, max_steps=args.steps,
+                  save_steps=args.save_steps, keep_last=1, batch_size=args.batch_size, lr=args.lr,
+                  warmup_steps=args.steps // 20, val_fraction=args.val_fraction, data_seed=0,
+                  eval_batches=args.eval_batches, progress=False, overwrite=not resume,
+                  resume_from_checkpoint="latest" if resume else None,
+                  space_options={"C": args.channels, "N": args.cells, "metric": args.metric,
+                                 "calibration_batches": args.calibration_batches},
+                  **VARIANTS[variant]))
+    spent = time.perf_counter() - started
+    # wall time summed over every process that trained this variant (a resumed run adds to it)
+    record = folder / "train_wall.json"
+    before = json.loads(record.read_text()) if record.is_file() else {"seconds": 0.0, "sessions": []}
+    before["seconds"] += spent
+    before["sessions"].append({"seconds": spent, "load_after": os.getloadavg(), "resumed": resume})
+    record.write_text(json.dumps(before, indent=1) + "\n")
+    return spent
+
+
 def train_and_score(args, variant: str, archs: list[str]) -> dict:
     """Train one supernet (unless cached) and score `archs`; returns {"scores", "train_s", ...}."""
     from bertnas.search.api import default_device
     from bertnas.tasks import load_task
     from bertnas.train.checkpoint import verified_checkpoint
-    from bertnas.train.trainer import pretrain
 
     folder = Path(args.output_dir) / variant
     done = folder / "scores.json"
@@ -140,14 +191,9 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
         if set(archs) <= set(cached["scores"]):
             return cached
     started = time.perf_counter()
-    if not (folder / "summary.json").is_file():
-        pretrain(dict(output_dir=str(folder), space="nb201", data=args.data, seed=args.seed, max_steps=args.steps,
-                      save_steps=0, keep_last=1, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.steps // 20,
-                      val_fraction=0.1, data_seed=0, eval_batches=args.eval_batches, progress=False, overwrite=True,
-                      space_options={"C": args.channels, "N": args.cells, "metric": args.metric,
-                                     "calibration_batches": args.calibration_batches},
-                      **VARIANTS[variant]))
-    train_s = time.perf_counter() - started
+    train_s = train_supernet(args, variant)
+    if args.train_only:
+        return {}
     task = load_task(verified_checkpoint(folder), default_device())
     batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
     evaluator = task.evaluator(batches)  # recalibrates BatchNorm per arch (the model has BN)
@@ -159,6 +205,9 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     tail = log[-50:]
     result = {"scores": scores, "higher_is_better": evaluator.higher_is_better, "heldout": heldout,
               "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
+              "steps": args.steps, "epochs": args.steps * args.batch_size / task.data_options["train_rows"],
+              "train_wall_s": json.loads((folder / "train_wall.json").read_text())["seconds"]
+              if (folder / "train_wall.json").is_file() else None,
               "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
               "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
     done.write_text(json.dumps(result, indent=1) + "\n")
@@ -227,11 +276,20 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore")
     started, load_before = time.perf_counter(), os.getloadavg()
 
+    if args.epochs:
+        from bertnas.tasks.vision import load_images
+
+        train_rows = round(len(load_images(args.data).labels) * (1 - args.val_fraction))
+        args.steps = math.ceil(args.epochs * train_rows / args.batch_size)
+    if args.train_only:
+        for variant in args.variants:
+            train_supernet(args, variant)
+        return {}
     zero_cost = load_zero_cost(Path(args.zero_cost))
     bench = Nb201Benchmark()
-    truth_all = {a: bench.accuracy(a, "cifar10") for a in zero_cost}
-    archs = list(zero_cost)[:args.num_archs] if args.num_archs > 0 else list(zero_cost)
-    truth = {a: truth_all[a] for a in archs}
+    zc_archs = list(zero_cost)[:args.num_archs] if args.num_archs > 0 else list(zero_cost)
+    archs = zc_archs + [a for a in sample_archs(bench, args.sample_archs, args.sample_seed) if a not in zero_cost]
+    truth = {a: bench.accuracy(a, "cifar10") for a in archs}
     n = len(archs)
     ks = sorted({1, 5, 10, max(1, n // 100), max(1, n // 10)})
 

@@ -167,6 +167,51 @@ class WalkSampler(Sampler):
         super().load_state_dict(state)
 
 
+@register_sampler("fair")
+class FairSampler(Sampler):
+    """FairNAS strict fairness: steps come in rounds of m = the largest candidate count of any
+    layer choice; within a round every layer choice runs each of its candidates exactly once
+    (an independent random permutation per choice), so after every round all candidates of a
+    choice have been trained equally often. A choice with fewer than m candidates fills its
+    round with a second shuffled pass cut short (fair up to one step). Input choices, which
+    pick subsets, are drawn uniformly each step."""
+
+    def __init__(self, space: SearchSpace, seed: int):
+        super().__init__(space, seed)
+        self.round_length = max((len(c) for n, c in space.choices.items() if n not in space.input_choices),
+                                default=1)
+        self.plan: dict[str, list[str]] = {}  # choice -> its candidates for the steps of this round
+        self.position = 0
+
+    def _new_round(self) -> None:
+        self.plan = {}
+        for name, cands in self.space.choices.items():
+            if name in self.space.input_choices:
+                continue
+            order: list[str] = []
+            while len(order) < self.round_length:
+                order += self.rng.sample(cands, len(cands))
+            self.plan[name] = order[:self.round_length]
+        self.position = 0
+
+    def _draw(self) -> Arch:
+        if not self.plan or self.position >= self.round_length:
+            self._new_round()
+        sampled = self.space.sample(self.rng) if self.space.input_choices else None
+        values = [(name, self.plan[name][self.position] if name in self.plan else sampled[name])
+                  for name in self.space.choices]
+        self.position += 1
+        return Arch(values)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "plan": self.plan, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.plan = {name: list(order) for name, order in state.get("plan", {}).items()}
+        self.position = state.get("position", 0)
+
+
 @register_sampler("constant")
 class ConstantSampler(Sampler):
     """Always `arch`: stand-alone training of one fixed arch through the supernet trainer."""

@@ -33,7 +33,9 @@ Data
 ----
 `--data`: an `.npz` (keys x_train / y_train / x_test / y_test, uint8 images NHWC or NCHW;
 optional class_names; a `manifest.tsv` beside it is checked), an image folder
-(`root/[train|test]/<class>/*.png|jpg`), or a `datasets` name (columns img|image and
+(`root/[train|test]/<class>/*.png|jpg`), a zip of such a folder (decoded once, then cached as
+uint8 under `$BERTNAS_CACHE`, default ~/.cache/bertnas: the complete CIFAR-10,
+`vision/cifar10_jpeg/cifar10-jpeg.zip`), or a `datasets` name (columns img|image and
 label|labels|fine_label). Default: `$BERTNAS_DATA_DIR/vision/cifar10_subset/...npz`, else
 `../shared/data/...`. Training rows: the train split minus `val_fraction` held out by
 `data_seed` (or all of it with `--val-data SOURCE`, whose test split is then held out).
@@ -160,7 +162,7 @@ def resolve_source(source: str | None) -> str:
     path = Path(source).expanduser()
     if path.exists():
         return str(path.resolve())
-    if source.endswith(".npz") or source.startswith(("/", ".", "~")):
+    if source.endswith((".npz", ".zip")) or source.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"image data {source} does not exist")
     return source  # a datasets name (owner/name)
 
@@ -221,7 +223,7 @@ def _load_folder(root: Path, split: str) -> ImageSet:
     images, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted((folder / name).iterdir()):
-            if file.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
                 with Image.open(file) as img:
                     images.append(np.asarray(img.convert("RGB")))
                 labels.append(label)
@@ -230,6 +232,72 @@ def _load_folder(root: Path, split: str) -> ImageSet:
         raise ValueError(f"{folder}: images have different sizes {sorted(shapes)[:4]}; resize them first")
     x = _to_nchw(torch.from_numpy(np.stack(images)))
     return ImageSet(x, torch.tensor(labels), classes, {"split": split})
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def cache_dir() -> Path:
+    """Where decoded image arrays are kept between runs (`BERTNAS_CACHE`, else ~/.cache/bertnas)."""
+    return Path(os.environ.get("BERTNAS_CACHE", Path.home() / ".cache" / "bertnas"))
+
+
+def _decode_zip(path: Path, split: str) -> tuple:
+    """uint8 N x H x W x C images, labels and class names of the `split/<class>/<image>` entries
+    of a zip (an optional top folder above `split` is allowed); classes sorted by name."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    with zipfile.ZipFile(path) as archive:
+        entries = {}
+        for name in archive.namelist():
+            parts = name.split("/")
+            if len(parts) >= 3 and parts[-3] == split and parts[-1].lower().endswith(IMAGE_SUFFIXES):
+                entries.setdefault(parts[-2], []).append(name)
+        classes = sorted(entries)
+        if not classes:
+            raise ValueError(f"{path} holds no {split}/<class>/<image> entries (an image-folder layout in a zip)")
+        images, labels = [], []
+        for label, cls in enumerate(classes):
+            for name in sorted(entries[cls]):
+                with Image.open(io.BytesIO(archive.read(name))) as img:
+                    images.append(np.asarray(img.convert("RGB")))
+                labels.append(label)
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"{path} ({split}): images have different sizes {sorted(shapes)[:4]}; resize them first")
+    return np.stack(images), np.asarray(labels, dtype="int64"), classes
+
+
+def _load_zip(path: Path, split: str) -> ImageSet:
+    """A zip of class folders, decoded once into a cached uint8 array keyed by the zip's path,
+    size and modification time (decoding 60,000 JPEGs takes tens of seconds; loading the cache
+    well under one)."""
+    import hashlib
+
+    import numpy as np
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{split}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "images" / f"{path.stem}-{split}-{key}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as data:
+                x, y, classes = data["x"], data["y"], [str(c) for c in data["class_names"]]
+        except (OSError, ValueError, KeyError):  # a damaged cache is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
+            return _load_zip(path, split)
+    else:
+        x, y, classes = _decode_zip(path, split)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + f".{os.getpid()}.tmp.npz")
+        np.savez(partial, x=x, y=y, class_names=np.asarray(classes))
+        os.replace(partial, cached)  # atomic: a concurrent run sees the whole file or none
+    images = _to_nchw(torch.from_numpy(np.ascontiguousarray(x)))
+    return ImageSet(images, torch.from_numpy(y), classes, {"split": split, "cache": str(cached)})
 
 
 def _load_datasets(name: str, split: str) -> ImageSet:
@@ -257,6 +325,8 @@ def load_images(source: str | None, split: str = "train") -> ImageSet:
         path = Path(source)
         if path.suffix == ".npz":
             data = _load_npz(path, split)
+        elif path.suffix == ".zip":
+            data = _load_zip(path, split)
         elif path.is_dir():
             data = _load_folder(path, split)
         else:

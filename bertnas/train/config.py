@@ -23,7 +23,7 @@ import yaml
 from ..errors import UserError, UserFileError, check_model_source, one_line
 
 OBJECTIVES = ("mlm", "electra", "distill")  # distill: `bertnas compress` (its teacher and student come from the config)
-SAMPLERS = ("uniform", "walk", "constant")
+SAMPLERS = ("uniform", "walk", "fair", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 REPORT_TO = ("none", "tensorboard")
 BASE_REPLACEMENT = ("none", "beat", "population")
