@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.nn import functional as F
 
-from .spaces.base import Arch, SearchSpace
+from bertnas.spaces.base import Arch, SearchSpace
 
 REPLACEMENTS = ("none", "beat", "population")
 _TARGET_KEYS = ("labels", "mlm_positions", "mlm_targets", "start_positions", "end_positions")

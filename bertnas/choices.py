@@ -33,11 +33,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .spaces.base import InputChoice as InputChoiceSpec
-from .models.choice_modules import LayerChoice
-from .models.choice_modules import check_weights as _check_weights
-from .models.choice_modules import weighted_sum as _weighted_sum
-from .spaces.base import SearchSpace
+from bertnas.spaces.base import InputChoice as InputChoiceSpec
+from bertnas.models.choice_modules import LayerChoice
+from bertnas.models.choice_modules import check_weights as _check_weights
+from bertnas.models.choice_modules import weighted_sum as _weighted_sum
+from bertnas.spaces.base import SearchSpace
 
 
 class InputChoice(nn.Module):

@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import Interrupted, UserError, one_line
+from bertnas.errors import Interrupted, UserError, one_line
 
 COMMANDS = {
     "demo": ("bertnas.demo", "Run the whole flow on the embedded toy default (no download)"),

@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    from .export import export
-    from .search import search
-    from .train.checkpoint import find_checkpoint
-    from .train.trainer import pretrain
+    from bertnas.export import export
+    from bertnas.search import search
+    from bertnas.train.checkpoint import find_checkpoint
+    from bertnas.train.trainer import pretrain
 
     out = Path(args.output_dir)
     print(f"[1/4] pre-training the toy supernet (MAGIC-T walk + MAGIC-A), {args.max_steps} steps -> {out / 'pretrain'}")

@@ -33,7 +33,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import UserError, UserFileExistsError, hub_offline
+from bertnas.errors import UserError, UserFileExistsError, hub_offline
 
 CARD_FILE = "README.md"
 MARKER_FILE = ".bertnas-export.json"  # in every folder export writes: the files it wrote
@@ -41,7 +41,7 @@ MARKER_FILE = ".bertnas-export.json"  # in every folder export writes: the files
 
 def is_bert_arch(ops) -> bool:
     """True for `[mha<h>, ffn] x L` (L >= 1): the archs that are a plain transformers BERT."""
-    from .models.configuration_bertnas import parse_op
+    from bertnas.models.configuration_bertnas import parse_op
 
     ops = list(ops)
     if not ops or len(ops) % 2:
@@ -61,7 +61,7 @@ def parse_arch(value, space):
         path = Path(text)
         if not text.startswith(("[", "{")) and path.suffix == ".json":
             if not path.is_file():
-                from .errors import UserFileError
+                from bertnas.errors import UserFileError
 
                 raise UserFileError(f"Arch file {path} does not exist", "give an existing .json file or the ops")
             text = path.read_text().strip()
@@ -84,7 +84,7 @@ def parse_arch(value, space):
 def model_card(ops, *, layout: str, space, params_total: int, seq_len: int, provenance: dict,
                base_class: str, name: str = "PATH_OR_REPO") -> str:
     """README.md: front matter, how to load, the arch table, sizes, and where it came from."""
-    from .search.constraints import human
+    from bertnas.search.constraints import human
 
     remote = layout == "remote-code"
     load_args = ", trust_remote_code=True" if remote else ""
@@ -146,7 +146,7 @@ def generic_model_card(ops, *, layout: str, space, params_total: int, seq_len: i
                        base_class: str, name: str = "PATH_OR_REPO") -> str:
     """README.md of a subnet of a non-BERT space (vision: NB201, DARTS, CNN): how to load it,
     its choices, sizes and provenance."""
-    from .search.constraints import human
+    from bertnas.search.constraints import human
 
     auto = "AutoModelForImageClassification" if "ImageClassification" in base_class else "AutoModel"
     rows = "\n".join(f"| `{label}` | `{_card_value(op)}` |" for label, op in zip(space.choices, ops))
@@ -257,7 +257,7 @@ def _temp_folder(folder: Path, kind: str) -> Path:
 
 def _move_into_place(tmp: Path, folder: Path) -> None:
     """Replace `folder` (absent, empty, or an export checked by `check_target`) by `tmp`."""
-    from .train.checkpoint import swap_folder
+    from bertnas.train.checkpoint import swap_folder
 
     swap_folder(tmp, folder, _temp_folder(folder, "old-export"))
 
@@ -304,7 +304,7 @@ def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, s
 def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int, verify: bool,
                   name: str | None) -> Path:
     """The export of one subnet in a temporary folder beside `folder`; returns that folder."""
-    from .train.checkpoint import save_model
+    from bertnas.train.checkpoint import save_model
 
     ops = list(arch.ops)
     fixed = model.extract(ops)
@@ -379,9 +379,9 @@ def export(
         raise UserError(f"top_k must be >= 1, got {top_k}", "pass --top-k 1 or more")
     if arch is not None:
         check_target(Path(output_dir), overwrite)  # before torch and the model are loaded
-    from .search.results import SEARCH_FILE, load_results
-    from .tasks import load_task
-    from .train.checkpoint import verified_checkpoint
+    from bertnas.search.results import SEARCH_FILE, load_results
+    from bertnas.tasks import load_task
+    from bertnas.train.checkpoint import verified_checkpoint
 
     task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
@@ -463,7 +463,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import result_stream
+    from bertnas.cli import result_stream
 
     out = result_stream(args)
     folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,

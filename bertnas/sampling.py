@@ -22,7 +22,7 @@ import random
 
 import torch
 
-from .spaces.base import Arch, SearchSpace
+from bertnas.spaces.base import Arch, SearchSpace
 
 
 def _rng_state_to_json(state) -> list:

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 
-from .tasks import SQUAD_TASKS, TASK_NAMES
+from glue.tasks import SQUAD_TASKS, TASK_NAMES
 
 
 def _floats(text: str) -> list[float]:
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
 
 
 def settings_from_args(args: argparse.Namespace, task: str):
-    from .common import Settings
+    from glue.common import Settings
 
     is_qa = task in SQUAD_TASKS
     return Settings(
@@ -83,7 +83,7 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
     """Fine-tune on one task with the options in `args`; returns the results dict."""
     from dataclasses import replace
 
-    from .common import check_model_path, check_settings
+    from glue.common import check_model_path, check_settings
 
     settings = settings_from_args(args, task)
     check_model_path(args.model)  # before the heavy imports: bad input fails in a fraction of a second
@@ -91,10 +91,10 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
         for epochs in args.grid_epochs or [settings.epochs]:
             for batch_size in args.grid_batch_size or [settings.batch_size]:
                 check_settings(replace(settings, lr=lr, epochs=epochs, batch_size=batch_size))
-    from .finetune import finetune
+    from glue.finetune import finetune
 
     if task in SQUAD_TASKS:
-        from .squad import finetune_squad
+        from glue.squad import finetune_squad
 
         return finetune_squad(task, args.model, output_dir, settings, args.data_dir, args.trust_remote_code,
                               doc_stride=args.doc_stride, n_best=args.n_best, max_answer_len=args.max_answer_length,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import datasets
 
-from .tasks import GlueTask, SquadTask, get_task
+from glue.tasks import GlueTask, SquadTask, get_task
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
+from glue.common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
                      save_finetuned)
-from .data import load_task
-from .metrics import load_metric
-from .squad import finetune_squad
-from .tasks import GlueTask, SquadTask, get_task, task_score
+from glue.data import load_task
+from glue.metrics import load_metric
+from glue.squad import finetune_squad
+from glue.tasks import GlueTask, SquadTask, get_task, task_score
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown, save_finetuned
-from .data import load_task
-from .metrics import load_metric
-from .tasks import SquadTask, get_task, task_score
+from glue.common import capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown, save_finetuned
+from glue.data import load_task
+from glue.metrics import load_metric
+from glue.tasks import SquadTask, get_task, task_score
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import add_arguments, run_task
-from .tasks import GLUE_TASKS, get_task, glue_score
+from glue.cli import add_arguments, run_task
+from glue.tasks import GLUE_TASKS, get_task, glue_score
 
 logger = logging.getLogger(__name__)
 

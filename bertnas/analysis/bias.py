@@ -21,7 +21,7 @@ import numpy as np
 
 from bertnas.errors import UserError
 
-from .ranking import _best_first, _check_not_constant, paired_values
+from bertnas.analysis.ranking import _best_first, _check_not_constant, paired_values
 
 
 def params_correlation(scores: Mapping, params: Mapping, higher_is_better_scores: bool = False) -> dict:

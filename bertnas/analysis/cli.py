@@ -115,12 +115,12 @@ def plot_ranking(scores, truth, metrics: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .ranking import paired_values
+    from bertnas.analysis.ranking import paired_values
 
     keys, s, t, _ = paired_values(scores.values, truth.values)
     k = max(int(x) for x in metrics["top_k"])
     picked = set(metrics["top_k"][str(k)]["archs"])
-    from .ranking import key_text
+    from bertnas.analysis.ranking import key_text
 
     mark = [key_text(key) in picked for key in keys]
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -138,8 +138,8 @@ def plot_ranking(scores, truth, metrics: dict, path: Path) -> Path:
 
 
 def _ranking(args) -> dict:
-    from .io import load_values
-    from .ranking import ranking_metrics
+    from bertnas.analysis.io import load_values
+    from bertnas.analysis.ranking import ranking_metrics
 
     for k in args.k:
         _positive("k", k)
@@ -160,7 +160,7 @@ def _ranking(args) -> dict:
 def _interference(args) -> dict:
     from bertnas.tasks import load_task
 
-    from .interference import default_aligner, gradient_interference, interference_table, write_interference
+    from bertnas.analysis.interference import default_aligner, gradient_interference, interference_table, write_interference
 
     _positive("pairs", args.pairs)
     _positive("max-m", args.max_m)
@@ -180,7 +180,7 @@ def _interference(args) -> dict:
 
 
 def _entropy(args) -> dict:
-    from .entropy import entropy_over_training, plot_entropy_analysis
+    from bertnas.analysis.entropy import entropy_over_training, plot_entropy_analysis
 
     result = entropy_over_training(args.log)
     out = Path(args.output_dir)
@@ -192,8 +192,8 @@ def _entropy(args) -> dict:
 
 
 def _bias(args) -> dict:
-    from .bias import params_correlation, score_by_operator
-    from .io import load_values
+    from bertnas.analysis.bias import params_correlation, score_by_operator
+    from bertnas.analysis.io import load_values
 
     scores = load_values(args.scores, "scores", "score", args.scores_higher)
     params = load_values(args.params or args.scores, "scores", "params")
@@ -207,7 +207,7 @@ def _bias(args) -> dict:
 
 
 def _report(args) -> dict:
-    from .report import write_trust_report
+    from bertnas.analysis.report import write_trust_report
 
     _positive("archs", args.archs)
     _positive("eval-batches", args.eval_batches)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bertnas.errors import UserError, UserFileError
 
-from .ranking import arch_key
+from bertnas.analysis.ranking import arch_key
 
 NB201_PREFIX = "nb201:"
 DEFAULT_HIGHER_IS_BETTER = {"scores": False, "truth": True}

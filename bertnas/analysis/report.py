@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bertnas.errors import UserError
 
-from .ranking import arch_key, key_text, ranking_metrics
+from bertnas.analysis.ranking import arch_key, key_text, ranking_metrics
 
 REPORT_FILE = "trust_report.md"
 REPORT_JSON = "trust_report.json"
@@ -81,7 +81,7 @@ def trust_checks(checkpoint, truth=None, scores=None, archs: int = 24, seed: int
 
     from bertnas.tasks import load_task
 
-    from .bias import params_correlation, score_by_operator
+    from bertnas.analysis.bias import params_correlation, score_by_operator
 
     task = load_task(checkpoint)
     batches, held_info = task.heldout(eval_batches=eval_batches)
@@ -124,7 +124,7 @@ def trust_checks(checkpoint, truth=None, scores=None, archs: int = 24, seed: int
                                                           truth.higher_is_better))
         checks["params_vs_truth"] = _safe(lambda: ranking_metrics(params, truth_part, ks, True, truth.higher_is_better))
     if interference:
-        from .interference import gradient_interference
+        from bertnas.analysis.interference import gradient_interference
 
         checks["interference"] = _safe(lambda: _interference_summary(
             gradient_interference(task, batches=batches[:1], pairs=4, kinds=("same", "cross"), align=False,
@@ -247,7 +247,7 @@ def write_trust_report(checkpoint, output_dir=None, truth=None, scores=None, tru
     folder). `truth` / `scores`: paths, `nb201:<dataset>` or loaded `ScoreSet`s. Returns the .md path."""
     from bertnas.train.checkpoint import find_checkpoint
 
-    from .io import ScoreSet, load_values
+    from bertnas.analysis.io import ScoreSet, load_values
 
     if truth is not None and not isinstance(truth, ScoreSet):
         truth = load_values(truth, "truth", truth_field, truth_higher_is_better)

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import result_stream
-    from .run import compress
+    from bertnas.cli import result_stream
+    from bertnas.compress.run import compress
 
     summary = compress(args.teacher, budgets=args.budgets, corpus=args.corpus, steps=args.steps,
                        output_dir=args.output_dir, config=args.config,
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`recipes/compress.py` (under `accelerate launch`) with the errors and exit codes of `bertnas compress`."""
-    from ..cli import run_command
+    from bertnas.cli import run_command
 
     return run_command(add_arguments, run, argv, prog="compress", description=__doc__.splitlines()[0])
 

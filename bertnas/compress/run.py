@@ -23,8 +23,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..errors import UserError, UserFileError
-from .budgets import check_budgets, parse_budgets
+from bertnas.errors import UserError, UserFileError
+from bertnas.compress.budgets import check_budgets, parse_budgets
 
 logger = logging.getLogger("bertnas.compress")
 SUPERNET_DIR = "supernet"
@@ -54,7 +54,7 @@ DEFAULT_RECIPE = {
 def load_recipe(config: str | Path | dict | None, **overrides) -> dict:
     """DEFAULT_RECIPE updated by the YAML file (or mapping) `config`, then by `overrides`
     ({"section.key": value}); unknown sections and keys are errors."""
-    from ..train.config import read_yaml
+    from bertnas.train.config import read_yaml
 
     recipe = copy.deepcopy(DEFAULT_RECIPE)
     given = config if isinstance(config, dict) else (read_yaml(config) if config else {})
@@ -95,7 +95,7 @@ def teacher_config(teacher: str):
 
 def student_space_config(t_config, student: dict):
     """The student supernet's `BertNasConfig` (no weights): what the budget checks run on."""
-    from .student import default_candidates, student_config
+    from bertnas.compress.student import default_candidates, student_config
 
     hidden = student["hidden_size"] or t_config.hidden_size
     layers = student["num_layers"] or 2 * t_config.num_hidden_layers
@@ -128,7 +128,7 @@ def cpu_latency_ms(model, seq_len: int, device: str = "cpu") -> float:
     """Milliseconds per forward of one sequence of `seq_len` tokens (the fastest round, as the latency table)."""
     import torch
 
-    from ..search.latency import measure_ms
+    from bertnas.search.latency import measure_ms
 
     model = model.to(device).eval()
     ids = torch.randint(5, model.config.vocab_size, (1, seq_len), generator=torch.Generator().manual_seed(0)).to(device)
@@ -137,9 +137,9 @@ def cpu_latency_ms(model, seq_len: int, device: str = "cpu") -> float:
 
 
 def _search_one(task, space, evaluator, scorer, label, budget, recipe, table, seq_len, progress):
-    from ..search.constraints import Constraints
-    from ..search.evolution import evolution_search
-    from ..search.shrinking import blockwise_search
+    from bertnas.search.constraints import Constraints
+    from bertnas.search.evolution import evolution_search
+    from bertnas.search.shrinking import blockwise_search
 
     o = recipe["search"]
     # The space counts embeddings into params; the budget is the rest, so it is added on top.
@@ -158,7 +158,7 @@ def _search_one(task, space, evaluator, scorer, label, budget, recipe, table, se
 
 
 def _card_provenance(teacher, label, budget, entry, steps, corpus, method) -> dict:
-    from ..search.constraints import human
+    from bertnas.search.constraints import human
 
     latency = entry["latency_ms"]
     # a local corpus by its folder / file name: the card may be pushed to the Hub
@@ -184,7 +184,7 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
     """Distil `teacher` into a student supernet on `corpus` for `steps` steps, search it per budget
     of non-embedding parameters and export each winner; returns the summary (also OUT/summary.json).
     See the module doc."""
-    from ..search.constraints import Constraints, InfeasibleBudget
+    from bertnas.search.constraints import Constraints, InfeasibleBudget
 
     labels = parse_budgets(budgets)
     if steps < 1:
@@ -201,7 +201,7 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
     t_config = teacher_config(teacher)
     space_config = student_space_config(t_config, recipe["student"])
     check_budgets(labels, space_config)
-    from ..spaces import BertSpace
+    from bertnas.spaces import BertSpace
 
     train_seq_len = int(recipe["train"]["seq_len"])
     flops_seq_len = int(recipe["search"]["latency_seq_len"] or train_seq_len)
@@ -216,7 +216,7 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
             raise UserFileError(f"{folder} exists and was not written by bertnas compress",
                                 "give another --output-dir or move it away")
     # -- 2. distillation ---------------------------------------------------------------------
-    from ..train.trainer import pretrain
+    from bertnas.train.trainer import pretrain
 
     train_cfg = _train_config(teacher, corpus, steps, out / SUPERNET_DIR, recipe, space_config,
                               resume_from_checkpoint, overwrite, progress)
@@ -232,11 +232,11 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     """Stages 3 and 4 on the distillation run in OUT/supernet (its latest checkpoint)."""
     from tqdm.auto import tqdm
 
-    from ..export import export_arch
-    from ..search.latency import build_latency_table
-    from ..tasks import load_task
-    from ..train.checkpoint import verified_checkpoint
-    from .student import non_embedding_params
+    from bertnas.export import export_arch
+    from bertnas.search.latency import build_latency_table
+    from bertnas.tasks import load_task
+    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.compress.student import non_embedding_params
 
     o = recipe["search"]
     task = load_task(verified_checkpoint(out / SUPERNET_DIR), o["device"])

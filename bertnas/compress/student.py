@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..models.configuration_bertnas import BertNasConfig
-from ..models.modeling_bertnas import BertNasForMaskedLM
-from ..models.ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, op_params
-from ..spaces.bert import BertSpace
+from bertnas.models.configuration_bertnas import BertNasConfig
+from bertnas.models.modeling_bertnas import BertNasForMaskedLM
+from bertnas.models.ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, op_params
+from bertnas.spaces.bert import BertSpace
 
 # ----------------------------------------------------------------------------------------
 # The teacher

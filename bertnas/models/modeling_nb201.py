@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from .choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
-from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
+from bertnas.models.choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
+from bertnas.models.configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
 
 
 # ----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from .constraints import Constraints
+from bertnas.search.constraints import Constraints
 
 logger = logging.getLogger("bertnas.search")
 
@@ -24,7 +24,7 @@ logger = logging.getLogger("bertnas.search")
 
 
 def _shrinking(task, space, evaluator, constraints, o):
-    from .shrinking import BlockwiseScorer, block_ranges, blockwise_search, progressive_shrinking
+    from bertnas.search.shrinking import BlockwiseScorer, block_ranges, blockwise_search, progressive_shrinking
 
     common = dict(higher_is_better=evaluator.higher_is_better, seed=o["seed"], progress=o["progress"])
     if o["blockwise"]:
@@ -44,7 +44,7 @@ def _shrinking(task, space, evaluator, constraints, o):
 
 
 def _evolution(task, space, evaluator, constraints, o):
-    from .evolution import evolution_search
+    from bertnas.search.evolution import evolution_search
 
     settings = {k: o[k] for k in ("population", "generations", "parents", "mutation_k")}
     outcome = evolution_search(space, evaluator, constraints, population=o["population"],
@@ -54,7 +54,7 @@ def _evolution(task, space, evaluator, constraints, o):
 
 
 def _random(task, space, evaluator, constraints, o):
-    from .evolution import random_search
+    from bertnas.search.evolution import random_search
 
     outcome = random_search(space, evaluator, constraints, num_samples=o["num_samples"],
                             higher_is_better=evaluator.higher_is_better, seed=o["seed"], progress=o["progress"])
@@ -121,9 +121,9 @@ def _base_arch(task, space, base_arch):
 def build_table(checkpoint, output: str | Path, seq_lens=None, batch_size: int = 1, check_archs: int = 5,
                 device: str | None = None, seed: int = 0, threads: int | None = None, progress: bool = True):
     """Measure a latency table for the supernet of `checkpoint` on this machine; save it as JSON."""
-    from ..models import BertNasConfig
-    from ..train.checkpoint import MODEL_DIR, find_checkpoint, read_state
-    from .latency import build_latency_table
+    from bertnas.models import BertNasConfig
+    from bertnas.train.checkpoint import MODEL_DIR, find_checkpoint, read_state
+    from bertnas.search.latency import build_latency_table
 
     ckpt = find_checkpoint(checkpoint)
     config, state = BertNasConfig.from_pretrained(ckpt / MODEL_DIR), read_state(ckpt)
@@ -175,10 +175,10 @@ def search(
     """Search the supernet of a training checkpoint; returns the ranked entries (best first,
     at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
     and pareto.png there. Scores are the task's held-out metric (losses: lower is better)."""
-    from ..tasks import load_task
-    from ..train.checkpoint import verified_checkpoint
-    from .latency import LatencyTable
-    from .results import to_entries, write_results
+    from bertnas.tasks import load_task
+    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.search.latency import LatencyTable
+    from bertnas.search.results import to_entries, write_results
 
     if method not in SEARCH_METHODS:
         raise ValueError(f"Unknown search method {method!r}; choose one of {', '.join(SEARCH_METHODS)}")
@@ -201,7 +201,7 @@ def search(
         table.check_config(model.config)
     elif max_latency_ms is not None:
         logger.info("no --latency-table: measuring one on this machine (seq len %d)", seq_len)
-        from .latency import build_latency_table
+        from bertnas.search.latency import build_latency_table
 
         table = build_latency_table(model.config, [seq_len], device=device, seed=seed, progress=progress)
         if output_dir is not None:

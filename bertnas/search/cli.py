@@ -29,9 +29,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..errors import UserError, UserFileExistsError, one_line
-from .api import SEARCH_METHODS
-from .constraints import human, parse_size
+from bertnas.errors import UserError, UserFileExistsError, one_line
+from bertnas.search.api import SEARCH_METHODS
+from bertnas.search.constraints import human, parse_size
 
 METHODS = tuple(SEARCH_METHODS)
 # What a search writes into its --output-dir (all that --overwrite deletes).
@@ -168,9 +168,9 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.checkpoint import RunLock
-    from .api import build_table, search
-    from .constraints import InfeasibleBudget
+    from bertnas.train.checkpoint import RunLock
+    from bertnas.search.api import build_table, search
+    from bertnas.search.constraints import InfeasibleBudget
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = getattr(args, "stdout", None) or sys.stdout
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     doomed = check_output_dir(args.output_dir, args.overwrite)
     truth = None
     if args.truth:  # a bad truth file fails now, not after the search
-        from ..analysis.io import load_values
+        from bertnas.analysis.io import load_values
 
         truth = load_values(args.truth, "truth")
     if not Path(args.checkpoint).exists():
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
               f"{','.join(e['arch'])}", file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
     if truth is not None:  # the supernet's scores of this search against the user's truth
-        from ..analysis.report import write_trust_report
+        from bertnas.analysis.report import write_trust_report
 
         report = write_trust_report(args.checkpoint, args.output_dir, truth=truth,
                                     scores=Path(args.output_dir) / "evaluated.json", progress=args.progress)
@@ -258,8 +258,8 @@ CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_laten
 def strategy_config(args: argparse.Namespace) -> dict:
     """The `run_strategy` config of a `--strategy` command line; every bad combination is a
     one-line error naming the fix, before anything is loaded."""
-    from ..spaces.registry import task_name
-    from ..strategies import strategy_names
+    from bertnas.spaces.registry import task_name
+    from bertnas.strategies import strategy_names
 
     clashing = [name for name in CHECKPOINT_ONLY if getattr(args, name, None) not in (None, False)]
     if clashing:
@@ -273,7 +273,7 @@ def strategy_config(args: argparse.Namespace) -> dict:
     except ValueError as err:
         raise UserError(str(err), "pass --space bert, nb201, darts or cnn") from None
     if task == "classification":
-        from ..tasks.vision import resolve_source
+        from bertnas.tasks.vision import resolve_source
 
         try:
             resolve_source(args.data)
@@ -327,7 +327,7 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     (on the main process only under `accelerate launch`)."""
     import os
 
-    from ..strategies import run_strategy
+    from bertnas.strategies import run_strategy
 
     summary = run_strategy(strategy_config(args), top_k=args.top_k)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -346,7 +346,7 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import run_command
+    from bertnas.cli import run_command
 
     return run_command(add_arguments, run, argv, prog="search", description=__doc__.splitlines()[0])
 

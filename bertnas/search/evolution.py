@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..spaces.base import Arch, as_rng
-from .constraints import Constraints, InfeasibleBudget, sample_allowed
-from .results import make_candidate, rank
-from .shrinking import SearchOutcome
+from bertnas.spaces.base import Arch, as_rng
+from bertnas.search.constraints import Constraints, InfeasibleBudget, sample_allowed
+from bertnas.search.results import make_candidate, rank
+from bertnas.search.shrinking import SearchOutcome
 
 
 def _unique_allowed(space, constraints, rng, exclude: set, count: int, propose=None) -> list:

@@ -41,7 +41,7 @@ MIN_TIME_S = 0.02
 def shape_fields(config) -> tuple:
     """The config fields a latency table of `config`'s candidates depends on: the backbone's and,
     from the op registry, those of every candidate op kind."""
-    from ..models.ops_bertnas import op_size_fields
+    from bertnas.models.ops_bertnas import op_size_fields
 
     ops_fields = op_size_fields(config.candidates)
     return BACKBONE_FIELDS + tuple(f for f in ops_fields if f not in BACKBONE_FIELDS)
@@ -177,7 +177,7 @@ class LatencyTable:
 
 
 def _backbone(config, arch: Sequence[str]):
-    from ..models import BertNasConfig, BertNasModel
+    from bertnas.models import BertNasConfig, BertNasModel
 
     fields = config.to_dict()
     for key in ("architectures", "auto_map", "transformers_version", "model_type", "_name_or_path"):
@@ -214,7 +214,7 @@ def build_latency_table(
 def _build(config, seq_lens, batch_size, device, check_archs, seed, repeats, progress) -> LatencyTable:
     from tqdm.auto import tqdm
 
-    from ..models.modeling_bertnas import BertNasLayer
+    from bertnas.models.modeling_bertnas import BertNasLayer
 
     config = copy.deepcopy(config)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
@@ -260,7 +260,7 @@ def _build(config, seq_lens, batch_size, device, check_archs, seed, repeats, pro
 def measure_prediction_error(table: LatencyTable, config, n_archs: int, seq_lens: Sequence[int], batch_size: int,
                              device: str, seed: int, repeats: int | None = None, bar=None) -> dict:
     """Real latency of `n_archs` random whole subnets against the table's prediction."""
-    from ..spaces import BertSpace
+    from bertnas.spaces import BertSpace
 
     space = BertSpace(config)
     rng = random.Random(seed)

@@ -1,9 +1,9 @@
 """Search spaces: generic `Arch` / `SearchSpace` (layer and input choices) and the spaces built on them."""
 
-from .base import Arch, InputChoice, SearchSpace, as_rng
-from .bert import BertSpace
-from .cnn import CnnSpace
-from .darts import GENOTYPES, DartsSpace, Genotype
-from .nb201 import Nb201Benchmark, Nb201Space
+from bertnas.spaces.base import Arch, InputChoice, SearchSpace, as_rng
+from bertnas.spaces.bert import BertSpace
+from bertnas.spaces.cnn import CnnSpace
+from bertnas.spaces.darts import GENOTYPES, DartsSpace, Genotype
+from bertnas.spaces.nb201 import Nb201Benchmark, Nb201Space
 
 __all__ = ["Arch", "InputChoice", "SearchSpace", "BertSpace", "DartsSpace", "Genotype", "GENOTYPES", "CnnSpace", "Nb201Space", "Nb201Benchmark", "as_rng"]

@@ -7,9 +7,9 @@ torch's FLOP counter.
 
 from __future__ import annotations
 
-from ..models.configuration_bertnas import BertNasConfig
-from ..models.ops_bertnas import op_flops, op_params
-from .base import Arch, SearchSpace
+from bertnas.models.configuration_bertnas import BertNasConfig
+from bertnas.models.ops_bertnas import op_flops, op_params
+from bertnas.spaces.base import Arch, SearchSpace
 
 
 class BertSpace(SearchSpace):

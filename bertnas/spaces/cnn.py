@@ -14,29 +14,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..models.configuration_cnn import CnnNasConfig
-from .base import SearchSpace
+from bertnas.models.configuration_cnn import CnnNasConfig
+from bertnas.spaces.base import SearchSpace
 
 
 class CnnSpace(SearchSpace):
     """Per block `block_<i>` its candidates (a layer choice); `params` / `flops` of the fixed-arch network."""
 
     def __init__(self, config: CnnNasConfig | None = None, **config_kwargs):
-        from ..models.modeling_cnn import block_plans
+        from bertnas.models.modeling_cnn import block_plans
 
         self.config = config if config is not None else CnnNasConfig(**config_kwargs)
         self.plans = block_plans(self.config)
         super().__init__({plan.label: plan.candidates for plan in self.plans})
 
     def params(self, arch) -> int:
-        from ..models.modeling_cnn import cnn_cost
+        from bertnas.models.modeling_cnn import cnn_cost
 
         return cnn_cost(self.config, self.arch(arch).ops)[0]
 
     def flops(self, arch, image_size: int | None = None) -> int:
         """FLOPs per image at `image_size` (default `config.image_size`; a size that is not a
         multiple of 32, e.g. the constraint checker's sequence length, is ignored)."""
-        from ..models.modeling_cnn import cnn_cost
+        from bertnas.models.modeling_cnn import cnn_cost
 
         config = self.config
         if isinstance(image_size, int) and image_size != config.image_size and image_size % 32 == 0:
@@ -53,7 +53,7 @@ def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: 
     """(model, CnnSpace) for the vision task (`bertnas/tasks/vision.py`): the supernet, or with
     `arch` (one candidate per block) that arch's network; `space_options` are `CnnNasConfig`
     layout fields (default: the ProxylessNAS mobile layout; `block_type: shufflenet` for SPOS)."""
-    from ..models.modeling_cnn import CnnNasForImageClassification
+    from bertnas.models.modeling_cnn import CnnNasForImageClassification
 
     options = dict(space_options or {})
     unknown = sorted(set(options) - set(SPACE_OPTIONS))

@@ -31,8 +31,8 @@ from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..models.configuration_darts import DARTS_OPS, DartsNasConfig
-from .base import Arch, InputChoice, SearchSpace, as_rng
+from bertnas.models.configuration_darts import DARTS_OPS, DartsNasConfig
+from bertnas.spaces.base import Arch, InputChoice, SearchSpace, as_rng
 
 PRIMITIVES = DARTS_OPS
 CELLS = ("normal", "reduce")
@@ -162,7 +162,7 @@ class DartsSpace(SearchSpace):
     FLOPs per image at `config.image_size`, 2 per multiply-add of convolutions and linear layers)."""
 
     def __init__(self, config: DartsNasConfig | None = None, **config_kwargs):
-        from ..models.modeling_darts import darts_choices
+        from bertnas.models.modeling_darts import darts_choices
 
         self.config = config if config is not None else DartsNasConfig(**config_kwargs)
         if "none" not in self.config.candidates:
@@ -270,14 +270,14 @@ class DartsSpace(SearchSpace):
 
     # -- cost -------------------------------------------------------------------------------
     def params(self, arch) -> int:
-        from ..models.modeling_darts import darts_cost
+        from bertnas.models.modeling_darts import darts_cost
 
         return darts_cost(self.config, self.arch(arch))[0]
 
     def flops(self, arch, image_size: int | None = None) -> int:
         """FLOPs per image at `image_size` (default `config.image_size`; the constraint checker's
         sequence length does not apply to images and is ignored when it is not a plausible size)."""
-        from ..models.modeling_darts import darts_cost
+        from bertnas.models.modeling_darts import darts_cost
 
         config = self.config
         if image_size is not None and image_size != config.image_size and self._image_size_ok(image_size):
@@ -303,7 +303,7 @@ def build_eval_network(genotype: Genotype | str, dataset: str = "cifar10", C: in
     `layers` cells with reductions at 1/3 and 2/3, drop-path (`model.drop_path_prob`, scheduled
     by the training recipe), the auxiliary head after the 2/3 reduction (training only), global
     pooling and a classifier. CIFAR-10 defaults: C=36, 20 cells; ImageNet: C=48, 14 cells."""
-    from ..models.modeling_darts import DartsNasForImageClassification
+    from bertnas.models.modeling_darts import DartsNasForImageClassification
 
     genotype = GENOTYPES[genotype] if isinstance(genotype, str) else genotype
     imagenet = dataset == "imagenet"
@@ -328,7 +328,7 @@ def build_supernet(space_options: Mapping[str, Any] | None = None, num_classes: 
     `space_options` ({C | init_channels, layers | num_cells, steps, candidates, affine,
     auxiliary, drop_path_prob, ...}) default to the DARTS search network: C=16, 8 cells,
     non-affine BN in the ops (affine for a fixed genotype)."""
-    from ..models.modeling_darts import DartsNasForImageClassification
+    from bertnas.models.modeling_darts import DartsNasForImageClassification
 
     options = dict(space_options or {})
     unknown = sorted(set(options) - set(SPACE_OPTIONS))

@@ -17,8 +17,8 @@ import csv
 import os
 from pathlib import Path
 
-from ..models.configuration_nb201 import NB201_EDGES, NB201_OPS
-from .base import Arch, SearchSpace
+from bertnas.models.configuration_nb201 import NB201_EDGES, NB201_OPS
+from bertnas.spaces.base import Arch, SearchSpace
 
 CONV_KERNELS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}  # ops with a ReLU-conv-BN; the others hold no weights
 

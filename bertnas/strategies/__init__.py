@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import MixedArch, Strategy
+from bertnas.strategies.base import MixedArch, Strategy
 
 # strategy name -> module of this package that registers it
 _MODULES = {
@@ -57,7 +57,7 @@ def build_strategy(name: str, space, seed: int = 0, **options) -> Strategy:
 
 
 def run_strategy(config, **overrides) -> dict:
-    from .run import run_strategy as run
+    from bertnas.strategies.run import run_strategy as run
 
     return run(config, **overrides)
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..spaces.base import Arch, SearchSpace
+from bertnas.spaces.base import Arch, SearchSpace
 
 
 def discretise(space: SearchSpace, weights: Mapping[str, Any]) -> Arch:

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..sampling import _rng_state_from_json, _rng_state_to_json
-from ..spaces.base import Arch, SearchSpace
+from bertnas.sampling import _rng_state_from_json, _rng_state_to_json
+from bertnas.spaces.base import Arch, SearchSpace
 
 
 def _draw_index(probs: Sequence[float], rng: random.Random) -> int:

@@ -5,8 +5,8 @@ step's own loss). Discretised by argmax; DARTS cells keep the top-2 inputs per n
 
 from __future__ import annotations
 
-from . import register_strategy
-from .mixed import DifferentiableStrategy
+from bertnas.strategies import register_strategy
+from bertnas.strategies.mixed import DifferentiableStrategy
 
 
 @register_strategy("darts")

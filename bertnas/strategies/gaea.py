@@ -6,10 +6,10 @@ training rows, `bilevel: false` is single-level ERM (weights and theta on the sa
 
 from __future__ import annotations
 
-from . import register_strategy
-from .darts import Darts
-from .gdas import Gdas
-from .pcdarts import PcDarts
+from bertnas.strategies import register_strategy
+from bertnas.strategies.darts import Darts
+from bertnas.strategies.gdas import Gdas
+from bertnas.strategies.pcdarts import PcDarts
 
 GAEA_DEFAULTS = {"arch_lr": 0.1, "arch_weight_decay": 0.0}
 

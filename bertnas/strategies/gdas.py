@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import register_strategy
-from .mixed import DifferentiableStrategy, gumbel_like, linear_schedule
+from bertnas.strategies import register_strategy
+from bertnas.strategies.mixed import DifferentiableStrategy, gumbel_like, linear_schedule
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator, hard: bool) -> torch.Tensor:

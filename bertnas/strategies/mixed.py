@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..spaces.base import Arch
-from .base import MixedArch, Strategy, discretise, tensor_from_json, tensor_to_json, weights_log
+from bertnas.spaces.base import Arch
+from bertnas.strategies.base import MixedArch, Strategy, discretise, tensor_from_json, tensor_to_json, weights_log
 
 
 class Rows:
@@ -49,7 +49,7 @@ def split_rows(dataset, arch_fraction: float, seed: int) -> tuple[Rows, Rows]:
 
 
 def is_darts_cell_space(space) -> bool:
-    from ..spaces.darts import DartsSpace
+    from bertnas.spaces.darts import DartsSpace
 
     return isinstance(space, DartsSpace)
 
@@ -142,7 +142,7 @@ class DifferentiableStrategy(Strategy):
         for label in self.labels:  # in place: the optimizer keeps its references
             self.params[label].data = self.params[label].data.to(self.device)
         if self.options["bilevel"]:
-            from ..train.stream import BatchStream
+            from bertnas.train.stream import BatchStream
 
             weight_rows, arch_rows = split_rows(trainer.task.train_data, self.options["arch_fraction"], cfg.data_seed)
             trainer.stream = BatchStream(weight_rows, cfg.batch_size, trainer.world_size, trainer.rank, cfg.seed,
@@ -236,7 +236,7 @@ class DifferentiableStrategy(Strategy):
         weighs most (with edge normalisation, op weights scaled by the node's input weights)."""
         if not self.darts_cells:
             return discretise(self.space, theta)
-        from ..spaces.darts import derive_arch
+        from bertnas.spaces.darts import derive_arch
 
         weights = dict(theta)
         if self.edge_normalisation:
@@ -280,7 +280,7 @@ class DifferentiableStrategy(Strategy):
 
 def weights_log_subset(space, labels, probs) -> dict:
     """`weights_log` over the choices that carry weights (DARTS node inputs may not)."""
-    from ..spaces.base import SearchSpace
+    from bertnas.spaces.base import SearchSpace
 
     if len(labels) == len(space.choices):
         return weights_log(space, probs)

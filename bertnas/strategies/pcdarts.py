@@ -12,9 +12,9 @@ those spaces) and an explicit K > 1 is an error that says so."""
 
 from __future__ import annotations
 
-from ..tasks.vision import PARTIAL_CHANNEL_SPACES
-from . import register_strategy
-from .darts import Darts
+from bertnas.tasks.vision import PARTIAL_CHANNEL_SPACES
+from bertnas.strategies import register_strategy
+from bertnas.strategies.darts import Darts
 
 DEFAULT_K = 4  # PC-DARTS' CIFAR-10 setting
 

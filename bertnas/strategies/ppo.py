@@ -9,9 +9,9 @@ r = p_new(a) / p_old(a), A = R - b.
 
 from __future__ import annotations
 
-from . import register_strategy
-from .controller import ppo_update
-from .reinforce import ReinforceStrategy
+from bertnas.strategies import register_strategy
+from bertnas.strategies.controller import ppo_update
+from bertnas.strategies.reinforce import ReinforceStrategy
 
 
 @register_strategy("ppo")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 
-from . import register_strategy
-from .base import Strategy, weights_log
-from .controller import Controller, MovingBaseline, reinforce_update
+from bertnas.strategies import register_strategy
+from bertnas.strategies.base import Strategy, weights_log
+from bertnas.strategies.controller import Controller, MovingBaseline, reinforce_update
 
 
 @register_strategy("reinforce")

@@ -9,8 +9,8 @@ runs) and the best are returned.
 
 from __future__ import annotations
 
-from . import register_strategy
-from .base import Strategy
+from bertnas.strategies import register_strategy
+from bertnas.strategies.base import Strategy
 
 
 @register_strategy("rsws")
@@ -28,8 +28,8 @@ class RandomSearchStrategy(Strategy):
 
     def candidates(self, trainer, n: int) -> list:
         """Search the trained supernet with the shared weights; the best `n` archs, best first."""
-        from ..search.api import SEARCH_METHODS
-        from ..search.constraints import Constraints
+        from bertnas.search.api import SEARCH_METHODS
+        from bertnas.search.constraints import Constraints
 
         batches, _ = trainer.task.heldout(eval_batches=trainer.cfg.eval_batches)
         evaluator = trainer.task.evaluator(batches)  # cached: the weights no longer move

@@ -26,11 +26,11 @@ def prepare_config(config=None, **overrides):
     """The run's `PretrainConfig` with what a strategy implies: MAGIC-A alignment off (a learning
     strategy chooses every step's arch; RS-WS / SPOS are plain weight sharing), the uniform sampler for strategies that let the
     trainer sample (RS-WS, SPOS), and PC-DARTS' K as `space_options.partial_channels`."""
-    from ..errors import UserError
-    from ..train.config import load_config
-    from . import strategy_class
-    from ..tasks.vision import PARTIAL_CHANNEL_SPACES
-    from .pcdarts import DEFAULT_K
+    from bertnas.errors import UserError
+    from bertnas.train.config import load_config
+    from bertnas.strategies import strategy_class
+    from bertnas.tasks.vision import PARTIAL_CHANNEL_SPACES
+    from bertnas.strategies.pcdarts import DEFAULT_K
 
     cfg = load_config(config, **overrides)
     if not cfg.strategy:
@@ -56,8 +56,8 @@ def prepare_config(config=None, **overrides):
 
 def score_candidates(trainer, strategy, top_k: int) -> tuple[list, dict]:
     """(the strategy's candidates as ranked `Candidate`s, the held-out set's description)."""
-    from ..search.constraints import Constraints
-    from ..search.results import Candidate, rank
+    from bertnas.search.constraints import Constraints
+    from bertnas.search.results import Candidate, rank
 
     task = trainer.task
     archs = list(dict.fromkeys(strategy.candidates(trainer, top_k)))  # distinct, in the strategy's order
@@ -82,12 +82,12 @@ def score_candidates(trainer, strategy, top_k: int) -> tuple[list, dict]:
 def run_strategy(config: Mapping | str | None = None, top_k: int = 10, **overrides) -> dict:
     """Train under `config.strategy`, score its candidates, write OUT/results.json; returns a
     summary (the trainer's, plus "results": the ranked entries and "derived": the strategy's arch)."""
-    from ..search.results import to_entries, write_results
-    from ..train import checkpoint as ckpt_lib
-    from ..train.config import check_sources
-    from ..train.launch import reset_accelerate_state
-    from ..train.trainer import SupernetTrainer
-    from .plots import plot_entropy
+    from bertnas.search.results import to_entries, write_results
+    from bertnas.train import checkpoint as ckpt_lib
+    from bertnas.train.config import check_sources
+    from bertnas.train.launch import reset_accelerate_state
+    from bertnas.train.trainer import SupernetTrainer
+    from bertnas.strategies.plots import plot_entropy
 
     cfg = prepare_config(config, **overrides)
     check_sources(cfg)

@@ -5,8 +5,8 @@ SNAS' resource constraint is not included."""
 
 from __future__ import annotations
 
-from . import register_strategy
-from .gdas import Gdas
+from bertnas.strategies import register_strategy
+from bertnas.strategies.gdas import Gdas
 
 
 @register_strategy("snas")

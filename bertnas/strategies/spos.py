@@ -8,8 +8,8 @@ scored by the task's held-out `Evaluator`).
 
 from __future__ import annotations
 
-from . import register_strategy
-from .rsws import RandomSearchStrategy
+from bertnas.strategies import register_strategy
+from bertnas.strategies.rsws import RandomSearchStrategy
 
 
 @register_strategy("spos")

@@ -1,7 +1,7 @@
 """Tasks: data + objective + evaluator + model builder of one kind of supernet training."""
 
-from .base import Task
-from .registry import TASKS, register_task, task_class
+from bertnas.tasks.base import Task
+from bertnas.tasks.registry import TASKS, register_task, task_class
 
 __all__ = ["Task", "TASKS", "register_task", "task_class", "load_task"]
 
@@ -9,7 +9,7 @@ __all__ = ["Task", "TASKS", "register_task", "task_class", "load_task"]
 def load_task(checkpoint, device="cpu") -> Task:
     """The task of a training run (its latest checkpoint) or of one checkpoint folder, with its
     trained model loaded in eval mode: what `bertnas search` and `bertnas export` work on."""
-    from ..train.checkpoint import find_checkpoint, read_state
+    from bertnas.train.checkpoint import find_checkpoint, read_state
 
     ckpt = find_checkpoint(checkpoint)
     state = read_state(ckpt)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from ..train.stream import collate_rows
+from bertnas.train.stream import collate_rows
 
 
 class Task:
@@ -88,7 +88,7 @@ class Task:
         raise NotImplementedError
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from ..search.evaluator import Evaluator
+        from bertnas.search.evaluator import Evaluator
 
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache)
@@ -116,14 +116,14 @@ class Task:
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Every module into `folder/<name>/` (`save_pretrained` when the module has it)."""
-        from ..train.checkpoint import save_model
+        from bertnas.train.checkpoint import save_model
 
         for name, module in self.modules.items():
             save_model(module, None, Path(folder) / name)
 
     def load(self, folder: Path) -> None:
         """Weights saved by `save` into the modules, in place (optimizer references stay valid)."""
-        from ..train.checkpoint import load_model_weights
+        from bertnas.train.checkpoint import load_model_weights
 
         for name, module in self.modules.items():
             load_model_weights(module, Path(folder) / name)

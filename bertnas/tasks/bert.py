@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..train import checkpoint as ckpt_lib
-from ..train.checkpoint import GENERATOR_DIR, MODEL_DIR
-from .base import Task
-from .registry import register_task
+from bertnas.train import checkpoint as ckpt_lib
+from bertnas.train.checkpoint import GENERATOR_DIR, MODEL_DIR
+from bertnas.tasks.base import Task
+from bertnas.tasks.registry import register_task
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 MASK_SEED_OFFSET = 12345
@@ -35,7 +35,7 @@ def load_lm_data(options: dict, tokenizer_source: str | None, vocab_size: int = 
     """(tokenizer, training rows, held-out rows) for data options {source, val_data, seq_len,
     val_fraction, split_seed}. Kept for the life of the process, so repeated runs on the same
     data (a demo, tests) tokenise and pack it once."""
-    from ..train import data as data_lib
+    from bertnas.train import data as data_lib
 
     key = (options.get("source"), options.get("val_data"), tokenizer_source, vocab_size, options["seq_len"],
            options["val_fraction"], options["split_seed"])
@@ -66,7 +66,7 @@ def mlm_heldout(rows, tokenizer, batch_size: int, num_batches: int, seed: int,
                 mlm_probability: float = 0.15) -> list[dict]:
     """The first `num_batches * batch_size` rows of `rows` (packed LM rows with input_ids),
     masked once with a generator seeded `seed`: the same tokens are masked for every arch."""
-    from ..train.objectives import mask_tokens
+    from bertnas.train.objectives import mask_tokens
 
     if batch_size < 1 or num_batches < 1:
         raise ValueError(f"batch_size and eval batches must be >= 1, got {batch_size} and {num_batches}")
@@ -153,14 +153,14 @@ class BertTask(Task):
                                                                       cfg.tokenizer_vocab_size)
 
     def _finish_setup(self) -> None:
-        from ..spaces import BertSpace
+        from bertnas.spaces import BertSpace
 
         self.space = BertSpace(self.model.config)  # a fixed-arch model's space is its one arch
         arch = self.model.config.arch
         self.fixed_arch = self.space.arch(arch) if arch is not None else None
 
     def _supernet_config(self, cfg):
-        from ..models import BertNasConfig
+        from bertnas.models import BertNasConfig
 
         tok = self.tokenizer
         model_kwargs = dict(cfg.model)
@@ -190,7 +190,7 @@ class BertTask(Task):
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> BertTask:
         import json
 
-        from .. import models
+        from bertnas import models
 
         folder = ckpt / MODEL_DIR
         config_path = folder / "config.json"
@@ -237,7 +237,7 @@ class BertTask(Task):
         return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
     def short_name(self, op) -> str:
-        from ..models import short_op_name
+        from bertnas.models import short_op_name
 
         return short_op_name(op)
 
@@ -287,7 +287,7 @@ class BertTask(Task):
         return list(self.model.bert.encoder.layers)
 
     def randomness_modules(self) -> list[nn.Module]:
-        from ..align import Aligner
+        from bertnas.align import Aligner
 
         return Aligner.randomness_modules(self.model)  # the embeddings' dropout, then the chain
 
@@ -305,8 +305,8 @@ class MLMTask(BertTask):
     model_class_name = "BertNasForMaskedLM"
 
     def _build_models(self, cfg) -> None:
-        from ..models import BertNasForMaskedLM
-        from ..train.objectives import MLMObjective
+        from bertnas.models import BertNasForMaskedLM
+        from bertnas.train.objectives import MLMObjective
 
         if cfg.init_from_bert:
             # Sizes come from the BERT; only the search space and dropout come from the config.
@@ -327,7 +327,7 @@ class MLMTask(BertTask):
         self.modules = {MODEL_DIR: model}
 
     def loss_fn(self, model, batch, ops):
-        from ..search.evaluator import mlm_loss
+        from bertnas.search.evaluator import mlm_loss
 
         return mlm_loss(model, batch, ops)
 
@@ -345,8 +345,8 @@ class ElectraTask(BertTask):
     heldout_moves_with_weights = True
 
     def _build_models(self, cfg) -> None:
-        from ..models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
-        from ..train.objectives import ElectraObjective
+        from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
+        from bertnas.train.objectives import ElectraObjective
 
         if cfg.init_from_bert:
             raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
@@ -375,8 +375,8 @@ class ElectraTask(BertTask):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ElectraTask:
-        from ..models import BertNasForMaskedLM
-        from ..train.objectives import ElectraObjective
+        from bertnas.models import BertNasForMaskedLM
+        from bertnas.train.objectives import ElectraObjective
 
         task = super().from_checkpoint(ckpt, state, device)
         gen_dir = ckpt / GENERATOR_DIR
@@ -390,7 +390,7 @@ class ElectraTask(BertTask):
         return task
 
     def loss_fn(self, model, batch, ops):
-        from ..search.evaluator import electra_loss
+        from bertnas.search.evaluator import electra_loss
 
         return electra_loss(model, batch, ops)
 

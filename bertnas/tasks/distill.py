@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import UserError
-from ..train.checkpoint import MODEL_DIR
-from ..train.objectives import ObjectiveOutput, mask_tokens
-from .bert import INPUT_KEYS, BertTask, mlm_heldout
-from .registry import register_task
+from bertnas.errors import UserError
+from bertnas.train.checkpoint import MODEL_DIR
+from bertnas.train.objectives import ObjectiveOutput, mask_tokens
+from bertnas.tasks.bert import INPUT_KEYS, BertTask, mlm_heldout
+from bertnas.tasks.registry import register_task
 
 BRIDGES_DIR = "bridges"
 TEACHER_KEY = "teacher_states"  # held-out batches carry the teacher's block-boundary states
@@ -79,7 +79,7 @@ def distill_options(given: dict | None) -> dict:
 def frozen_teacher(source):
     """(teacher `BertForMaskedLM` in eval mode without gradients, whether its MLM head was trained:
     a sentence-transformers BERT has none). A model that is not a BERT is a ValueError."""
-    from ..compress.student import load_teacher
+    from bertnas.compress.student import load_teacher
 
     teacher, missing = load_teacher(source)
     teacher.requires_grad_(False)
@@ -143,7 +143,7 @@ def build_student(teacher, model_options: dict, options: dict, calibration: list
     hidden_size (default the teacher's), num_hidden_layers (default 2 x the teacher's layers),
     candidates and dropout; `options` its embedding_size and init; `calibration` batches turn on
     activation importance for a narrower student."""
-    from ..compress.student import student_supernet
+    from bertnas.compress.student import student_supernet
 
     dropout = {k: model_options[k] for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
                if k in model_options}
@@ -203,7 +203,7 @@ class DistillTask(BertTask):
             self.modules[BRIDGES_DIR] = self.bridges
 
     def _load_teacher(self, source: str) -> None:
-        from .bert import absolute_if_local
+        from bertnas.tasks.bert import absolute_if_local
 
         self.teacher_source = absolute_if_local(source)
         self.teacher, self.teacher_has_head = frozen_teacher(source)
@@ -250,7 +250,7 @@ class DistillTask(BertTask):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> DistillTask:
-        from ..train.checkpoint import load_model_weights
+        from bertnas.train.checkpoint import load_model_weights
 
         task = super().from_checkpoint(ckpt, state, device)
         sig = state.get("signature") or {}
@@ -261,7 +261,7 @@ class DistillTask(BertTask):
         task.teacher.to(device)
         # The held-out rows with the tokenizer the run read them with (the teacher's): in the process
         # that trained (bertnas compress) the corpus is not tokenised a second time.
-        from .bert import load_lm_data
+        from bertnas.tasks.bert import load_lm_data
 
         vocab = int((state.get("config") or {}).get("tokenizer_vocab_size") or 1000)
         if task.data_options.get("seq_len") and task.data_options.get("tokenizer"):

@@ -61,10 +61,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..spaces.registry import register_space
-from ..train.checkpoint import MODEL_DIR
-from .base import Task
-from .registry import register_task
+from bertnas.spaces.registry import register_space
+from bertnas.train.checkpoint import MODEL_DIR
+from bertnas.tasks.base import Task
+from bertnas.tasks.registry import register_task
 
 logger = logging.getLogger("bertnas.vision")
 
@@ -468,7 +468,7 @@ class ClassificationTask(Task):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ClassificationTask:
-        from ..train.checkpoint import load_model_weights
+        from bertnas.train.checkpoint import load_model_weights
 
         config = state.get("config") or {}
         task = cls()
@@ -514,7 +514,7 @@ class ClassificationTask(Task):
         return normalise(pixel_values, self.data_options["mean"], self.data_options["std"])
 
     def compute(self, batch, arch, generator):
-        from ..train.objectives import ObjectiveOutput
+        from bertnas.train.objectives import ObjectiveOutput
 
         x = self.inputs(batch["pixel_values"], generator)
         # a MixedArch (search strategies: {label: weights}, with .discrete) runs the mixed ops
@@ -568,7 +568,7 @@ class ClassificationTask(Task):
         return self._batches(picked, batch_size, None)
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from ..search.evaluator import Evaluator
+        from bertnas.search.evaluator import Evaluator
 
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache,
@@ -586,7 +586,7 @@ class ClassificationTask(Task):
 
     # -- MAGIC-A ----------------------------------------------------------------------------
     def choice_layers(self) -> list:
-        from ..choices import _is_choice
+        from bertnas.choices import _is_choice
 
         return [m for m in self.model.modules() if _is_choice(m)]
 
@@ -596,7 +596,7 @@ class ClassificationTask(Task):
     # -- export -----------------------------------------------------------------------------
     def prepare_export(self, arch) -> None:
         """Recalibrate BatchNorm for `arch` so that `extract` copies the path's own statistics."""
-        from ..search.evaluator import recalibrate
+        from bertnas.search.evaluator import recalibrate
 
         try:
             batches = self.calibration_batches()
@@ -633,9 +633,9 @@ NB201_OPTIONS = {"C": "init_channels", "N": "cells_per_stage", "init_channels": 
 def build_nb201(space_options: dict, num_classes: int, arch=None, image_shape=(3, 32, 32)):
     """The NB201 supernet (or fixed cell) of `space_options` {C | init_channels, N |
     cells_per_stage, candidates, bn_affine}; defaults C=16, N=5 (NAS-Bench-201's network)."""
-    from ..models.configuration_nb201 import Nb201Config
-    from ..models.modeling_nb201 import Nb201ForImageClassification
-    from ..spaces.nb201 import Nb201Space
+    from bertnas.models.configuration_nb201 import Nb201Config
+    from bertnas.models.modeling_nb201 import Nb201ForImageClassification
+    from bertnas.spaces.nb201 import Nb201Space
 
     unknown = sorted(set(space_options) - set(NB201_OPTIONS))
     if unknown:
@@ -658,7 +658,7 @@ _BENCHMARKS: dict = {}  # the table of the current default path, read once
 def nb201_benchmark_info(arch) -> dict:
     """`{"benchmark": {cifar10, cifar100, imagenet16-120, rank_cifar10, index}}` from the NB201
     table; {} when the table is absent (see `bertnas.spaces.nb201.Nb201Benchmark`)."""
-    from ..spaces.nb201 import Nb201Benchmark, default_benchmark_path
+    from bertnas.spaces.nb201 import Nb201Benchmark, default_benchmark_path
 
     path = default_benchmark_path()
     if _BENCHMARKS.get("path") != path:

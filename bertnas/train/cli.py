@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 
-from .config import BASE_REPLACEMENT, MIXED_PRECISION, OBJECTIVES, REPORT_TO, SAMPLERS
+from bertnas.train.config import BASE_REPLACEMENT, MIXED_PRECISION, OBJECTIVES, REPORT_TO, SAMPLERS
 
 
 def _arch_list(text: str) -> list:
@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def args_to_config(args: argparse.Namespace) -> dict:
     import yaml
 
-    from ..errors import UserError
+    from bertnas.errors import UserError
 
     values = {k: v for k, v in vars(args).items() if k not in ("command", "set_items", "local_rank", "stdout", "debug")}
     for item in getattr(args, "set_items", []) or []:
@@ -111,15 +111,15 @@ def args_to_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
-    from .checkpoint import RunLock, check_run_dir
-    from .config import check_sources, load_config
+    from bertnas.train.checkpoint import RunLock, check_run_dir
+    from bertnas.train.config import check_sources, load_config
 
     cfg = load_config(args_to_config(args))  # every option checked before torch is imported
     check_sources(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # pretrain() checks again when it takes the folder
         check_run_dir(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite)
         RunLock(cfg.output_dir).check()
-    from .trainer import pretrain
+    from bertnas.train.trainer import pretrain
 
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`recipes/pretrain_supernet.py` (under any launcher): the same errors and exit codes as `bertnas pretrain`."""
-    from ..cli import run_command
+    from bertnas.cli import run_command
 
     return run_command(add_arguments, run, argv, prog="pretrain_supernet", description=__doc__.splitlines()[0])
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError, UserFileError, check_model_source, one_line
+from bertnas.errors import UserError, UserFileError, check_model_source, one_line
 
 OBJECTIVES = ("mlm", "electra", "distill")  # distill: `bertnas compress` (its teacher and student come from the config)
 SAMPLERS = ("uniform", "walk", "fair", "constant")
@@ -154,7 +154,7 @@ def model_fields() -> dict:
     passes on (pad_token_id, ...): the keys a `model:` / `generator:` mapping may hold."""
     import inspect
 
-    from ..models.configuration_bertnas import BertNasConfig
+    from bertnas.models.configuration_bertnas import BertNasConfig
     from transformers import PretrainedConfig
 
     known = {}
@@ -210,12 +210,12 @@ def _coerce(name: str, value: Any) -> Any:
         raise UserError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}",
                         f"write --{name.replace('_', '-')} mha12,ffn")
     if name == "strategy":
-        from ..strategies import strategy_names
+        from bertnas.strategies import strategy_names
 
         if value not in strategy_names():
             raise UserError(f"config key 'strategy' must be one of {', '.join(strategy_names())}, got {value!r}")
     if name == "objective":
-        from ..tasks.registry import TASKS
+        from bertnas.tasks.registry import TASKS
 
         if value not in TASKS:
             raise UserError(f"config key 'objective' must be one of {', '.join(TASKS)}, got {value!r}")
@@ -329,7 +329,7 @@ def check_sources(cfg: PretrainConfig) -> None:
     for option, value in (("--tokenizer", cfg.tokenizer), ("--init-from-bert", cfg.init_from_bert)):
         if value is not None:
             check_model_source(value, option)
-    from .data import check_corpus
+    from bertnas.train.data import check_corpus
 
     if cfg.mixed_precision == "fp16":
         import torch

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .config import PretrainConfig
+from bertnas.train.config import PretrainConfig
 
 
 def fill_deepspeed_config(ds: dict, cfg: PretrainConfig, world_size: int) -> dict:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import checkpoint as ckpt_lib
+from bertnas.train import checkpoint as ckpt_lib
 
 logger = logging.getLogger("bertnas.pretrain")
 
 
 def _version() -> str:
     try:
-        from .. import __version__
+        from bertnas import __version__
 
         return __version__
     except ImportError:

@@ -29,14 +29,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checkpoint as ckpt_lib
-from .config import PretrainConfig, check_sources, load_config
-from .distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
-from .launch import build_accelerator, reset_accelerate_state
-from .logs import SUMMARY_FILE, StepLog
-from .optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
-from .state import TrainState
-from .stream import BatchStream
+from bertnas.train import checkpoint as ckpt_lib
+from bertnas.train.config import PretrainConfig, check_sources, load_config
+from bertnas.train.distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
+from bertnas.train.launch import build_accelerator, reset_accelerate_state
+from bertnas.train.logs import SUMMARY_FILE, StepLog
+from bertnas.train.optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
+from bertnas.train.state import TrainState
+from bertnas.train.stream import BatchStream
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -48,9 +48,9 @@ class SupernetTrainer:
     def __init__(self, cfg: PretrainConfig, task=None, strategy=None):
         from accelerate.utils import set_seed
 
-        from ..sampling import build_sampler
-        from ..spaces.registry import task_name
-        from ..tasks import task_class
+        from bertnas.sampling import build_sampler
+        from bertnas.spaces.registry import task_name
+        from bertnas.tasks import task_class
 
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
@@ -88,7 +88,7 @@ class SupernetTrainer:
             self.sampler = build_sampler(cfg.sampler, self.space, cfg.seed, k=cfg.walk_k)
         self.aligner = None
         if cfg.align and fixed is None:
-            from ..align import Aligner
+            from bertnas.align import Aligner
 
             if cfg.base_arch is not None:
                 base = self.space.arch(cfg.base_arch)
@@ -149,7 +149,7 @@ class SupernetTrainer:
         model and optimizer (before a resume loads its state), or None."""
         cfg = self.cfg
         if strategy is None and cfg.strategy:
-            from ..strategies import build_strategy
+            from bertnas.strategies import build_strategy
 
             strategy = build_strategy(cfg.strategy, self.space, cfg.seed, **cfg.strategy_options)
         if strategy is None:
@@ -202,7 +202,7 @@ class SupernetTrainer:
     def train(self) -> dict:
         from tqdm.auto import tqdm
 
-        from ..sampling import assert_same_arch
+        from bertnas.sampling import assert_same_arch
 
         cfg, acc = self.cfg, self.accelerator
         if self.is_main:
@@ -338,7 +338,7 @@ class SupernetTrainer:
         layer by layer (seeded by run seed, step, micro-batch and rank, so a resume redraws them)."""
         if not aligning:
             return contextlib.nullcontext()
-        from ..align import step_seed
+        from bertnas.align import step_seed
 
         seed = step_seed(self.cfg.seed, self.step, micro, self.rank)
         return self.aligner.shared_randomness(self.task.randomness_modules(), seed)
@@ -373,7 +373,7 @@ class SupernetTrainer:
         """A signal reached a rank during this step: save (unless just saved) and stop."""
         import signal
 
-        from ..errors import Interrupted
+        from bertnas.errors import Interrupted
 
         path = self.save() if saved_at != self.step else self.output_dir / ckpt_lib.checkpoint_name(self.step)
         signum = self._stop.signum or signal.SIGTERM

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import evaluate
 
-from ..tasks import SquadTask, get_task
+from glue.tasks import SquadTask, get_task
 
 logger = logging.getLogger(__name__)
 
