@@ -9,7 +9,7 @@ STAMP := $(VENV)/.bertnas-installed
 # they ship only in the sdist of the installed transformers version, unpacked here (git-ignored).
 HF_TESTS := $(VENV)/transformers-tests
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast lint-imports demo bench clean
 
 setup: $(STAMP)
 
@@ -31,13 +31,19 @@ $(STAMP): pyproject.toml Makefile
 	rm -rf $(HF_TESTS)/sdist
 	touch $(STAMP)
 
+# The layers contract (pyproject.toml, [tool.importlinter]) first: an upward import fails the run.
 # pytest exits 5 when nothing is collected; that is not a failure of the suite.
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 # Skips the DeepSpeed test (its first CPU-op JIT build alone takes ~1-2 min).
 test-fast: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q tests -m "not slow"; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
+
+lint-imports: setup
+	$(BIN)/lint-imports --no-cache
 
 demo: setup
 	$(BIN)/bertnas demo --output-dir runs/demo

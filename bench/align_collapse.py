@@ -17,10 +17,10 @@ import warnings
 import torch
 
 from bertnas import BertNasConfig, BertNasForMaskedLM, BertSpace
-from bertnas.align import Aligner, step_seed
-from bertnas.sampling import build_sampler
-from bertnas.train.data import load_texts, build_tokenizer, build_lm_splits
-from bertnas.train.objectives import mask_tokens
+from bertnas.supernet.align import Aligner, step_seed
+from bertnas.supernet.sampling import build_sampler
+from bertnas.tasks.text_data import load_texts, build_tokenizer, build_lm_splits
+from bertnas.tasks.objectives import mask_tokens
 
 VARIANTS = {
     "spos": dict(sampler="uniform", align=False),

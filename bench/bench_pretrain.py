@@ -109,7 +109,7 @@ def ratio_stats(ratios):
 
 
 def bench_single(dims: dict, tmp: str) -> dict:
-    from bertnas.train.trainer import SupernetTrainer
+    from bertnas.pipelines.pretrain import build_trainer as SupernetTrainer
 
     def make(name, **overrides):
         return SupernetTrainer(bench_config(dims, f"{tmp}/{name}", **overrides))
@@ -178,7 +178,7 @@ def bench_single(dims: dict, tmp: str) -> dict:
         for name in names:
             t = trainers[name]
             for _ in range(dims["steps"]):
-                arch = t.sampler.next()
+                arch = t.policy.choose(t.step)
                 t0 = time.perf_counter()
                 record = t._train_step(arch)
                 tokens[name][1] += time.perf_counter() - t0
@@ -198,10 +198,10 @@ def two_rank_worker(dims: dict, out_json: str, tmp: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from bertnas.sampling import assert_same_arch
-    from bertnas.train.objectives import MLMObjective
+    from bertnas.supernet.sampling import assert_same_arch
+    from bertnas.tasks.objectives import MLMObjective
     from bertnas.train.optim import param_groups
-    from bertnas.train.trainer import SupernetTrainer
+    from bertnas.pipelines.pretrain import build_trainer as SupernetTrainer
 
     trainer = SupernetTrainer(bench_config(dims, f"{tmp}/r", sampler="uniform", align=False))
     cfg, rank = trainer.cfg, trainer.rank
@@ -329,16 +329,17 @@ def deepspeed_worker(dims: dict, out_json: str, tmp: str) -> None:
     from accelerate.state import AcceleratorState
 
     import bertnas.train.trainer as trainer_mod
+    from bertnas.pipelines.pretrain import build_trainer
     from bertnas.train.optim import param_groups
 
-    gated = trainer_mod.SupernetTrainer(bench_config(dims, f"{tmp}/dsg", deepspeed=str(DS_CONFIG)))
+    gated = build_trainer(bench_config(dims, f"{tmp}/dsg", deepspeed=str(DS_CONFIG)))
     # accelerate allows one DeepSpeed plugin per process state: forget it (the process group
     # stays) so the second trainer can build its own engine from the same config.
     AcceleratorState._reset_state(False)
     real_groups, real_gate = trainer_mod.candidate_param_groups, trainer_mod.gate_param_groups
     trainer_mod.candidate_param_groups = lambda module, weight_decay, layers: param_groups(module, weight_decay)
     try:
-        plain = trainer_mod.SupernetTrainer(bench_config(dims, f"{tmp}/dsp", deepspeed=str(DS_CONFIG)))
+        plain = build_trainer(bench_config(dims, f"{tmp}/dsp", deepspeed=str(DS_CONFIG)))
     finally:
         trainer_mod.candidate_param_groups = real_groups
 
@@ -459,9 +460,9 @@ def memory_worker(dims: dict, mode: str, out_json: str, tmp: str) -> None:
     from bertnas import BertNasConfig, BertNasForMaskedLM
     from bertnas.tasks.bert import MLMTask
     from bertnas.train.optim import param_groups
-    from bertnas.train.stream import BatchStream
-    from bertnas.train.trainer import SupernetTrainer
-    from bertnas.train.objectives import MLMObjective
+    from bertnas.supernet.stream import BatchStream
+    from bertnas.pipelines.pretrain import build_trainer as SupernetTrainer
+    from bertnas.tasks.objectives import MLMObjective
 
     cfg = bench_config(dims, f"{tmp}/m", sampler="uniform", align=(mode == "supernet+align"))
     # the data alone (no model yet): the trainer below finds it in the process-wide cache
@@ -653,7 +654,7 @@ def main():
         memory = bench_memory(args, tmp, dims["memory_repeats"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    from bertnas.train.data import build_tokenizer, load_texts
+    from bertnas.tasks.text_data import build_tokenizer, load_texts
 
     vocab = len(build_tokenizer(None, load_texts(None), vocab_size=dims["vocab"]))
     report = {

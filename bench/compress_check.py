@@ -43,7 +43,7 @@ def baseline(teacher: str, layers: int, recipe: dict, steps: int, corpus: str, o
     """`[mha<h>, ffn] x layers` distilled alone with the compress recipe; exported as a plain BERT."""
     from bertnas.compress.run import _train_config, load_recipe, student_space_config, teacher_config
     from bertnas.export import export
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     t_config = teacher_config(teacher)
     mha = f"mha{t_config.num_attention_heads}"
@@ -128,7 +128,7 @@ def main() -> None:
     for label, entry in summary.items():
         models[f"searched {label}"] = {"dir": str(out / "compressed" / label), "arch": entry["arch"],
                                        "non_embedding_params": entry["params"], "distill_loss": entry["distill_loss"]}
-    from bertnas.compress.student import non_embedding_params, student_config
+    from bertnas.models.student import non_embedding_params, student_config
     from bertnas.compress.run import teacher_config
 
     t_config = teacher_config(teacher)

@@ -153,7 +153,7 @@ def sample_archs(bench, n: int, seed: int) -> list[str]:
 
 def train_supernet(args, variant: str) -> float:
     """Train (or resume, or skip when finished) one variant's supernet; seconds spent here."""
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     folder = Path(args.output_dir) / variant
     started = time.perf_counter()
@@ -182,7 +182,7 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     """Train one supernet (unless cached) and score `archs`; returns {"scores", "train_s", ...}."""
     from bertnas.search.api import default_device
     from bertnas.tasks import load_task
-    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.storage.checkpoint import verified_checkpoint
 
     folder = Path(args.output_dir) / variant
     done = folder / "scores.json"

@@ -141,7 +141,7 @@ class Bench:
         """One tokenizer saved in the cache folder, so every run (and every rerun) shares a vocabulary."""
         folder = self.out / "tokenizer"
         if not (folder / "tokenizer.json").is_file():
-            from bertnas.train.data import build_tokenizer, load_texts
+            from bertnas.tasks.text_data import build_tokenizer, load_texts
 
             build_tokenizer(None, load_texts(self.args.data), vocab_size=self.args.vocab).save_pretrained(folder)
         return str(folder)
@@ -168,7 +168,7 @@ class Bench:
         from bertnas.search.api import default_device
         from bertnas.tasks import load_task
         from bertnas.tasks.bert import load_lm_data
-        from bertnas.train.checkpoint import verified_checkpoint
+        from bertnas.storage.checkpoint import verified_checkpoint
 
         task = load_task(verified_checkpoint(folder), default_device())
         # The held-out rows the trainer just built (same corpus, split and tokenizer: ours, copied
@@ -189,7 +189,7 @@ class Bench:
 
     def _run(self, folder: Path, config: dict, archs) -> dict:
         """Train (unless `folder/scores.json` exists), score `archs`, cache and return the result."""
-        from bertnas.train.trainer import pretrain
+        from bertnas.pipelines.pretrain import pretrain
 
         done = folder / "scores.json"
         if done.is_file():

@@ -5,7 +5,8 @@ and `bertnas --help` stay fast; using any of them (or `import bertnas.models`) r
 bertnas models with the transformers Auto classes.
 """
 
-from bertnas.lazy import lazy_attributes
+from bertnas.core import moved
+from bertnas.core.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ _LAZY = {
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+moved.install()  # old module paths (bertnas.train.checkpoint, ...) keep working, with a warning
 
 __all__ = [
     "Arch",

@@ -27,13 +27,12 @@ renamed into place only when complete. The model card holds no local absolute pa
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileExistsError, hub_offline
+from bertnas.core.errors import UserError, UserFileExistsError, hub_offline
 
 CARD_FILE = "README.md"
 MARKER_FILE = ".bertnas-export.json"  # in every folder export writes: the files it wrote
@@ -61,7 +60,7 @@ def parse_arch(value, space):
         path = Path(text)
         if not text.startswith(("[", "{")) and path.suffix == ".json":
             if not path.is_file():
-                from bertnas.errors import UserFileError
+                from bertnas.core.errors import UserFileError
 
                 raise UserFileError(f"Arch file {path} does not exist", "give an existing .json file or the ops")
             text = path.read_text().strip()
@@ -257,7 +256,7 @@ def _temp_folder(folder: Path, kind: str) -> Path:
 
 def _move_into_place(tmp: Path, folder: Path) -> None:
     """Replace `folder` (absent, empty, or an export checked by `check_target`) by `tmp`."""
-    from bertnas.train.checkpoint import swap_folder
+    from bertnas.storage.checkpoint import swap_folder
 
     swap_folder(tmp, folder, _temp_folder(folder, "old-export"))
 
@@ -304,7 +303,7 @@ def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, s
 def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int, verify: bool,
                   name: str | None) -> Path:
     """The export of one subnet in a temporary folder beside `folder`; returns that folder."""
-    from bertnas.train.checkpoint import save_model
+    from bertnas.storage.checkpoint import save_model
 
     ops = list(arch.ops)
     fixed = model.extract(ops)
@@ -379,9 +378,9 @@ def export(
         raise UserError(f"top_k must be >= 1, got {top_k}", "pass --top-k 1 or more")
     if arch is not None:
         check_target(Path(output_dir), overwrite)  # before torch and the model are loaded
-    from bertnas.search.results import SEARCH_FILE, load_results
+    from bertnas.storage.results import SEARCH_FILE, load_results
     from bertnas.tasks import load_task
-    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.storage.checkpoint import verified_checkpoint
 
     task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
@@ -440,40 +439,4 @@ def export(
     return folders
 
 
-# ----------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    a = parser.add_argument
-    a("--checkpoint", required=True, help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--arch", help='the arch: JSON list/object (\'["mha12","ffn"]\'), comma-separated ops, '
-                                      "or a .json file")
-    which.add_argument("--results", help="a search's results.json (or its folder): export its top-k entries")
-    a("--top-k", type=int, default=1, help="entries of --results to export (rank-1, rank-2, ...)")
-    a("--output-dir", required=True)
-    a("--overwrite", action="store_true", help="replace non-empty output folders")
-    a("--seq-len", type=int, help="sequence length of the FLOPs in the model card (default: the run's)")
-    a("--push-to-hub", metavar="REPO_ID", help="upload the exported folder (needs `hf auth login` or HF_TOKEN)")
-    a("--private", action="store_true", help="create the Hub repo private")
-    a("--no-verify", dest="verify", action="store_false",
-      help="skip the check that the export reproduces the supernet path")
-
-
-def run(args: argparse.Namespace) -> int:
-    from bertnas.cli import result_stream
-
-    out = result_stream(args)
-    folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,
-                     push_to_hub=args.push_to_hub, private=args.private, seq_len=args.seq_len,
-                     overwrite=args.overwrite, verify=args.verify)
-    for folder in folders:
-        print(folder, file=out)
-    if args.push_to_hub:
-        print(f"pushed {folders[0]} -> https://huggingface.co/{args.push_to_hub}", file=out)
-    return 0
-
-
-__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "generic_model_card", "add_arguments", "run"]
+__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "generic_model_card"]

@@ -110,7 +110,7 @@ def check_output_dir(output_dir, overwrite: bool) -> None:
     """An earlier fine-tuning's results (and model) in `output_dir` are replaced only with --overwrite."""
     from pathlib import Path
 
-    from bertnas.errors import UserFileExistsError
+    from bertnas.core.errors import UserFileExistsError
 
     done = Path(output_dir) / "results.json"
     if done.is_file() and not overwrite:

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileError, check_model_source
+from bertnas.core.errors import UserError, UserFileError, check_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def save_finetuned(model, tokenizer, folder: Path) -> Path:
     folder, then renamed into place)."""
     import shutil
 
-    from bertnas.train.checkpoint import swap_folder
+    from bertnas.storage.checkpoint import swap_folder
 
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)

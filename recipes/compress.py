@@ -12,7 +12,7 @@ process distils; the search and the exports run on the main process.
 
 import sys
 
-from bertnas.compress.cli import main
+from bertnas.cli.compress import main
 
 if __name__ == "__main__":
     sys.exit(main())

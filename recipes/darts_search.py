@@ -15,7 +15,7 @@ the same held-out batch with the same weights), so the ranks never diverge.
 
 import sys
 
-from bertnas.search.cli import main
+from bertnas.cli.search import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -12,7 +12,7 @@ Same options as `bertnas pretrain` (see --help and docs/training.md).
 
 import sys
 
-from bertnas.train.cli import main
+from bertnas.cli.pretrain import main
 
 if __name__ == "__main__":
     sys.exit(main())

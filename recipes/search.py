@@ -11,7 +11,7 @@ Same options as `bertnas search` (see --help and docs/search.md).
 
 import sys
 
-from bertnas.search.cli import main
+from bertnas.cli.search import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -87,6 +87,6 @@ def tiny_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_corpus):
-    from bertnas.train.data import build_tokenizer, load_texts
+    from bertnas.tasks.text_data import build_tokenizer, load_texts
 
     return build_tokenizer(None, load_texts(str(tiny_corpus)), vocab_size=120)

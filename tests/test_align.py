@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bertnas import BertNasForMaskedLM, BertNasModel, BertSpace
-from bertnas.align import Aligner, step_seed
+from bertnas.supernet.align import Aligner, step_seed
 from tests.conftest import toy_config
 
 BASE = ["mha12", "ffn", "conv3", "ffn"]

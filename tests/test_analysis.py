@@ -19,7 +19,7 @@ from bertnas.analysis.interference import GradientProbe, cosine, gradient_interf
 from bertnas.analysis.io import load_values
 from bertnas.analysis.ranking import arch_key, ranking_metrics
 from bertnas.cli import main
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 from bertnas.models.choice_modules import LayerChoice
 from bertnas.spaces.base import SearchSpace
 from bertnas.tasks.base import Task
@@ -239,7 +239,7 @@ def test_size_and_operator_bias_on_a_hand_case():
 
 @pytest.fixture(scope="module")
 def tiny_supernet(tmp_path_factory):
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("analysis") / "run"
     # The toy recipe (2 layers x 7 ops, MAGIC-T + MAGIC-A) for 4 steps: a real checkpoint with a base subnet.
@@ -258,7 +258,7 @@ def test_interference_with_alignment_on_a_tiny_supernet(tiny_supernet):
     assert result["settings"]["align"]["base_arch"] == task.run_state["aligner"]["base_arch"]  # the run's base
     # Eval mode, fixed batch: one subnet's gradient is the same vector every time.
     batches, _ = task.heldout(eval_batches=1)
-    from bertnas.search.evaluator import prepare_batch
+    from bertnas.supernet.scoring import prepare_batch
 
     probe = GradientProbe(task, [prepare_batch(batches[0], "cpu")], shared_op_parameters(task, 0, "ffn"))
     arch = task.space.arch(["ffn", "conv3"])

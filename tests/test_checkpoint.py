@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import bertnas
-from bertnas.train import checkpoint as ck
+from bertnas.storage import checkpoint as ck
 
 from conftest import toy_config
 
@@ -145,7 +145,7 @@ def test_run_dir_guard_refuses_reruns_overwrites_only_run_files_and_locks(tmp_pa
     import os
     import socket
 
-    from bertnas.errors import UserError
+    from bertnas.core.errors import UserError
 
     run = tmp_path / "run"
     (run / "checkpoint-00000002").mkdir(parents=True)

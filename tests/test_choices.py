@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from bertnas.choices import InputChoice, LayerChoice, choice_modules, space_from_model
+from bertnas.spaces.choices import InputChoice, LayerChoice, choice_modules, space_from_model
 from bertnas.spaces import InputChoice as InputChoiceSpec
 
 

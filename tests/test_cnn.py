@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from bertnas.choices import space_from_model
+from bertnas.spaces.choices import space_from_model
 from bertnas.models.configuration_cnn import CnnNasConfig
 from bertnas.models.modeling_cnn import CnnNasForImageClassification
 from bertnas.spaces.cnn import CnnSpace, build_supernet

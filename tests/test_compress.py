@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from bertnas.compress.run import SUPERNET_DIR, compress
-from bertnas.compress.student import non_embedding_params
-from bertnas.errors import UserError
+from bertnas.models.student import non_embedding_params
+from bertnas.core.errors import UserError
 
 STEPS = 6
 RECIPE = {
@@ -35,7 +35,7 @@ def teacher(tmp_path_factory):
     """A 2-layer BertForMaskedLM with a WordPiece tokenizer of the embedded corpus, saved as a folder."""
     from transformers import BertConfig, BertForMaskedLM
 
-    from bertnas.train import data as data_lib
+    from bertnas.tasks import text_data as data_lib
 
     folder = tmp_path_factory.mktemp("teacher")
     tokenizer = data_lib.build_tokenizer(None, data_lib.load_texts(None), vocab_size=300)
@@ -131,7 +131,7 @@ def test_resume_after_kill_gives_identical_losses(teacher, compressed, tmp_path)
 
 def test_distillation_loss_falls(teacher, tmp_path):
     """One fixed path distilled alone (the hand-made baseline's way): the block-wise MSE falls."""
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     run = tmp_path / "run"
     pretrain({"objective": "distill", "init_from_bert": teacher, "tokenizer": teacher, "output_dir": str(run),

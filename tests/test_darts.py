@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from bertnas.choices import space_from_model
+from bertnas.spaces.choices import space_from_model
 from bertnas.models.configuration_darts import DartsNasConfig
 from bertnas.models.modeling_darts import DartsNasForImageClassification, auxiliary_head_params
 from bertnas.spaces.darts import (
@@ -315,8 +315,8 @@ def vision_data():
 def test_pretrain_space_darts_resumes_exactly(tmp_path):
     import shutil
 
-    from bertnas.train.logs import read_log
-    from bertnas.train.trainer import pretrain
+    from bertnas.storage.logs import read_log
+    from bertnas.pipelines.pretrain import pretrain
 
     def options(name, **overrides):
         o = dict(space="darts", space_options={"C": 4, "layers": 3, "steps": 2, "calibration_batches": 1},

@@ -3,8 +3,8 @@ import json
 import datasets
 import pytest
 
-from bertnas.train import data as data_lib
-from bertnas.train.data import build_lm_splits, build_tokenizer, embedded_corpus, load_texts
+from bertnas.tasks import text_data as data_lib
+from bertnas.tasks.text_data import build_lm_splits, build_tokenizer, embedded_corpus, load_texts
 from tests.conftest import DATA_DIR
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertnas.train import checkpoint as ck
-from bertnas.train.logs import read_log
-from bertnas.train.trainer import pretrain
+from bertnas.storage import checkpoint as ck
+from bertnas.storage.logs import read_log
+from bertnas.pipelines.pretrain import pretrain
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -88,7 +88,8 @@ def test_two_cpu_ranks_train_identical_weights_and_resume(tmp_path):
 
 KILLER = """
 import os, signal, sys
-from bertnas.train import checkpoint, cli
+from bertnas.storage import checkpoint
+from bertnas.cli import pretrain as cli
 
 kill_step = int(os.environ.get("KILL_WHILE_SAVING_STEP", "0"))
 save_model = checkpoint.save_model
@@ -222,12 +223,12 @@ import json, sys
 import torch
 from deepspeed.utils import safe_get_full_fp32_param
 from bertnas.train.config import load_config
-from bertnas.train.trainer import SupernetTrainer
+from bertnas.pipelines.pretrain import build_trainer
 
 toy, ds_config, out = sys.argv[1:4]
 cfg = load_config({"config": toy, "output_dir": out, "deepspeed": ds_config, "align": False, "progress": False,
                    "max_steps": 10, "warmup_steps": 1, "model": {"hidden_dropout_prob": 0.1}})
-t = SupernetTrainer(cfg)
+t = build_trainer(cfg)
 a_only = ("encoder.layers.0.ops.conv3.", "encoder.layers.1.ops.mha6.")
 named = [(n, p) for n, p in t.model.named_parameters()]
 t._train_step(t.space.arch(["conv3", "mha6"]))  # A: gives A's ops gradients and momentum

@@ -125,7 +125,7 @@ def test_forward_backward_and_one_hot_mix_is_the_path():
 
 
 def test_extract_equals_the_supernet_path_and_choice_protocol():
-    from bertnas.choices import space_from_model
+    from bertnas.spaces.choices import space_from_model
 
     model = Nb201ForImageClassification(tiny()).train()
     x = images()
@@ -212,8 +212,8 @@ def test_pretrain_resume_search_export(tmp_path):
     from bertnas.export import export
     from bertnas.search import search
     from bertnas.tasks import load_task
-    from bertnas.train.logs import read_log
-    from bertnas.train.trainer import pretrain
+    from bertnas.storage.logs import read_log
+    from bertnas.pipelines.pretrain import pretrain
 
     summary = pretrain(_options(tmp_path, "full"))
     full = read_log(tmp_path / "full" / "log.jsonl")
@@ -268,7 +268,7 @@ def test_pretrain_resume_search_export(tmp_path):
 def test_standalone_arch_from_an_nb201_string(tmp_path):
     _need_cifar()
     from bertnas.tasks import load_task
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     pretrain(_options(tmp_path, "one", arch=[BEST_C10], max_steps=2, save_steps=2, align=False))
     task = load_task(tmp_path / "one")
@@ -278,7 +278,7 @@ def test_standalone_arch_from_an_nb201_string(tmp_path):
 
 def test_unknown_space_option_is_named(tmp_path):
     _need_cifar()
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     with pytest.raises(ValueError, match="channels"):
         pretrain(_options(tmp_path, "bad", space_options={"channels": 4}))

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bertnas.choices import LayerChoice, space_from_model
+from bertnas.spaces.choices import LayerChoice, space_from_model
 from bertnas.spaces.base import SearchSpace
 from bertnas.tasks import Task, load_task, register_task
-from bertnas.train.logs import read_log
-from bertnas.train.objectives import ObjectiveOutput
-from bertnas.train.trainer import pretrain
+from bertnas.storage.logs import read_log
+from bertnas.tasks.objectives import ObjectiveOutput
+from bertnas.pipelines.pretrain import pretrain
 
 WIDTH, LAYERS, CLASSES, FEATURES = 8, 3, 3, 4
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from bertnas import BertNasForMaskedLM, BertNasForPreTraining
-from bertnas.train.data import build_lm_splits, load_texts
-from bertnas.train.objectives import ElectraObjective, MLMObjective, mask_tokens
+from bertnas.tasks.text_data import build_lm_splits, load_texts
+from bertnas.tasks.objectives import ElectraObjective, MLMObjective, mask_tokens
 from tests.conftest import toy_config
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from bertnas.sampling import (
+from bertnas.supernet.sampling import (
     SAMPLERS,
     ConstantSampler,
     Sampler,

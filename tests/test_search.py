@@ -24,7 +24,7 @@ from bertnas.search import (
 )
 from bertnas.tasks.bert import mlm_heldout
 from bertnas.search.latency import build_latency_table
-from bertnas.search.results import Candidate, load_results, pareto_front, write_results
+from bertnas.storage.results import Candidate, load_results, pareto_front, write_results
 from bertnas.search.shrinking import block_ranges, make_bins
 from bertnas.spaces import BertSpace
 
@@ -224,7 +224,7 @@ def test_evolution_finds_the_best_of_a_small_space():
 
 @pytest.fixture(scope="module")
 def scored_toy(tiny_tokenizer, tiny_corpus):
-    from bertnas.train.data import build_lm_splits, load_texts
+    from bertnas.tasks.text_data import build_lm_splits, load_texts
 
     torch.manual_seed(0)
     model = bertnas.BertNasForMaskedLM(toy_config(vocab_size=len(tiny_tokenizer))).eval()
@@ -258,7 +258,7 @@ def test_evaluator_is_exact_deterministic_and_cached(scored_toy):
 
 
 def test_heldout_masking_is_fixed(tiny_tokenizer, tiny_corpus):
-    from bertnas.train.data import build_lm_splits, load_texts
+    from bertnas.tasks.text_data import build_lm_splits, load_texts
 
     _, val = build_lm_splits(load_texts(str(tiny_corpus)), tiny_tokenizer, 16, val_fraction=0.2, seed=0)
     a, b, c = (mlm_heldout(val, tiny_tokenizer, 4, 2, seed) for seed in (7, 7, 8))

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bertnas.choices import LayerChoice, space_from_model
+from bertnas.spaces.choices import LayerChoice, space_from_model
 from bertnas.strategies import MixedArch, build_strategy
 from bertnas.tasks import Task, register_task
 from bertnas.tasks.vision import ImageRows
-from bertnas.train.logs import read_log
-from bertnas.train.objectives import ObjectiveOutput
-from bertnas.train.trainer import pretrain
+from bertnas.storage.logs import read_log
+from bertnas.tasks.objectives import ObjectiveOutput
+from bertnas.pipelines.pretrain import pretrain
 
 FEATURES, CLASSES, LAYERS = 6, 3, 2
 
@@ -303,7 +303,7 @@ def test_a_strategy_step_on_the_bert_supernet(tiny_tokenizer, batch, strategy, a
     from bertnas.models import BertNasForMaskedLM
     from bertnas.spaces import BertSpace
     from bertnas.tasks.bert import MLMTask
-    from bertnas.train.objectives import MLMObjective
+    from bertnas.tasks.objectives import MLMObjective
 
     torch.manual_seed(0)
     task = MLMTask()
@@ -336,8 +336,8 @@ def test_a_strategy_step_on_the_bert_supernet(tiny_tokenizer, batch, strategy, a
 
 
 def test_run_config_follows_the_strategy():
-    from bertnas.errors import UserError
-    from bertnas.strategies.run import prepare_config
+    from bertnas.core.errors import UserError
+    from bertnas.pipelines.strategy import prepare_config
 
     cfg = prepare_config({"space": "nb201", "strategy": "pcdarts"})
     assert cfg.space_options["partial_channels"] == 4 and cfg.align is False  # PC-DARTS' K reaches the supernet

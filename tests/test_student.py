@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig
 
 import bertnas
-from bertnas.compress.student import (
+from bertnas.models.student import (
     default_candidates,
     embedding_params,
     attention_channels,
@@ -314,7 +314,7 @@ def test_real_teacher_importance_init_beats_first_channels_and_random(minilm_pat
     and factorised embeddings (E=128): the cosine between its hidden states and the teacher's on the
     kept channels is highest with activation importance, lower when keeping the first channels
     (naive slicing), about zero from a random start."""
-    import bertnas.compress.student as student_module
+    import bertnas.models.student as student_module
 
     batches = _text_batches(minilm_path, 24, 8)
     calibration, held = batches[:2], batches[2]

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 
 from bertnas.analysis.ranking import _best_first, _check_not_constant, paired_values
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileError
+from bertnas.core.errors import UserError, UserFileError
 
 
 def simplex_entropy(weights: dict) -> float:
@@ -35,7 +35,7 @@ def entropy_over_training(log_path: str | Path) -> dict:
     path = path / "log.jsonl" if path.is_dir() else path
     if not path.is_file():
         raise UserFileError(f"{path} does not exist", "give the log.jsonl of a strategy run (--log RUN/log.jsonl)")
-    from bertnas.train.logs import read_log
+    from bertnas.storage.logs import read_log
 
     # read_log keeps a resumed run's last line per step and skips a line cut by a kill.
     by_step = {int(r["step"]): r for r in read_log(path)

@@ -13,7 +13,7 @@ what changed:
 - `any`: the changed layers take any other op (what uniform sampling does).
 
 Each pair is measured twice on the same subnets: on the task loss alone, and on the MAGIC-A
-objective `loss + weight * align_loss(subnet, base)` (`bertnas.align.Aligner`) with the
+objective `loss + weight * align_loss(subnet, base)` (`bertnas.supernet.align.Aligner`) with the
 checkpoint's base subnet (or a given one). The model is in eval mode, so no dropout noise
 enters the gradients: two runs of one subnet give similarity exactly 1.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 
 KINDS = ("same", "cross", "any")
 KIND_LABELS = {"same": "same type", "cross": "cross type", "any": "any change"}
@@ -134,7 +134,7 @@ class GradientProbe:
         self.cache: dict = {}
 
     def objective(self, ops: tuple, aligned: bool) -> torch.Tensor:
-        from bertnas.search.evaluator import model_inputs
+        from bertnas.supernet.scoring import model_inputs
 
         total, count = 0.0, 0
         for batch in self.batches:
@@ -179,7 +179,7 @@ def default_aligner(task, base_arch=None, weight: float | None = None, block_siz
     """An `Aligner` for the MAGIC-A objective at this checkpoint: the run's base subnet, block
     size and weight when it trained with alignment, else `base_arch` (or a seeded random subnet,
     as the trainer picks one) with the config's or MAGIC-A's default weight and blocks."""
-    from bertnas.align import Aligner
+    from bertnas.supernet.align import Aligner
 
     state = getattr(task, "run_state", None) or {}
     config = state.get("config") or {}
@@ -202,7 +202,7 @@ def gradient_interference(task, batches=None, layer: int = 0, shared_ops=None, m
     task's first held-out batch). Returns {"settings", "rows", "pairs", "notes"}."""
     from tqdm.auto import tqdm
 
-    from bertnas.search.evaluator import prepare_batch
+    from bertnas.supernet.scoring import prepare_batch
 
     space = task.space
     names = list(space.choices)

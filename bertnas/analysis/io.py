@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileError
+from bertnas.core.errors import UserError, UserFileError
 
 from bertnas.analysis.ranking import arch_key
 

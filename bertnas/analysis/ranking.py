@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 
 DEFAULT_KS = (1, 5, 10)
 

@@ -23,7 +23,7 @@ import json
 import random
 from pathlib import Path
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 
 from bertnas.analysis.ranking import arch_key, key_text, ranking_metrics
 
@@ -57,7 +57,7 @@ def _choose_archs(task, wanted: list | None, count: int, seed: int) -> list:
 
 
 def _training_summary(checkpoint: Path) -> dict:
-    from bertnas.train.logs import read_log
+    from bertnas.storage.logs import read_log
 
     log = checkpoint.parent / "log.jsonl"
     if not log.is_file():
@@ -245,7 +245,7 @@ def write_trust_report(checkpoint, output_dir=None, truth=None, scores=None, tru
                        eval_batches: int = 4, interference: bool = True, progress: bool = False) -> Path:
     """Run the checks and write OUT/trust_report.md and .json (OUT default: the checkpoint's run
     folder). `truth` / `scores`: paths, `nb201:<dataset>` or loaded `ScoreSet`s. Returns the .md path."""
-    from bertnas.train.checkpoint import find_checkpoint
+    from bertnas.storage.checkpoint import find_checkpoint
 
     from bertnas.analysis.io import ScoreSet, load_values
 

@@ -1,6 +1,6 @@
 """`bertnas compress`: small searched BERTs distilled from a big one (issue 15)."""
 
-from bertnas.compress.student import (
+from bertnas.models.student import (
     StudentInit,
     default_candidates,
     embedding_params,

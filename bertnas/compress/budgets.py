@@ -7,7 +7,7 @@ checked before any training: one below the smallest reachable student is an erro
 
 from __future__ import annotations
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 from bertnas.search.constraints import human, parse_size
 
 DEFAULT_BUDGETS = "5M,10M,30M,60M"
@@ -36,7 +36,7 @@ def parse_budgets(text: str | list | None) -> dict[str, int]:
 def check_budgets(budgets: dict[str, int], student_config) -> tuple[list, int]:
     """(smallest arch, its non-embedding parameters) of the student space; UserError when a budget
     is below that size (no arch of the space can meet it)."""
-    from bertnas.compress.student import smallest_arch
+    from bertnas.models.student import smallest_arch
 
     arch, least = smallest_arch(student_config)
     too_small = [label for label, size in budgets.items() if size < least]

@@ -23,7 +23,7 @@ import logging
 import os
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileError
+from bertnas.core.errors import UserError, UserFileError
 from bertnas.compress.budgets import check_budgets, parse_budgets
 
 logger = logging.getLogger("bertnas.compress")
@@ -95,7 +95,7 @@ def teacher_config(teacher: str):
 
 def student_space_config(t_config, student: dict):
     """The student supernet's `BertNasConfig` (no weights): what the budget checks run on."""
-    from bertnas.compress.student import default_candidates, student_config
+    from bertnas.models.student import default_candidates, student_config
 
     hidden = student["hidden_size"] or t_config.hidden_size
     layers = student["num_layers"] or 2 * t_config.num_hidden_layers
@@ -216,7 +216,7 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
             raise UserFileError(f"{folder} exists and was not written by bertnas compress",
                                 "give another --output-dir or move it away")
     # -- 2. distillation ---------------------------------------------------------------------
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     train_cfg = _train_config(teacher, corpus, steps, out / SUPERNET_DIR, recipe, space_config,
                               resume_from_checkpoint, overwrite, progress)
@@ -235,8 +235,8 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     from bertnas.export import export_arch
     from bertnas.search.latency import build_latency_table
     from bertnas.tasks import load_task
-    from bertnas.train.checkpoint import verified_checkpoint
-    from bertnas.compress.student import non_embedding_params
+    from bertnas.storage.checkpoint import verified_checkpoint
+    from bertnas.models.student import non_embedding_params
 
     o = recipe["search"]
     task = load_task(verified_checkpoint(out / SUPERNET_DIR), o["device"])

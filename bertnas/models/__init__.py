@@ -11,8 +11,8 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
-from bertnas.models.configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
-from bertnas.models.modeling_bertnas import (
+from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
+from .modeling_bertnas import (
     BertNasLayer,
     BertNasForMaskedLM,
     BertNasForPreTraining,
@@ -22,13 +22,13 @@ from bertnas.models.modeling_bertnas import (
     BertNasModel,
     BertNasPreTrainedModel,
 )
-from bertnas.models.configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
-from bertnas.models.modeling_nb201 import Nb201ForImageClassification
-from bertnas.models.configuration_cnn import CnnNasConfig
-from bertnas.models.configuration_darts import DARTS_OPS, DartsNasConfig
-from bertnas.models.modeling_cnn import CnnNasForImageClassification
-from bertnas.models.modeling_darts import DartsNasForImageClassification
-from bertnas.models.ops_bertnas import OP_KINDS, OpKind, op_flops, op_kind, op_params, parse_op, register_op_kind, short_op_name
+from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
+from .modeling_nb201 import Nb201ForImageClassification
+from .configuration_cnn import CnnNasConfig
+from .configuration_darts import DARTS_OPS, DartsNasConfig
+from .modeling_cnn import CnnNasForImageClassification
+from .modeling_darts import DartsNasForImageClassification
+from .ops_bertnas import OP_KINDS, OpKind, op_flops, op_kind, op_params, parse_op, register_op_kind, short_op_name
 
 AutoConfig.register("bertnas", BertNasConfig, exist_ok=True)
 for _auto, _model in (

@@ -1,4 +1,4 @@
-"""The layer-choice module every space's model shares (the protocol of `bertnas/choices.py`).
+"""The layer-choice module every space's model shares (the protocol of `bertnas/spaces/choices.py`).
 
 Copied next to exported weights with the modeling files (they import it relatively), so it
 imports only torch.

@@ -7,7 +7,7 @@ nothing from `bertnas`: only transformers, the standard library and its sibling 
 
 from transformers import PretrainedConfig
 
-from bertnas.models.ops_bertnas import check_op, parse_op
+from .ops_bertnas import check_op, parse_op
 
 DEFAULT_CANDIDATES = ("mha6", "mha8", "mha12", "ffn", "ffn_wide", "conv3", "conv5")
 

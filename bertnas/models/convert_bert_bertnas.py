@@ -16,8 +16,8 @@ import re
 import torch
 from torch import nn
 
-from bertnas.models.configuration_bertnas import BertNasConfig
-from bertnas.models.ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, parse_op
+from .configuration_bertnas import BertNasConfig
+from .ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, parse_op
 
 # Parameter-name mapping between a BERT layer i and the chain layers 2i (mha) / 2i+1 (ffn).
 BERT_LAYER_KEYS = {

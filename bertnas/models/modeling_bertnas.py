@@ -41,10 +41,10 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from bertnas.models.choice_modules import check_weights
-from bertnas.models.configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
-from bertnas.models.convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
-from bertnas.models.ops_bertnas import (  # noqa: F401  (the op classes are re-exported for users of this module)
+from .choice_modules import check_weights
+from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
+from .convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
+from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for users of this module)
     ConvOp,
     FeedForwardOp,
     IdentityOp,

@@ -23,8 +23,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from bertnas.models.choice_modules import LayerChoice, check_weights
-from bertnas.models.configuration_cnn import CnnNasConfig
+from .choice_modules import LayerChoice, check_weights
+from .configuration_cnn import CnnNasConfig
 
 
 # -- specs and costs --------------------------------------------------------------------------

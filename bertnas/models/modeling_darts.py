@@ -32,8 +32,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from bertnas.models.choice_modules import LayerChoice, PartialChannelChoice, check_weights, partial_channel_width, weighted_sum
-from bertnas.models.configuration_darts import DartsNasConfig
+from .choice_modules import LayerChoice, PartialChannelChoice, check_weights, partial_channel_width, weighted_sum
+from .configuration_darts import DartsNasConfig
 
 
 # -- ops ---------------------------------------------------------------------------------------

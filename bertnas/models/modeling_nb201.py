@@ -7,7 +7,7 @@ stride 2-BN, ReLU-conv3x3-BN, shortcut avg-pool 2x2 + conv 1x1), then BatchNorm 
 average pooling and a linear classifier. A cell has 4 nodes; node j sums one op over every
 edge i -> j (i < j); node 3 is the cell output. Every cell shares the arch (the same 6 edge labels).
 
-Every edge is a choice module with the protocol of `bertnas/choices.py` (`label`,
+Every edge is a choice module with the protocol of `bertnas/spaces/choices.py` (`label`,
 `candidates`, `forward(x, op=...)`, `forward_mixed(x, weights=...)`, `candidate_parameters()`),
 written here because this file runs as remote code and may import only torch, transformers
 and its siblings.
@@ -24,8 +24,8 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
-from bertnas.models.choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
-from bertnas.models.configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
+from .choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
+from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
 
 
 # ----------------------------------------------------------------------------------------

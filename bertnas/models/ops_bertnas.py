@@ -334,7 +334,16 @@ def op_size_fields(names) -> tuple:
     return tuple(fields)
 
 
+def embedding_params(config) -> int:
+    """Word + position + token-type tables and their LayerNorm at `embedding_size`, plus the map
+    to the hidden size when the embeddings are factorised (embedding_size < hidden_size)."""
+    e, h = config.embedding_size, config.hidden_size
+    tables = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size) * e + 2 * e
+    return tables + (e * h + h if e != h else 0)
+
+
 __all__ = [
+    "embedding_params",
     "OP_KINDS",
     "OpKind",
     "register_op_kind",

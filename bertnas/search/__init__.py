@@ -1,16 +1,17 @@
 """Search a trained supernet: score subnets with inherited weights, search under budgets,
 rank and plot the results (progressive shrinking, evolution, random search)."""
 
-from bertnas.lazy import lazy_attributes
+from bertnas.core.lazy import lazy_attributes
 
 # Imported on first use, so `bertnas search --help` loads no torch.
 _LAZY = {
     "SEARCH_METHODS": ".api", "build_table": ".api", "register_search_method": ".api", "search": ".api",
     "Constraints": ".constraints", "InfeasibleBudget": ".constraints", "parse_size": ".constraints",
-    "Evaluator": ".evaluator", "recalibrate": ".evaluator",
+    "Evaluator": "bertnas.supernet.scoring", "recalibrate": "bertnas.supernet.scoring",
     "evolution_search": ".evolution", "random_search": ".evolution",
     "LatencyTable": ".latency", "build_latency_table": ".latency",
-    "Candidate": ".results", "load_results": ".results", "pareto_front": ".results",
+    "Candidate": "bertnas.storage.results", "load_results": "bertnas.storage.results",
+    "pareto_front": "bertnas.storage.results",
     "BlockwiseScorer": ".shrinking", "blockwise_search": ".shrinking", "progressive_shrinking": ".shrinking",
 }
 

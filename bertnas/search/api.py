@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from bertnas.core.registry import Registry
 from bertnas.search.constraints import Constraints
 
 logger = logging.getLogger("bertnas.search")
@@ -61,17 +62,12 @@ def _random(task, space, evaluator, constraints, o):
     return outcome, {"num_samples": o["num_samples"]}
 
 
-SEARCH_METHODS = {"shrinking": _shrinking, "evolution": _evolution, "random": _random}
+SEARCH_METHODS = Registry("search method", {"shrinking": _shrinking, "evolution": _evolution, "random": _random})
 
 
 def register_search_method(name: str):
     """Decorator: `@register_search_method("annealing")` makes `--method annealing` run it."""
-
-    def decorate(fn):
-        SEARCH_METHODS[name] = fn
-        return fn
-
-    return decorate
+    return SEARCH_METHODS.register(name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -122,7 +118,7 @@ def build_table(checkpoint, output: str | Path, seq_lens=None, batch_size: int =
                 device: str | None = None, seed: int = 0, threads: int | None = None, progress: bool = True):
     """Measure a latency table for the supernet of `checkpoint` on this machine; save it as JSON."""
     from bertnas.models import BertNasConfig
-    from bertnas.train.checkpoint import MODEL_DIR, find_checkpoint, read_state
+    from bertnas.storage.checkpoint import MODEL_DIR, find_checkpoint, read_state
     from bertnas.search.latency import build_latency_table
 
     ckpt = find_checkpoint(checkpoint)
@@ -176,12 +172,11 @@ def search(
     at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
     and pareto.png there. Scores are the task's held-out metric (losses: lower is better)."""
     from bertnas.tasks import load_task
-    from bertnas.train.checkpoint import verified_checkpoint
+    from bertnas.storage.checkpoint import verified_checkpoint
     from bertnas.search.latency import LatencyTable
-    from bertnas.search.results import to_entries, write_results
+    from bertnas.storage.results import to_entries, write_results
 
-    if method not in SEARCH_METHODS:
-        raise ValueError(f"Unknown search method {method!r}; choose one of {', '.join(SEARCH_METHODS)}")
+    SEARCH_METHODS.get(method)  # an unknown name: one line listing the methods
     if blockwise and method != "shrinking":
         raise ValueError("blockwise=True is a variant of --method shrinking")
     if top_k is not None and top_k < 1:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from bertnas.spaces.base import Arch, as_rng
 from bertnas.search.constraints import Constraints, InfeasibleBudget, sample_allowed
-from bertnas.search.results import make_candidate, rank
+from bertnas.storage.results import make_candidate, rank
 from bertnas.search.shrinking import SearchOutcome
 
 

@@ -39,7 +39,7 @@ import torch
 
 from bertnas.spaces.base import as_rng
 from bertnas.search.constraints import Constraints, InfeasibleBudget
-from bertnas.search.results import make_candidate, rank
+from bertnas.storage.results import make_candidate, rank
 
 ENUMERATE_LIMIT = 20_000  # spaces up to this size are listed exactly (bins, sampling)
 POOL_SAMPLES = 4000  # samples that place the bin edges in larger spaces
@@ -238,7 +238,7 @@ class BlockwiseScorer:
     every layer; `layers` are its chain layers (`layer(x, op, attn_mask, token_mask)`)."""
 
     def __init__(self, backbone, layers, batches: Sequence[dict], base_arch, block_size: int = 2):
-        from bertnas.search.evaluator import model_inputs
+        from bertnas.supernet.scoring import model_inputs
 
         self.backbone = backbone
         self.layers = list(layers)

@@ -147,6 +147,10 @@ class SearchSpace:
     Subclasses add the cost model (`params`, `flops`) and whatever builds their modules.
     """
 
+    # True for cell spaces whose edges map C channels to C channels (NB201, DARTS): PC-DARTS
+    # can run 1/K of the channels through an edge's ops.
+    channel_edges: bool = False
+
     def __init__(self, choices: Mapping[str, Sequence[str] | InputChoice]):
         if not choices:
             raise ValueError("A search space needs at least one choice")

@@ -8,7 +8,7 @@ torch's FLOP counter.
 from __future__ import annotations
 
 from bertnas.models.configuration_bertnas import BertNasConfig
-from bertnas.models.ops_bertnas import op_flops, op_params
+from bertnas.models.ops_bertnas import embedding_params, op_flops, op_params
 from bertnas.spaces.base import Arch, SearchSpace
 
 
@@ -33,10 +33,7 @@ class BertSpace(SearchSpace):
     def embedding_params(self) -> int:
         """Embedding tables and their LayerNorm at `embedding_size`, plus the map to the hidden size
         when the embeddings are factorised (embedding_size < hidden_size)."""
-        c = self.config
-        e, h = c.embedding_size, c.hidden_size
-        tables = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * e + 2 * e
-        return tables + (e * h + h if e != h else 0)
+        return embedding_params(self.config)
 
     def params(self, arch, include_embeddings: bool = True) -> int:
         """Parameters of the backbone on `arch` (embeddings + chain; no pooler or task head)."""

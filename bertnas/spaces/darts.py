@@ -161,6 +161,8 @@ class DartsSpace(SearchSpace):
     `params` / `flops` are those of the arch's fixed-genotype network (auxiliary head excluded;
     FLOPs per image at `config.image_size`, 2 per multiply-add of convolutions and linear layers)."""
 
+    channel_edges = True
+
     def __init__(self, config: DartsNasConfig | None = None, **config_kwargs):
         from bertnas.models.modeling_darts import darts_choices
 

@@ -32,6 +32,8 @@ class Nb201Space(SearchSpace):
     outputs on `image_size` inputs (NB201: C=16, N=5, CIFAR 32x32). With `arch` (a fixed-arch
     model's) each edge holds only its op: the space is that one arch."""
 
+    channel_edges = True
+
     def __init__(self, init_channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
                  image_size: int = 32, candidates=NB201_OPS, arch=None, bn_affine: bool = True,
                  num_channels: int = 3):

@@ -1,15 +1,18 @@
-"""The strategy interface (issue 13): how a search strategy drives the supernet trainer.
+"""The strategy interface: a search strategy is an arch policy (`bertnas/supernet/policy.py`).
 
-A `Strategy` runs INSIDE `SupernetTrainer` (bertnas/train/trainer.py), which keeps doing the
-weight steps, checkpoints, logging and resume. Per training step the trainer calls
+The trainer (bertnas/train/trainer.py) is given a `Strategy` as its policy and keeps doing the
+weight steps, checkpoints, logging and resume. Per training step it calls
 
     arch = strategy.choose(step)                  # an `Arch` (one path) or a `MixedArch` (a mix)
     ... one weight step of task.compute(batch, arch, generator) ...
-    fields = strategy.after_weight_step(trainer, step, arch)   # the architecture update
+    fields = strategy.after_weight_step(ctx, step, arch)   # the architecture update
     log line = {..., **fields, **strategy.log_fields()}
 
-and saves `strategy.state_dict()` in every checkpoint. After training, `derive()` is the
-discretised arch and `candidates(trainer, n)` the archs `run_strategy` scores.
+where `ctx` is the run's `StepContext` (device, autocast, ranks, an all-reduce, the held-out
+scorer, a way to split the training rows), and saves `strategy.state_dict()` in every
+checkpoint. After training, `derive()` is the discretised arch and `candidates(ctx, n)` the
+archs `run_strategy` scores. Adding a strategy: one module in this package and one line in
+`STRATEGIES` (strategies/__init__.py); nothing in train/.
 
 A `MixedArch` is `{choice label: 1-D weight tensor over that choice's candidates}` in the
 space's choice order; every task's `compute()` and every supernet accept it (the layer output
@@ -27,6 +30,9 @@ from typing import Any, ClassVar
 import torch
 
 from bertnas.spaces.base import Arch, SearchSpace
+from bertnas.supernet.policy import ArchPolicy, StepContext
+from bertnas.supernet.sampling import UniformSampler
+from bertnas.strategies.registry import STRATEGIES
 
 
 def discretise(space: SearchSpace, weights: Mapping[str, Any]) -> Arch:
@@ -88,15 +94,21 @@ def weights_log(space: SearchSpace, probs: Mapping[str, torch.Tensor]) -> dict:
     return {"arch_weights": table, "entropy": mean}
 
 
-class Strategy:
+class Strategy(ArchPolicy):
     """Base class of every search strategy (see the module docstring for the call order).
 
     Options: a subclass lists its keyword options and their defaults in `defaults`;
-    `__init__` merges the given ones into `self.options` and rejects unknown names."""
+    `__init__` merges the given ones into `self.options` and rejects unknown names.
+    `chooses_archs = False` (RS-WS, SPOS): the strategy has no per-step decision; its paths come
+    from a uniform sampler of its own (seeded like the run's), and it searches after training."""
 
     name: ClassVar[str] = "base"
     defaults: ClassVar[dict] = {}
-    learns_weights: ClassVar[bool] = True  # False: the trainer draws paths with its own sampler (rsws, spos)
+    chooses_archs: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = STRATEGIES.name_of(cls) or cls.name  # a built-in knows its registry name
 
     def __init__(self, space: SearchSpace, seed: int = 0, **options):
         unknown = sorted(set(options) - set(self.defaults))
@@ -106,17 +118,20 @@ class Strategy:
         self.space = space
         self.seed = int(seed)
         self.options = {**self.defaults, **options}
+        self.sampler = None if self.chooses_archs else UniformSampler(space, self.seed)
 
     # -- the hooks the trainer calls ----------------------------------------------------------
-    def setup(self, trainer) -> None:
-        """After the trainer built task, model and optimizer: build architecture parameters /
-        a controller and its optimizer."""
+    def setup(self, ctx: StepContext) -> None:
+        """After the trainer built task, model and optimizer: move architecture parameters /
+        a controller to the device, split the training rows (bilevel)."""
 
     def choose(self, step: int) -> Arch | MixedArch:
-        """What this step's weight step runs."""
+        """What this step's weight step runs (strategies without a per-step decision: a uniform path)."""
+        if self.sampler is not None:
+            return self.sampler.next()
         raise NotImplementedError
 
-    def after_weight_step(self, trainer, step: int, arch) -> dict:
+    def after_weight_step(self, ctx: StepContext, step: int, arch) -> dict:
         """The architecture update after the weight step of `step`; returns extra log fields."""
         return {}
 
@@ -129,7 +144,7 @@ class Strategy:
         """The discretised architecture."""
         raise NotImplementedError
 
-    def candidates(self, trainer, n: int) -> list[Arch]:
+    def candidates(self, ctx: StepContext, n: int) -> list[Arch]:
         """The archs `run_strategy` scores with the held-out evaluator (default: [derive()])."""
         return [self.derive()]
 
@@ -143,16 +158,16 @@ class Strategy:
             raise ValueError(f"the checkpoint's strategy state is for {state.get('name')!r}, not {self.name!r}: "
                              f"resume with the same strategy")
 
+    def checkpoint_state(self) -> dict:
+        return {"sampler": self.sampler.state_dict() if self.sampler is not None else None,
+                "strategy": self.state_dict()}
 
-def tensor_to_json(t: torch.Tensor) -> dict:
-    """A float tensor as JSON that restores it bit for bit (float32 -> Python float -> float32 is exact)."""
-    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-            "data": t.detach().cpu().flatten().tolist()}
+    def load_checkpoint_state(self, state: dict, where: str) -> None:
+        if state.get("strategy") is None:
+            raise ValueError(f"checkpoint {where} was trained without a strategy; resume it without --strategy")
+        self.load_state_dict(state["strategy"])
+        if self.sampler is not None:
+            self.sampler.load_state_dict(state["sampler"])
 
 
-def tensor_from_json(d: dict) -> torch.Tensor:
-    return torch.tensor(d["data"], dtype=getattr(torch, d["dtype"])).reshape(d["shape"])
-
-
-__all__ = ["MixedArch", "Strategy", "discretise", "entropy", "tensor_from_json", "tensor_to_json",
-           "weights_log"]
+__all__ = ["MixedArch", "Strategy", "discretise", "entropy", "weights_log"]

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bertnas.sampling import _rng_state_from_json, _rng_state_to_json
+from bertnas.core.serialization import rng_state_from_json, rng_state_to_json
 from bertnas.spaces.base import Arch, SearchSpace
 
 
@@ -175,7 +175,7 @@ class Controller:
             "lr": self.lr,
             "logits": {label: t.detach().tolist() for label, t in self.logits.items()},
             "adam": adam,
-            "rng": _rng_state_to_json(self.rng.getstate()),
+            "rng": rng_state_to_json(self.rng.getstate()),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -195,7 +195,7 @@ class Controller:
                 "exp_avg": torch.tensor(s["exp_avg"], dtype=torch.float32),
                 "exp_avg_sq": torch.tensor(s["exp_avg_sq"], dtype=torch.float32),
             }
-        self.rng.setstate(_rng_state_from_json(state["rng"]))
+        self.rng.setstate(rng_state_from_json(state["rng"]))
 
 
 class MovingBaseline:

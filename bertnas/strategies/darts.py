@@ -5,11 +5,10 @@ step's own loss). Discretised by argmax; DARTS cells keep the top-2 inputs per n
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.mixed import DifferentiableStrategy
 
 
-@register_strategy("darts")
 class Darts(DifferentiableStrategy):
     """First-order DARTS (the second-order unrolled step is not implemented)."""
 

@@ -6,7 +6,7 @@ training rows, `bilevel: false` is single-level ERM (weights and theta on the sa
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.darts import Darts
 from bertnas.strategies.gdas import Gdas
 from bertnas.strategies.pcdarts import PcDarts
@@ -14,19 +14,16 @@ from bertnas.strategies.pcdarts import PcDarts
 GAEA_DEFAULTS = {"arch_lr": 0.1, "arch_weight_decay": 0.0}
 
 
-@register_strategy("gaea-darts")
 class GaeaDarts(Darts):
     simplex = True
     defaults = {**Darts.defaults, **GAEA_DEFAULTS}
 
 
-@register_strategy("gaea-gdas")
 class GaeaGdas(Gdas):
     simplex = True
     defaults = {**Gdas.defaults, **GAEA_DEFAULTS}
 
 
-@register_strategy("gaea-pcdarts")
 class GaeaPcDarts(PcDarts):
     simplex = True
     defaults = {**PcDarts.defaults, **GAEA_DEFAULTS}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.mixed import DifferentiableStrategy, gumbel_like, linear_schedule
 
 
@@ -22,7 +22,6 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, generator: torch.Generator,
     return one_hot - soft.detach() + soft
 
 
-@register_strategy("gdas")
 class Gdas(DifferentiableStrategy):
     hard = True
     defaults = {**DifferentiableStrategy.defaults, "tau_max": 10.0, "tau_min": 0.1}

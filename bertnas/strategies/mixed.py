@@ -19,7 +19,8 @@ import torch
 from torch.nn import functional as F
 
 from bertnas.spaces.base import Arch
-from bertnas.strategies.base import MixedArch, Strategy, discretise, tensor_from_json, tensor_to_json, weights_log
+from bertnas.core.serialization import tensor_from_json, tensor_to_json
+from bertnas.strategies.base import MixedArch, Strategy, discretise, weights_log
 
 
 class Rows:
@@ -135,23 +136,21 @@ class DifferentiableStrategy(Strategy):
         return None
 
     # -- the trainer's hooks ---------------------------------------------------------------
-    def setup(self, trainer) -> None:
-        cfg = trainer.cfg
-        self.device = trainer.device
-        self.max_steps = cfg.max_steps
+    def setup(self, ctx) -> None:
+        self.device = ctx.device
+        self.max_steps = ctx.max_steps
         for label in self.labels:  # in place: the optimizer keeps its references
             self.params[label].data = self.params[label].data.to(self.device)
         if self.options["bilevel"]:
-            from bertnas.train.stream import BatchStream
+            from bertnas.supernet.stream import BatchStream
 
-            weight_rows, arch_rows = split_rows(trainer.task.train_data, self.options["arch_fraction"], cfg.data_seed)
-            trainer.stream = BatchStream(weight_rows, cfg.batch_size, trainer.world_size, trainer.rank, cfg.seed,
-                                         collate=trainer.task.collate)
-            self.stream = BatchStream(arch_rows, cfg.batch_size, trainer.world_size, trainer.rank, cfg.seed + 1,
-                                      collate=trainer.task.collate)
+            weight_rows, arch_rows = split_rows(ctx.task.train_data, self.options["arch_fraction"], ctx.data_seed)
+            ctx.set_weight_rows(weight_rows)
+            self.stream = BatchStream(arch_rows, ctx.batch_size, ctx.world_size, ctx.rank, ctx.seed + 1,
+                                      collate=ctx.task.collate)
         # masking / augmentation of the architecture batches: a generator of the strategy's own
         self.data_generator = torch.Generator(device=self.device)
-        self.data_generator.manual_seed(self.seed * 1_000_003 + 41 + trainer.rank)
+        self.data_generator.manual_seed(self.seed * 1_000_003 + 41 + ctx.rank)
 
     def mixed(self, weights: dict[str, torch.Tensor]) -> MixedArch:
         """The weights with their rounding (for GDAS: the sampled path) as `.discrete`."""
@@ -166,7 +165,7 @@ class DifferentiableStrategy(Strategy):
             weights = {label: w.detach() for label, w in weights.items()}
         return self.mixed(weights)
 
-    def after_weight_step(self, trainer, step: int, arch) -> dict:
+    def after_weight_step(self, ctx, step: int, arch) -> dict:
         fields = {}
         tau = self.temperature(step)
         if tau is not None:
@@ -176,28 +175,17 @@ class DifferentiableStrategy(Strategy):
         params = [self.params[label] for label in self.labels]
         if self.options["bilevel"]:
             batch = {k: v.to(self.device) for k, v in self.stream.next().items()}
-            with trainer._autocast():
-                loss = trainer.task.compute(batch, self.mixed(self.forward_weights(step)), self.data_generator).loss
+            with ctx.autocast():
+                loss = ctx.task.compute(batch, self.mixed(self.forward_weights(step)), self.data_generator).loss
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for p, g in zip(params, grads):
                 p.grad = g
-            value = float(loss.detach())
-            if trainer.world_size > 1:
-                import torch.distributed as dist
-
-                t = torch.tensor([value], device=self.device)
-                dist.all_reduce(t)
-                value = float(t) / trainer.world_size
-            fields["arch_loss"] = value
+            fields["arch_loss"] = float(ctx.all_reduce_mean(loss.detach().reshape(1).clone()))
         for p in params:  # unused choices (a module outside the forward) get a zero gradient
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        if trainer.world_size > 1:
-            import torch.distributed as dist
-
-            flat = torch.cat([p.grad.flatten() for p in params])
-            dist.all_reduce(flat)
-            flat /= trainer.world_size
+        if ctx.world_size > 1:
+            flat = ctx.all_reduce_mean(torch.cat([p.grad.flatten() for p in params]))
             offset = 0
             for p in params:
                 p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))

@@ -12,14 +12,11 @@ those spaces) and an explicit K > 1 is an error that says so."""
 
 from __future__ import annotations
 
-from bertnas.tasks.vision import PARTIAL_CHANNEL_SPACES
-from bertnas.strategies import register_strategy
 from bertnas.strategies.darts import Darts
 
 DEFAULT_K = 4  # PC-DARTS' CIFAR-10 setting
 
 
-@register_strategy("pcdarts")
 class PcDarts(Darts):
     edge_normalisation = True
     defaults = {**Darts.defaults, "partial_channels": None}  # None: DEFAULT_K on nb201 / darts, else 1
@@ -30,19 +27,18 @@ class PcDarts(Darts):
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise ValueError(f"strategy option partial_channels must be an integer >= 1, got {k!r}")
 
-    def setup(self, trainer) -> None:
+    def setup(self, ctx) -> None:
         k = self.options["partial_channels"]
-        built = getattr(getattr(trainer.task.model, "config", None), "partial_channels", 1)
+        built = getattr(getattr(ctx.task.model, "config", None), "partial_channels", 1)
         if k is not None and k != built:
-            space = trainer.cfg.space
-            if space not in PARTIAL_CHANNEL_SPACES:
-                raise ValueError(f"PC-DARTS partial channels (partial_channels={k}) need cell edges of channels; the "
-                                 f"{space!r} supernet has none: leave partial_channels unset (or 1) for edge "
-                                 f"normalisation only, or search a space of {', '.join(PARTIAL_CHANNEL_SPACES)}")
+            if not self.space.channel_edges:
+                raise ValueError(f"PC-DARTS partial channels (partial_channels={k}) need cell edges of channels; this "
+                                 f"{type(self.space).__name__} has none: leave partial_channels unset (or 1) for edge "
+                                 "normalisation only, or search a cell space (nb201, darts)")
             raise ValueError(f"strategy option partial_channels={k} but the supernet was built with "
                              f"space_options.partial_channels={built}: give the same K to both (run_strategy does)")
         self.options["partial_channels"] = built
-        super().setup(trainer)
+        super().setup(ctx)
 
 
 __all__ = ["DEFAULT_K", "PcDarts"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def entropy_lines(log_path: str | Path) -> list[dict]:
     """The log lines that carry "entropy" (`read_log`: one per step, a resumed run's last)."""
-    from bertnas.train.logs import read_log
+    from bertnas.storage.logs import read_log
 
     path = Path(log_path)
     if not path.is_file():

@@ -9,12 +9,11 @@ r = p_new(a) / p_old(a), A = R - b.
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.controller import ppo_update
 from bertnas.strategies.reinforce import ReinforceStrategy
 
 
-@register_strategy("ppo")
 class PpoStrategy(ReinforceStrategy):
     defaults = {**ReinforceStrategy.defaults, "archs_per_step": 8, "clip": 0.2, "epochs": 4}
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import random
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.base import Strategy, weights_log
 from bertnas.strategies.controller import Controller, MovingBaseline, reinforce_update
 
 
-@register_strategy("reinforce")
 class ReinforceStrategy(Strategy):
     defaults = {
         "controller_lr": 0.05,  # Adam on the logits
@@ -46,35 +45,33 @@ class ReinforceStrategy(Strategy):
         # Paths before the controller learns are uniform anyway (all logits zero).
         return self.controller.sample()
 
-    def _reward_evaluator(self, trainer):
+    def _reward_evaluator(self, ctx):
         """A one-batch Evaluator (the task's scorer, uncached: the weights move) for this update."""
         if self._batches is None:
-            self._batches, _ = trainer.task.heldout(eval_batches=trainer.cfg.eval_batches)
+            self._batches, _ = ctx.task.heldout(eval_batches=ctx.eval_batches)
         index = self.updates % len(self._batches)
         if index not in self._evaluators:
-            evaluator = trainer.task.evaluator([self._batches[index]], cache=False)
+            evaluator = ctx.task.evaluator([self._batches[index]], cache=False)
             self._evaluators[index] = evaluator
         return self._evaluators[index]
 
-    def rewards(self, trainer, archs) -> list[float]:
+    def rewards(self, ctx, archs) -> list[float]:
         """Held-out score of each arch with the shared weights; higher is better (minus a loss)."""
-        evaluator = self._reward_evaluator(trainer)
-        try:
+        evaluator = self._reward_evaluator(ctx)
+        with ctx.scoring():
             scores = [evaluator(arch) for arch in archs]
-        finally:
-            trainer.trainable.train()
         return [s if evaluator.higher_is_better else -s for s in scores]
 
     def update(self, archs, rewards) -> dict:
         return reinforce_update(self.controller, archs, rewards, self.baseline,
                                 entropy_weight=float(self.options["entropy_weight"]))
 
-    def after_weight_step(self, trainer, step: int, arch) -> dict:
+    def after_weight_step(self, ctx, step: int, arch) -> dict:
         done = step + 1  # weight steps done, this one included
         if done <= int(self.options["warmup_steps"]) or done % int(self.options["every"]):
             return {}
         archs = [self.controller.sample() for _ in range(int(self.options["archs_per_step"]))]
-        rewards = self.rewards(trainer, archs)
+        rewards = self.rewards(ctx, archs)
         fields = self.update(archs, rewards)
         self.updates += 1
         return {"controller": {**fields, "reward_max": max(rewards), "updates": self.updates}}
@@ -86,7 +83,7 @@ class ReinforceStrategy(Strategy):
     def derive(self):
         return self.controller.mode()
 
-    def candidates(self, trainer, n: int) -> list:
+    def candidates(self, ctx, n: int) -> list:
         """The mode first, then the most probable other archs among draws of the final policy
         (a generator of its own: the controller's stream is untouched)."""
         found = [self.derive()]

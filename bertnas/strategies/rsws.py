@@ -1,22 +1,21 @@
-"""RS-WS (METHODS §6, random search with weight sharing): the trainer's own uniform sampler
-trains the shared weights (`learns_weights = False`: no architecture parameters); at the end
-`num_samples` random archs are scored with the shared weights by the task's held-out
-`Evaluator` (`bertnas/search/api.py`'s "random" method, the one `bertnas search --method random`
-runs) and the best are returned.
+"""RS-WS (METHODS §6, random search with weight sharing): uniformly sampled paths train the
+shared weights (`chooses_archs = False`: no architecture parameters); at the end `num_samples`
+random archs are scored with the shared weights by the task's held-out scorer through the
+search method "random" (the one `bertnas search --method random` runs; the run hands it in as
+`ctx.search`) and the best are returned.
 
     bertnas search --space nb201 --strategy rsws --max-steps 200 --output-dir runs/nb201-rsws
 """
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.base import Strategy
 
 
-@register_strategy("rsws")
 class RandomSearchStrategy(Strategy):
-    learns_weights = False
-    method = "random"  # the search method of bertnas/search/api.py run on the trained weights
+    chooses_archs = False
+    method = "random"  # the search method run on the trained weights
     defaults = {"num_samples": 64}
 
     def __init__(self, space, seed: int = 0, **options):
@@ -26,25 +25,19 @@ class RandomSearchStrategy(Strategy):
     def search_options(self) -> dict:
         return {"num_samples": int(self.options["num_samples"])}
 
-    def candidates(self, trainer, n: int) -> list:
+    def candidates(self, ctx, n: int) -> list:
         """Search the trained supernet with the shared weights; the best `n` archs, best first."""
-        from bertnas.search.api import SEARCH_METHODS
-        from bertnas.search.constraints import Constraints
-
-        batches, _ = trainer.task.heldout(eval_batches=trainer.cfg.eval_batches)
-        evaluator = trainer.task.evaluator(batches)  # cached: the weights no longer move
-        options = {**self.search_options(), "seed": self.seed, "progress": bool(trainer.cfg.progress)}
-        try:
-            outcome, _ = SEARCH_METHODS[self.method](trainer.task, self.space, evaluator, Constraints(), options)
-        finally:
-            trainer.trainable.train()
-        self.found = [candidate.arch for candidate in outcome.results]
+        if ctx.search is None:
+            raise ValueError(f"strategy {self.name!r} searches the trained weights: run it through run_strategy "
+                             "(bertnas search --strategy), which provides the search")
+        with ctx.scoring():
+            self.found = ctx.search(self.method, {**self.search_options(), "seed": self.seed, "progress": ctx.progress})
         return self.found[:n]
 
     def derive(self):
         if not self.found:
             raise ValueError(f"strategy {self.name!r} finds its arch by searching the trained weights: "
-                             "call candidates(trainer, n) first")
+                             "call candidates(ctx, n) first")
         return self.found[0]
 
 

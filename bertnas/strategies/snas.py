@@ -5,11 +5,10 @@ SNAS' resource constraint is not included."""
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.gdas import Gdas
 
 
-@register_strategy("snas")
 class Snas(Gdas):
     hard = False
     defaults = {**Gdas.defaults, "bilevel": False, "tau_max": 1.0, "tau_min": 0.03}

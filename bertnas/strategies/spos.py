@@ -1,5 +1,5 @@
 """SPOS (single-path one-shot, METHODS §3 and §6): the shared weights trained on uniformly
-sampled paths by the trainer's own sampler, then an evolutionary search with the shared
+sampled paths (a uniform sampler of its own), then an evolutionary search with the shared
 weights (`bertnas/search/api.py`'s "evolution" method: population x (generations + 1) archs
 scored by the task's held-out `Evaluator`).
 
@@ -8,11 +8,10 @@ scored by the task's held-out `Evaluator`).
 
 from __future__ import annotations
 
-from bertnas.strategies import register_strategy
+
 from bertnas.strategies.rsws import RandomSearchStrategy
 
 
-@register_strategy("spos")
 class SposStrategy(RandomSearchStrategy):
     method = "evolution"
     defaults = {"population": 16, "generations": 8, "parents": 4, "mutation_k": 1}

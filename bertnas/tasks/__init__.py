@@ -1,15 +1,19 @@
 """Tasks: data + objective + evaluator + model builder of one kind of supernet training."""
 
-from bertnas.tasks.base import Task
-from bertnas.tasks.registry import TASKS, register_task, task_class
+from bertnas.core.lazy import lazy_attributes
+from bertnas.tasks.registry import SPACES, TASKS, register_space, register_task, task_class, task_for, task_name
 
-__all__ = ["Task", "TASKS", "register_task", "task_class", "load_task"]
+__all__ = ["Task", "SPACES", "TASKS", "register_space", "register_task", "task_class", "task_for", "task_name",
+           "load_task"]
+
+# Task imports torch: loaded on first use, so listing tasks and spaces (CLI choices) stays light.
+__getattr__, __dir__ = lazy_attributes(__name__, {"Task": "bertnas.tasks.base"})
 
 
-def load_task(checkpoint, device="cpu") -> Task:
+def load_task(checkpoint, device="cpu"):
     """The task of a training run (its latest checkpoint) or of one checkpoint folder, with its
     trained model loaded in eval mode: what `bertnas search` and `bertnas export` work on."""
-    from bertnas.train.checkpoint import find_checkpoint, read_state
+    from bertnas.storage.checkpoint import find_checkpoint, read_state
 
     ckpt = find_checkpoint(checkpoint)
     state = read_state(ckpt)

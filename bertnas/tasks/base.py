@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from bertnas.train.stream import collate_rows
+from bertnas.supernet.stream import collate_rows
+from bertnas.tasks.registry import TASKS
 
 
 class Task:
@@ -34,6 +35,10 @@ class Task:
     # corrupts it): the trainer rebuilds it at each base-replacement check.
     heldout_moves_with_weights: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = TASKS.name_of(cls) or cls.name  # a built-in knows its registry name
+
     def __init__(self):
         self.space = None
         self.model: nn.Module | None = None
@@ -42,6 +47,10 @@ class Task:
         self.train_data = None
 
     # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def check_sources(cls, cfg) -> None:
+        """The data sources of `cfg` exist, checked before the run creates its folder."""
+
     def setup(self, cfg, resume_from: Path | None = None) -> None:
         """Load data and build models for a training run of `cfg` (a `PretrainConfig`).
         `resume_from` is the checkpoint a resumed run will load (e.g. to read its tokenizer)."""
@@ -88,7 +97,7 @@ class Task:
         raise NotImplementedError
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from bertnas.search.evaluator import Evaluator
+        from bertnas.supernet.scoring import Evaluator
 
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache)
@@ -116,14 +125,14 @@ class Task:
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Every module into `folder/<name>/` (`save_pretrained` when the module has it)."""
-        from bertnas.train.checkpoint import save_model
+        from bertnas.storage.checkpoint import save_model
 
         for name, module in self.modules.items():
             save_model(module, None, Path(folder) / name)
 
     def load(self, folder: Path) -> None:
         """Weights saved by `save` into the modules, in place (optimizer references stay valid)."""
-        from bertnas.train.checkpoint import load_model_weights
+        from bertnas.storage.checkpoint import load_model_weights
 
         for name, module in self.modules.items():
             load_model_weights(module, Path(folder) / name)

@@ -1,6 +1,6 @@
 """The BERT-chain tasks: masked-LM (`objective: mlm`) and ELECTRA (`objective: electra`).
 
-Data: a text corpus packed into rows of `seq_len` tokens (`bertnas/train/data.py`), split into
+Data: a text corpus packed into rows of `seq_len` tokens (`bertnas/tasks/text_data.py`), split into
 training and held-out rows by `data_seed` (or held out from a separate `val_data` file).
 Model: a `BertNasForMaskedLM` / `BertNasForPreTraining` supernet (or a fixed-arch model for
 stand-alone training), optionally started from a BERT checkpoint. Score: the held-out MLM /
@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertnas.train import checkpoint as ckpt_lib
-from bertnas.train.checkpoint import GENERATOR_DIR, MODEL_DIR
+from bertnas.storage import checkpoint as ckpt_lib
+from bertnas.storage.checkpoint import GENERATOR_DIR, MODEL_DIR
 from bertnas.tasks.base import Task
-from bertnas.tasks.registry import register_task
+from bertnas.tasks.text_data import check_corpus
+
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 MASK_SEED_OFFSET = 12345
@@ -35,7 +36,7 @@ def load_lm_data(options: dict, tokenizer_source: str | None, vocab_size: int = 
     """(tokenizer, training rows, held-out rows) for data options {source, val_data, seq_len,
     val_fraction, split_seed}. Kept for the life of the process, so repeated runs on the same
     data (a demo, tests) tokenise and pack it once."""
-    from bertnas.train import data as data_lib
+    from bertnas.tasks import text_data as data_lib
 
     key = (options.get("source"), options.get("val_data"), tokenizer_source, vocab_size, options["seq_len"],
            options["val_fraction"], options["split_seed"])
@@ -66,7 +67,7 @@ def mlm_heldout(rows, tokenizer, batch_size: int, num_batches: int, seed: int,
                 mlm_probability: float = 0.15) -> list[dict]:
     """The first `num_batches * batch_size` rows of `rows` (packed LM rows with input_ids),
     masked once with a generator seeded `seed`: the same tokens are masked for every arch."""
-    from bertnas.train.objectives import mask_tokens
+    from bertnas.tasks.objectives import mask_tokens
 
     if batch_size < 1 or num_batches < 1:
         raise ValueError(f"batch_size and eval batches must be >= 1, got {batch_size} and {num_batches}")
@@ -132,6 +133,11 @@ class BertTask(Task):
         self.run_options: dict = {}  # batch_size, mlm_probability, eval_batches of the run
 
     # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def check_sources(cls, cfg) -> None:
+        check_corpus(cfg.data, "--data")
+        check_corpus(cfg.val_data, "--val-data")
+
     def setup(self, cfg, resume_from: Path | None = None) -> None:
         self.setup_data(cfg, resume_from)
         self._build_models(cfg)
@@ -287,7 +293,7 @@ class BertTask(Task):
         return list(self.model.bert.encoder.layers)
 
     def randomness_modules(self) -> list[nn.Module]:
-        from bertnas.align import Aligner
+        from bertnas.supernet.align import Aligner
 
         return Aligner.randomness_modules(self.model)  # the embeddings' dropout, then the chain
 
@@ -297,7 +303,6 @@ class BertTask(Task):
             ckpt_lib.save_model(module, self.tokenizer, Path(folder) / name)
 
 
-@register_task("mlm")
 class MLMTask(BertTask):
     """Masked-LM pre-training of a `BertNasForMaskedLM` supernet."""
 
@@ -306,7 +311,7 @@ class MLMTask(BertTask):
 
     def _build_models(self, cfg) -> None:
         from bertnas.models import BertNasForMaskedLM
-        from bertnas.train.objectives import MLMObjective
+        from bertnas.tasks.objectives import MLMObjective
 
         if cfg.init_from_bert:
             # Sizes come from the BERT; only the search space and dropout come from the config.
@@ -327,7 +332,7 @@ class MLMTask(BertTask):
         self.modules = {MODEL_DIR: model}
 
     def loss_fn(self, model, batch, ops):
-        from bertnas.search.evaluator import mlm_loss
+        from bertnas.supernet.scoring import mlm_loss
 
         return mlm_loss(model, batch, ops)
 
@@ -335,7 +340,6 @@ class MLMTask(BertTask):
         return mlm_heldout(val, self.tokenizer, batch_size, eval_batches, mask_seed, mlm_probability)
 
 
-@register_task("electra")
 class ElectraTask(BertTask):
     """ELECTRA replaced-token detection: the supernet is the discriminator
     (`BertNasForPreTraining`); a small fixed-arch generator shares its token embeddings."""
@@ -346,7 +350,7 @@ class ElectraTask(BertTask):
 
     def _build_models(self, cfg) -> None:
         from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
-        from bertnas.train.objectives import ElectraObjective
+        from bertnas.tasks.objectives import ElectraObjective
 
         if cfg.init_from_bert:
             raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
@@ -376,7 +380,7 @@ class ElectraTask(BertTask):
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ElectraTask:
         from bertnas.models import BertNasForMaskedLM
-        from bertnas.train.objectives import ElectraObjective
+        from bertnas.tasks.objectives import ElectraObjective
 
         task = super().from_checkpoint(ckpt, state, device)
         gen_dir = ckpt / GENERATOR_DIR
@@ -390,7 +394,7 @@ class ElectraTask(BertTask):
         return task
 
     def loss_fn(self, model, batch, ops):
-        from bertnas.search.evaluator import electra_loss
+        from bertnas.supernet.scoring import electra_loss
 
         return electra_loss(model, batch, ops)
 

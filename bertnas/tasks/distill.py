@@ -38,11 +38,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bertnas.errors import UserError
-from bertnas.train.checkpoint import MODEL_DIR
-from bertnas.train.objectives import ObjectiveOutput, mask_tokens
+from bertnas.core.errors import UserError
+from bertnas.storage.checkpoint import MODEL_DIR
+from bertnas.tasks.objectives import ObjectiveOutput, mask_tokens
 from bertnas.tasks.bert import INPUT_KEYS, BertTask, mlm_heldout
-from bertnas.tasks.registry import register_task
+
 
 BRIDGES_DIR = "bridges"
 TEACHER_KEY = "teacher_states"  # held-out batches carry the teacher's block-boundary states
@@ -79,7 +79,7 @@ def distill_options(given: dict | None) -> dict:
 def frozen_teacher(source):
     """(teacher `BertForMaskedLM` in eval mode without gradients, whether its MLM head was trained:
     a sentence-transformers BERT has none). A model that is not a BERT is a ValueError."""
-    from bertnas.compress.student import load_teacher
+    from bertnas.models.student import load_teacher
 
     teacher, missing = load_teacher(source)
     teacher.requires_grad_(False)
@@ -139,11 +139,11 @@ def normalised_mse(student: torch.Tensor, target: torch.Tensor, keep=None) -> to
 
 
 def build_student(teacher, model_options: dict, options: dict, calibration: list | None = None):
-    """The student supernet (`bertnas.compress.student.student_supernet`): `model_options` gives its
+    """The student supernet (`bertnas.models.student.student_supernet`): `model_options` gives its
     hidden_size (default the teacher's), num_hidden_layers (default 2 x the teacher's layers),
     candidates and dropout; `options` its embedding_size and init; `calibration` batches turn on
     activation importance for a narrower student."""
-    from bertnas.compress.student import student_supernet
+    from bertnas.models.student import student_supernet
 
     dropout = {k: model_options[k] for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
                if k in model_options}
@@ -158,7 +158,6 @@ def build_student(teacher, model_options: dict, options: dict, calibration: list
         raise UserError(f"cannot build the student: {err}", "fix the student's sizes or candidates") from None
 
 
-@register_task("distill")
 class DistillTask(BertTask):
     """Block-wise (and optionally whole-path) distillation of a BERT teacher into a student supernet."""
 
@@ -250,7 +249,7 @@ class DistillTask(BertTask):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> DistillTask:
-        from bertnas.train.checkpoint import load_model_weights
+        from bertnas.storage.checkpoint import load_model_weights
 
         task = super().from_checkpoint(ckpt, state, device)
         sig = state.get("signature") or {}

@@ -1,40 +1,54 @@
-"""Task registry: a name (the run's `objective`) -> the Task class that trains and scores it.
+"""Task and space registries: a task name -> the `Task` class that trains and scores it, and a
+space name (`--space`) -> the task that trains that space.
 
-Entries may be "module:Class" strings, resolved on first use, so listing the names (CLI help,
-config validation) imports no model code.
+Built-in entries are lazy ("module:Class"), so listing names (CLI help, config validation)
+imports no model code. The BERT chain (`space: bert`) is trained by the task named by the run's
+`objective` (`mlm`, `electra`, `distill`); every other space names its task.
 """
 
 from __future__ import annotations
 
-import importlib
+from bertnas.core.registry import Registry
 
-TASKS: dict[str, str | type] = {
+TASKS = Registry("task", lazy={
     "mlm": "bertnas.tasks.bert:MLMTask",
     "electra": "bertnas.tasks.bert:ElectraTask",
     "distill": "bertnas.tasks.distill:DistillTask",  # a BERT teacher into a student supernet (bertnas compress)
     "classification": "bertnas.tasks.vision:ClassificationTask",  # the vision spaces (--space nb201, ...)
-}
+})
+
+OBJECTIVE = "objective"  # a space trained by the run's objective (the BERT chain)
+SPACES = Registry("space", {
+    "bert": OBJECTIVE,
+    "nb201": "classification",
+    "darts": "classification",
+    "cnn": "classification",
+})
 
 
 def register_task(name: str):
     """Class decorator: `@register_task("my-objective")` makes `objective: my-objective` train it."""
+    return TASKS.register(name)
 
-    def decorate(cls):
-        cls.name = name
-        TASKS[name] = cls
-        return cls
 
-    return decorate
+def register_space(name: str, task: str) -> None:
+    """`register_space("nb201", "classification")`: `--space nb201` trains with that task."""
+    SPACES.register(name, task)
 
 
 def task_class(name: str) -> type:
-    if name not in TASKS:
-        raise ValueError(f"Unknown objective / task {name!r}; registered: {', '.join(sorted(TASKS))}")
-    entry = TASKS[name]
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = TASKS[name] = getattr(importlib.import_module(module), attr)
-    return entry
+    return TASKS.get(name)
 
 
-__all__ = ["TASKS", "register_task", "task_class"]
+def task_name(space: str, objective: str) -> str:
+    """The task of a run: the objective's for the BERT chain, the space's otherwise."""
+    trained_by = SPACES.get(space)
+    return objective if trained_by == OBJECTIVE else trained_by
+
+
+def task_for(space: str, objective: str) -> type:
+    """The Task class that trains `space` (the BERT chain: the one named by `objective`)."""
+    return TASKS.get(task_name(space, objective))
+
+
+__all__ = ["SPACES", "TASKS", "register_space", "register_task", "task_class", "task_for", "task_name"]

@@ -7,7 +7,7 @@ Interface for a vision space
 ----------------------------
     register_vision_model("darts", "bertnas.spaces.darts:build_supernet", result_info=None)
 
-registers the space name for `--space darts` (`bertnas/spaces/registry.py`) and its builder,
+registers the space name for `--space darts` (`SPACES` in `bertnas/tasks/registry.py`) and its builder,
 given as a function or as a lazy "module:function" string (imported on first use):
 
     build_fn(space_options: dict, num_classes: int, arch: list | None = None,
@@ -22,7 +22,7 @@ given as a function or as a lazy "module:function" string (imported on first use
   `model(pixel_values=x, labels=None, arch=a, output_hidden_states=False)` returns an object
   with `.loss` (cross-entropy when labels are given), `.logits` and `.hidden_states` (a tuple
   whose shapes do not depend on the arch: MAGIC-A aligns them). `a` is an `Arch` or a tuple of
-  values in choice order. Every searchable layer is a choice module (`bertnas/choices.py`
+  values in choice order. Every searchable layer is a choice module (`bertnas/spaces/choices.py`
   protocol); `extract(arch)` returns a stand-alone model with copies of the path's weights.
   BatchNorm layers are recalibrated per arch before every score (the Evaluator does it).
 - `space`: its `SearchSpace` with `params(arch)` and `flops(arch, seq_len=None)`.
@@ -61,10 +61,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from bertnas.spaces.registry import register_space
-from bertnas.train.checkpoint import MODEL_DIR
+from bertnas.core.registry import Registry, resolve
+from bertnas.storage.checkpoint import MODEL_DIR
 from bertnas.tasks.base import Task
-from bertnas.tasks.registry import register_task
+from bertnas.tasks.registry import register_space
 
 logger = logging.getLogger("bertnas.vision")
 
@@ -86,37 +86,28 @@ class VisionModel:
     build: Callable | str  # (space_options, num_classes, arch=None, image_shape=(3, 32, 32)) -> (model, space)
     result_info: Callable | str | None = None  # arch -> dict of extra result fields
 
-    @staticmethod
-    def _resolve(entry):
-        if isinstance(entry, str):
-            import importlib
-
-            module, _, attr = entry.partition(":")
-            return getattr(importlib.import_module(module), attr)
-        return entry
-
     def builder(self) -> Callable:
-        self.build = self._resolve(self.build)
+        if isinstance(self.build, str):  # "module:function", imported on first use
+            self.build = resolve(self.build)
         return self.build
 
     def info_fn(self) -> Callable | None:
-        self.result_info = self._resolve(self.result_info)
+        if isinstance(self.result_info, str):
+            self.result_info = resolve(self.result_info)
         return self.result_info
 
 
-VISION_MODELS: dict[str, VisionModel] = {}
+VISION_MODELS = Registry("vision space")
 
 
 def register_vision_model(name: str, build: Callable | str, result_info: Callable | str | None = None) -> None:
     """`--space name` trains `build`'s supernet with the classification task (see the module doc)."""
-    VISION_MODELS[name] = VisionModel(build, result_info)
+    VISION_MODELS.register(name, VisionModel(build, result_info), replace=True)
     register_space(name, "classification")
 
 
 def vision_model(name: str) -> VisionModel:
-    if name not in VISION_MODELS:
-        raise ValueError(f"Unknown vision space {name!r}; registered: {', '.join(sorted(VISION_MODELS))}")
-    return VISION_MODELS[name]
+    return VISION_MODELS.get(name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -383,7 +374,6 @@ def channel_stats(images: torch.Tensor) -> tuple[list, list]:
 # ----------------------------------------------------------------------------------------
 
 
-@register_task("classification")
 class ClassificationTask(Task):
     """Cross-entropy training of a vision supernet; held-out accuracy after BN recalibration."""
 
@@ -468,7 +458,7 @@ class ClassificationTask(Task):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ClassificationTask:
-        from bertnas.train.checkpoint import load_model_weights
+        from bertnas.storage.checkpoint import load_model_weights
 
         config = state.get("config") or {}
         task = cls()
@@ -514,7 +504,7 @@ class ClassificationTask(Task):
         return normalise(pixel_values, self.data_options["mean"], self.data_options["std"])
 
     def compute(self, batch, arch, generator):
-        from bertnas.train.objectives import ObjectiveOutput
+        from bertnas.tasks.objectives import ObjectiveOutput
 
         x = self.inputs(batch["pixel_values"], generator)
         # a MixedArch (search strategies: {label: weights}, with .discrete) runs the mixed ops
@@ -568,7 +558,7 @@ class ClassificationTask(Task):
         return self._batches(picked, batch_size, None)
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from bertnas.search.evaluator import Evaluator
+        from bertnas.supernet.scoring import Evaluator
 
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache,
@@ -586,7 +576,7 @@ class ClassificationTask(Task):
 
     # -- MAGIC-A ----------------------------------------------------------------------------
     def choice_layers(self) -> list:
-        from bertnas.choices import _is_choice
+        from bertnas.spaces.choices import _is_choice
 
         return [m for m in self.model.modules() if _is_choice(m)]
 
@@ -596,7 +586,7 @@ class ClassificationTask(Task):
     # -- export -----------------------------------------------------------------------------
     def prepare_export(self, arch) -> None:
         """Recalibrate BatchNorm for `arch` so that `extract` copies the path's own statistics."""
-        from bertnas.search.evaluator import recalibrate
+        from bertnas.supernet.scoring import recalibrate
 
         try:
             batches = self.calibration_batches()

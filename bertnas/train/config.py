@@ -20,10 +20,11 @@ from typing import Any
 
 import yaml
 
-from bertnas.errors import UserError, UserFileError, check_model_source, one_line
+from bertnas.core.errors import UserError, UserFileError, check_model_source, one_line
+from bertnas.strategies.registry import STRATEGIES
+from bertnas.supernet.registry import SAMPLERS
+from bertnas.tasks.registry import SPACES, TASKS
 
-OBJECTIVES = ("mlm", "electra", "distill")  # distill: `bertnas compress` (its teacher and student come from the config)
-SAMPLERS = ("uniform", "walk", "fair", "constant")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 REPORT_TO = ("none", "tensorboard")
 BASE_REPLACEMENT = ("none", "beat", "population")
@@ -58,7 +59,7 @@ class PretrainConfig:
     # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
     model: dict = field(default_factory=lambda: dict(TOY_MODEL))
     arch: list | None = None  # one fixed arch trained alone (constant sampler); None: the supernet
-    space: str = "bert"  # bert (the chain of `model`, task = objective) or a registered space (spaces/registry.py)
+    space: str = "bert"  # bert (the chain of `model`, task = objective) or a registered space (SPACES in tasks/registry.py)
     space_options: dict = field(default_factory=dict)  # knobs of a non-BERT space (channels, cells, ...)
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
     # -- data ---------------------------------------------------------------------------
@@ -115,10 +116,22 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         return copy.deepcopy(asdict(self))
 
+    def align_options(self) -> dict:
+        """The MAGIC-A aligner's keyword options (`supernet.align.Aligner`)."""
+        return dict(
+            block_size=self.align_block_size, weight=self.align_weight, replacement=self.base_replacement,
+            every=self.base_every, top_p=self.base_top_p, tolerance=self.base_tolerance,
+            population=self.base_population, normalize=self.align_normalize, max_ratio=self.align_max_ratio,
+            margin=self.base_margin, z=self.base_z,
+            start=self.max_steps // 10 if self.align_start is None else self.align_start,
+            ramp=self.max_steps // 20 if self.align_ramp is None else self.align_ramp,
+        )
+
 
 FIELD_NAMES = tuple(f.name for f in fields(PretrainConfig))
-_CHOICES = {  # objective: any registered task (bertnas/tasks/registry.py)
-    "sampler": SAMPLERS,
+# Names of registered parts (objective, sampler, strategy, space) are checked against their
+# registries (`check_names`); the lists are never written here.
+_CHOICES = {
     "mixed_precision": MIXED_PRECISION,
     "report_to": REPORT_TO,
     "base_replacement": BASE_REPLACEMENT,
@@ -209,16 +222,6 @@ def _coerce(name: str, value: Any) -> Any:
             isinstance(value, list) and value and all(isinstance(x, (str, list)) for x in value)):
         raise UserError(f"config key {name!r} must be a list of op names (one per choice), got {value!r}",
                         f"write --{name.replace('_', '-')} mha12,ffn")
-    if name == "strategy":
-        from bertnas.strategies import strategy_names
-
-        if value not in strategy_names():
-            raise UserError(f"config key 'strategy' must be one of {', '.join(strategy_names())}, got {value!r}")
-    if name == "objective":
-        from bertnas.tasks.registry import TASKS
-
-        if value not in TASKS:
-            raise UserError(f"config key 'objective' must be one of {', '.join(TASKS)}, got {value!r}")
     return value
 
 
@@ -284,8 +287,17 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
     return cfg
 
 
+def check_names(cfg: PretrainConfig) -> None:
+    """The config's registered names exist: one clear line listing the known ones if not."""
+    for key, registry in (("objective", TASKS), ("sampler", SAMPLERS), ("strategy", STRATEGIES), ("space", SPACES)):
+        value = getattr(cfg, key)
+        if value is not None and value not in registry:
+            raise UserError(f"config key {key!r} must be one of {', '.join(registry.names())}, got {value!r}")
+
+
 def validate(cfg: PretrainConfig) -> None:
-    """Ranges, files and sources, all checked before any data is loaded or folder created."""
+    """Names, ranges, files and sources, all checked before any data is loaded or folder created."""
+    check_names(cfg)
     positive = ("max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "keep_last", "walk_k",
                 "align_block_size", "base_every", "base_population", "tokenizer_vocab_size")
     for name in positive:
@@ -329,8 +341,6 @@ def check_sources(cfg: PretrainConfig) -> None:
     for option, value in (("--tokenizer", cfg.tokenizer), ("--init-from-bert", cfg.init_from_bert)):
         if value is not None:
             check_model_source(value, option)
-    from bertnas.train.data import check_corpus
-
     if cfg.mixed_precision == "fp16":
         import torch
 
@@ -346,9 +356,7 @@ def check_sources(cfg: PretrainConfig) -> None:
         if isinstance(positions, int) and cfg.seq_len > positions:
             raise UserError(f"--seq-len {cfg.seq_len} is longer than the {positions} positions of the BERT at "
                             f"{cfg.init_from_bert}", f"use --seq-len {positions} or less")
-    if cfg.space == "bert":  # other spaces' tasks read their own data (images: .npz, folders)
-        check_corpus(cfg.data, "--data")
-        check_corpus(cfg.val_data, "--val-data")
+    # the data sources are checked by the run's task (`Task.check_sources`)
     for option, value in (("--resume-from-checkpoint", cfg.resume_from_checkpoint),):
         if value not in (None, "latest") and not Path(value).exists():
             raise UserFileError(f"{option} {value} does not exist",
@@ -359,5 +367,5 @@ def config_to_json(cfg: PretrainConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
 
 
-__all__ = ["PretrainConfig", "load_config", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
-           "OBJECTIVES", "SAMPLERS", "MIXED_PRECISION", "REPORT_TO"]
+__all__ = ["PretrainConfig", "load_config", "check_names", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
+           "MIXED_PRECISION", "REPORT_TO"]

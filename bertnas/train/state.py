@@ -1,8 +1,8 @@
 """A training run's state: what a checkpoint holds besides weights, and how a run resumes.
 
-`state.json` records the step, sampler, aligner, search strategy (architecture parameters,
-their optimizer, its own data stream and generators), data-stream position, data options, the run
-config and the task's signature; model weights come from the task (`task.save` / `task.load`),
+`state.json` records the step, the arch policy's entries (`sampler`, `strategy`: architecture
+parameters, their optimizer, its own data stream and generators), the aligner, data-stream
+position, data options, the run config and the task's signature; model weights come from the task (`task.save` / `task.load`),
 optimizer and scheduler states from torch, RNG states per rank. Written atomically by
 `checkpoint.save_checkpoint`; verified (manifest, safetensors headers, signature) on resume.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bertnas.train import checkpoint as ckpt_lib
+from bertnas.storage import checkpoint as ckpt_lib
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -26,33 +26,39 @@ def _version() -> str:
         return "unknown"
 
 
+def resume_checkpoint(cfg) -> Path | None:
+    """The checkpoint a run of `cfg` will resume from, or None (no resume, or 'latest' of an empty run)."""
+    spec = cfg.resume_from_checkpoint
+    if not spec:
+        return None
+    if spec == "latest":
+        if not ckpt_lib.list_checkpoints(cfg.output_dir):
+            return None
+        return ckpt_lib.find_checkpoint(cfg.output_dir)
+    return ckpt_lib.find_checkpoint(spec)
+
+
 class TrainState:
-    """Saves and restores a `SupernetTrainer` (its attributes are read when called)."""
+    """Saves and restores a `SupernetTrainer`. The parts with state, each saved explicitly: the
+    step, the task (weights, data options), the policy, the aligner, the data stream, the
+    optimizer, the scheduler and the per-rank generators."""
 
     def __init__(self, trainer):
         self.trainer = trainer
 
     def resume_path(self) -> Path | None:
-        """The checkpoint this run will resume from, or None (no resume, or 'latest' of an empty run)."""
-        t = self.trainer
-        spec = t.cfg.resume_from_checkpoint
-        if not spec:
-            return None
-        if spec == "latest":
-            if not ckpt_lib.list_checkpoints(t.output_dir):
-                return None
-            return ckpt_lib.find_checkpoint(t.output_dir)
-        return ckpt_lib.find_checkpoint(spec)
+        return resume_checkpoint(self.trainer.cfg)
 
     def to_dict(self) -> dict:
         t = self.trainer
+        policy = t.policy.checkpoint_state()
         return {
             "step": t.step,
             "world_size": t.world_size,
             "task": t.task.name,
-            "sampler": t.sampler.state_dict(),
+            "sampler": policy["sampler"],
             "aligner": t.aligner.state_dict() if t.aligner is not None else None,
-            "strategy": t.strategy.state_dict() if getattr(t, "strategy", None) is not None else None,
+            "strategy": policy["strategy"],
             "data": t.task.data_state(),
             "stream": t.stream.state_dict(),
             "config": t.cfg.to_dict(),
@@ -102,19 +108,14 @@ class TrainState:
         if not t.use_deepspeed:
             t.optimizer.load_state_dict(ckpt_lib.load_torch(path / ckpt_lib.OPTIMIZER_FILE))
         t.scheduler.load_state_dict(ckpt_lib.load_torch(path / ckpt_lib.SCHEDULER_FILE))
-        t.sampler.load_state_dict(state["sampler"])
+        try:
+            t.policy.load_checkpoint_state(state, str(path))
+        except ValueError as err:  # a run resumed with another strategy / sampler than it was trained with
+            raise ckpt_lib.CheckpointError(str(err)) from None
         if t.aligner is not None:
             if state.get("aligner") is None:
                 raise ckpt_lib.CheckpointError(f"checkpoint {path} was trained without --align; resume with --no-align")
             t.aligner.load_state_dict(state["aligner"])
-        strategy = getattr(t, "strategy", None)
-        if (state.get("strategy") is None) != (strategy is None):
-            saved = (state.get("strategy") or {}).get("name")
-            raise ckpt_lib.CheckpointError(
-                f"checkpoint {path} was trained {'with strategy ' + repr(saved) if saved else 'without a strategy'}; "
-                f"resume it {'with --strategy ' + saved if saved else 'without --strategy'}")
-        if strategy is not None:
-            strategy.load_state_dict(state["strategy"])
         t.stream.load_state_dict(state["stream"])
         rng_path = path / ckpt_lib.rng_file(t.rank)
         if not rng_path.is_file():
@@ -140,4 +141,4 @@ class TrainState:
             raise ckpt_lib.CheckpointError(f"DeepSpeed could not load the optimizer state in {path / ckpt_lib.DEEPSPEED_DIR}")
 
 
-__all__ = ["TrainState"]
+__all__ = ["TrainState", "resume_checkpoint"]

@@ -1,19 +1,18 @@
-"""Supernet training: `pretrain(config)` and the `SupernetTrainer` behind `bertnas pretrain`.
+"""The supernet training loop: `SupernetTrainer(cfg, task, policy, aligner=None)`.
 
-One optimizer step = one subnet from the sampler (uniform, MAGIC-T walk, or a constant arch
-for stand-alone training), trained on `gradient_accumulation_steps` micro-batches of the
-task's objective, plus the MAGIC-A alignment to the base subnet when enabled. Every rank trains
-the same subnet in the same step: samplers are seeded identically on every rank and the arch
-hash is compared every step.
+One optimizer step = one subnet from the arch policy (a sampler: uniform, MAGIC-T walk, fair,
+a constant arch for stand-alone training; or a search strategy), trained on
+`gradient_accumulation_steps` micro-batches of the task's objective, plus the MAGIC-A alignment
+to the base subnet when an aligner is given. Every rank trains the same subnet in the same
+step: policies are seeded identically on every rank and the arch hash is compared every step.
 
-With a search strategy (`cfg.strategy` / `strategy=`, bertnas/strategies/) the strategy picks each
-step's arch (`choose`: an Arch or a MixedArch of mixed-op weights) and updates its architecture
-after the weight step (`after_weight_step`); its state is in every checkpoint.
-
-What is trained, on what data and how a subnet is scored comes from a `Task`
-(`bertnas/tasks/`): the trainer knows no model class. Multi-process gradients: see
-`distributed.py`; checkpoints: `state.py` and `checkpoint.py`; output dir: `log.jsonl` (one line
-per step), `checkpoint-<step:08d>/`, `summary.json`.
+The trainer is given its parts and builds none of them: what is trained, on what data and how a
+subnet is scored comes from the `Task` (set up before; `bertnas/tasks/`); which subnet trains
+from the `ArchPolicy` (`bertnas/supernet/policy.py`), which sees the run through a narrow
+`StepContext`, never the trainer. `bertnas/pipelines/pretrain.py` composes them from a config.
+Multi-process gradients: `distributed.py`; checkpoints: `state.py` and
+`bertnas/storage/checkpoint.py`; output dir: `log.jsonl` (one line per step),
+`checkpoint-<step:08d>/`, `summary.json`.
 """
 
 from __future__ import annotations
@@ -23,50 +22,49 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bertnas.train import checkpoint as ckpt_lib
-from bertnas.train.config import PretrainConfig, check_sources, load_config
+from bertnas.core.errors import Interrupted
+from bertnas.core.moved import moved_attributes
+from bertnas.storage import checkpoint as ckpt_lib
+from bertnas.supernet.align import step_seed
+from bertnas.supernet.policy import StepContext, restore_train_mode
+from bertnas.supernet.sampling import assert_same_arch
+from bertnas.supernet.stream import BatchStream
+from bertnas.train.config import PretrainConfig
 from bertnas.train.distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
-from bertnas.train.launch import build_accelerator, reset_accelerate_state
-from bertnas.train.logs import SUMMARY_FILE, StepLog
+from bertnas.train.launch import build_accelerator
+from bertnas.storage.logs import SUMMARY_FILE, StepLog
 from bertnas.train.optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
 from bertnas.train.state import TrainState
-from bertnas.train.stream import BatchStream
 
 logger = logging.getLogger("bertnas.pretrain")
 
 
 class SupernetTrainer:
-    """Builds everything for a `PretrainConfig` (and a `Task`: by default the one registered
-    under `cfg.objective`) and runs / resumes the training loop."""
+    """Runs / resumes the training loop of a set-up task under an arch policy (and an aligner)."""
 
-    def __init__(self, cfg: PretrainConfig, task=None, strategy=None):
-        from accelerate.utils import set_seed
-
-        from bertnas.sampling import build_sampler
-        from bertnas.spaces.registry import task_name
-        from bertnas.tasks import task_class
-
+    def __init__(self, cfg: PretrainConfig, task, policy, aligner=None, *, accelerator=None,
+                 use_deepspeed: bool | None = None):
+        if task.model is None:
+            raise ValueError("the trainer is given a task that is set up (task.setup(cfg)); "
+                             "bertnas.pipelines.pretrain.build_trainer(cfg) builds every part")
         self.cfg = cfg
         self.output_dir = Path(cfg.output_dir)
-        self.accelerator, self.use_deepspeed = build_accelerator(cfg, self.output_dir)
+        if accelerator is None:
+            accelerator, use_deepspeed = build_accelerator(cfg, self.output_dir)
+        self.accelerator, self.use_deepspeed = accelerator, bool(use_deepspeed)
         acc = self.accelerator
         self.world_size = acc.num_processes
         self.rank = acc.process_index
         self.is_main = acc.is_main_process
         self.device = acc.device
-        set_seed(cfg.seed)  # identical on every rank: identical initial weights and samplers
 
-        # -- task: data, models, objective ------------------------------------------------------
-        self.task = task if task is not None else task_class(task_name(cfg.space, cfg.objective))()
+        self.task = task
         self.state = TrainState(self)
-        with acc.main_process_first():
-            self.task.setup(cfg, self.state.resume_path())
         self.model = self.task.model
         self.space = self.task.space
         # One container, so DeepSpeed gets a single module and parameter groups see shared
@@ -75,33 +73,8 @@ class SupernetTrainer:
         self.trainable.train()
         self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
                                   collate=self.task.collate)
-
-        # -- sampler, aligner -------------------------------------------------------------------
-        fixed = self.task.fixed_arch
-        if fixed is not None:  # stand-alone training of one arch: the same loop, a constant sampler
-            if self.is_main and cfg.align:
-                logger.info("fixed arch %s: training it alone (MAGIC-A alignment off)", list(fixed.ops))
-            self.sampler = build_sampler("constant", self.space, cfg.seed, arch=fixed)
-        else:
-            if cfg.sampler == "constant":
-                raise ValueError("sampler 'constant' trains one arch: give it with --arch op,op,... (or model.arch)")
-            self.sampler = build_sampler(cfg.sampler, self.space, cfg.seed, k=cfg.walk_k)
-        self.aligner = None
-        if cfg.align and fixed is None:
-            from bertnas.align import Aligner
-
-            if cfg.base_arch is not None:
-                base = self.space.arch(cfg.base_arch)
-            else:  # a random subnet, from a generator of its own (the sampler's stream is untouched)
-                base = self.space.sample(random.Random(cfg.seed + 7))
-            self.aligner = Aligner(
-                self.space, base, block_size=cfg.align_block_size, weight=cfg.align_weight,
-                replacement=cfg.base_replacement, every=cfg.base_every, top_p=cfg.base_top_p,
-                tolerance=cfg.base_tolerance, population=cfg.base_population, normalize=cfg.align_normalize,
-                max_ratio=cfg.align_max_ratio, margin=cfg.base_margin, z=cfg.base_z,
-                start=cfg.max_steps // 10 if cfg.align_start is None else cfg.align_start,
-                ramp=cfg.max_steps // 20 if cfg.align_ramp is None else cfg.align_ramp,
-            )
+        self.policy = policy
+        self.aligner = aligner
         self._evaluator = None
 
         # -- optimizer, scheduler -----------------------------------------------------------------
@@ -127,7 +100,12 @@ class SupernetTrainer:
         self.step = 0
         self._stop_all = False
         self.resumed_from = None
-        self.strategy = self._build_strategy(strategy)
+        self.context = StepContext(
+            task=self.task, device=self.device, rank=self.rank, world_size=self.world_size, seed=cfg.seed,
+            data_seed=cfg.data_seed, batch_size=cfg.batch_size, max_steps=cfg.max_steps,
+            eval_batches=cfg.eval_batches, progress=cfg.progress, autocast=self._autocast,
+            all_reduce_mean=self._all_reduce_mean, set_weight_rows=self._set_weight_rows, modules=self.trainable)
+        self.policy.setup(self.context)
         if cfg.resume_from_checkpoint:
             self.state.resume()
 
@@ -144,33 +122,18 @@ class SupernetTrainer:
             if self.world_size > 1:
                 broadcast_parameters(self.trainable)
 
-    def _build_strategy(self, strategy):
-        """The search strategy (bertnas/strategies/) of this run, set up on the built task,
-        model and optimizer (before a resume loads its state), or None."""
-        cfg = self.cfg
-        if strategy is None and cfg.strategy:
-            from bertnas.strategies import build_strategy
+    # -- what the policy's StepContext hands out ----------------------------------------------
+    def _all_reduce_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            import torch.distributed as dist
 
-            strategy = build_strategy(cfg.strategy, self.space, cfg.seed, **cfg.strategy_options)
-        if strategy is None:
-            return None
-        if self.task.fixed_arch is not None:
-            raise ValueError(f"strategy {strategy.name!r} searches a supernet; this run trains one fixed arch "
-                             "(--arch / model.arch): drop the arch")
-        if strategy.learns_weights:
-            if self.aligner is not None:
-                raise ValueError(f"strategy {strategy.name!r} chooses every step's arch itself; MAGIC-A alignment "
-                                 "is for sampled subnets: pass --no-align (align: false)")
-            if self.use_deepspeed:
-                raise ValueError(f"strategy {strategy.name!r} is not supported with DeepSpeed; drop --deepspeed")
-        strategy.setup(self)
-        return strategy
+            dist.all_reduce(tensor)
+            tensor /= self.world_size
+        return tensor
 
-    def _next_arch(self):
-        """This step's arch: the strategy's choice (an Arch or a MixedArch), else the sampler's."""
-        if self.strategy is not None and self.strategy.learns_weights:
-            return self.strategy.choose(self.step)
-        return self.sampler.next()
+    def _set_weight_rows(self, rows) -> None:
+        self.stream = BatchStream(rows, self.cfg.batch_size, self.world_size, self.rank, self.cfg.seed,
+                                  collate=self.task.collate)
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self) -> Path:
@@ -187,10 +150,8 @@ class SupernetTrainer:
 
     def evaluate(self, arch) -> float:
         """Held-out score of one subnet (lower is better for losses); leaves the modules in train mode."""
-        try:
+        with restore_train_mode(self.trainable):
             return self.evaluator()(arch)
-        finally:
-            self.trainable.train()
 
     def _autocast(self):
         return contextlib.nullcontext() if self.use_deepspeed else self.accelerator.autocast()
@@ -201,8 +162,6 @@ class SupernetTrainer:
     # -- the loop ---------------------------------------------------------------------------
     def train(self) -> dict:
         from tqdm.auto import tqdm
-
-        from bertnas.sampling import assert_same_arch
 
         cfg, acc = self.cfg, self.accelerator
         if self.is_main:
@@ -223,13 +182,13 @@ class SupernetTrainer:
         try:
             while self.step < cfg.max_steps:
                 t0 = time.perf_counter()
-                arch = self._next_arch()
+                arch = self.policy.choose(self.step)
                 if self.world_size > 1:  # mha6/8/12 share shapes: a mismatch would mix gradients silently
                     assert_same_arch(getattr(arch, "discrete", arch), acc)
                 record = self._train_step(arch)
-                if self.strategy is not None:  # the architecture update, then its weights / entropy
-                    record.update(self.strategy.after_weight_step(self, self.step, arch))
-                    record.update(self.strategy.log_fields())
+                # the policy's own update (an architecture step), then its weights / entropy
+                record.update(self.policy.after_weight_step(self.context, self.step, arch))
+                record.update(self.policy.log_fields())
                 self.step += 1
                 record["step_time_s"] = time.perf_counter() - t0
                 record["tokens_per_s"] = record["tokens"] / record["step_time_s"]
@@ -338,26 +297,21 @@ class SupernetTrainer:
         layer by layer (seeded by run seed, step, micro-batch and rank, so a resume redraws them)."""
         if not aligning:
             return contextlib.nullcontext()
-        from bertnas.align import step_seed
-
         seed = step_seed(self.cfg.seed, self.step, micro, self.rank)
         return self.aligner.shared_randomness(self.task.randomness_modules(), seed)
 
     def _maybe_replace_base(self, arch) -> bool:
-        cfg = self.cfg
         if not self.aligner.due(self.step):
             return False
-        if cfg.base_replacement == "beat":
+        if self.aligner.replacement == "beat":
             candidates = [arch]
         else:  # a population drawn independently of the training sampler, the same on every rank
-            rng = random.Random(cfg.seed * 7919 + self.step)
-            candidates = [self.space.sample(rng) for _ in range(cfg.base_population)]
+            rng = random.Random(self.cfg.seed * 7919 + self.step)
+            candidates = [self.space.sample(rng) for _ in range(self.aligner.population)]
 
         def evaluate(candidate):  # per-batch scores: the aligner tests paired differences
-            try:
+            with restore_train_mode(self.trainable):
                 return self.evaluator().batch_scores(candidate)
-            finally:
-                self.trainable.train()
 
         self.aligner.maybe_replace(self.step, evaluate, candidates)
         if self.world_size > 1:  # every rank takes rank 0's decision: the path can never diverge
@@ -372,8 +326,6 @@ class SupernetTrainer:
     def _stop_on_signal(self, saved_at) -> None:
         """A signal reached a rank during this step: save (unless just saved) and stop."""
         import signal
-
-        from bertnas.errors import Interrupted
 
         path = self.save() if saved_at != self.step else self.output_dir / ckpt_lib.checkpoint_name(self.step)
         signum = self._stop.signum or signal.SIGTERM
@@ -423,28 +375,7 @@ def _json_arch(arch) -> list:
     return [list(op) if isinstance(op, tuple) else op for op in arch.ops]
 
 
-def pretrain(config: Mapping | PretrainConfig | str | None = None, task=None, **overrides) -> dict:
-    """Train a supernet; returns a summary (final `step`, last `loss`, `output_dir`, ...).
+__all__ = ["SupernetTrainer"]
 
-    `config`: a dict / namespace of options (may name a YAML file under "config"), a YAML path,
-    or a PretrainConfig; keyword overrides win. `task`: a `Task` instance (default: the task
-    registered under the config's `objective`). Works in one process and under
-    `accelerate launch` / torchrun / the deepspeed launcher."""
-    import os
-
-    cfg = load_config(config, **overrides)
-    check_sources(cfg)
-    is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
-    with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
-        trainer = SupernetTrainer(cfg, task=task)
-        distributed = trainer.world_size > 1
-        try:
-            summary = trainer.train()
-        finally:
-            trainer.close()
-            if not distributed:  # let a later pretrain() in this process build a fresh Accelerator
-                reset_accelerate_state()
-    return summary
-
-
-__all__ = ["SupernetTrainer", "pretrain"]
+# `pretrain` is composed from the parts now; the old import path keeps working for one release.
+__getattr__ = moved_attributes(__name__, {"pretrain": "bertnas.pipelines.pretrain:pretrain"})

@@ -41,10 +41,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from bertnas.models.configuration_bertnas import BertNasConfig
-from bertnas.models.modeling_bertnas import BertNasForMaskedLM
-from bertnas.models.ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, op_params
-from bertnas.spaces.bert import BertSpace
+from .configuration_bertnas import BertNasConfig
+from .modeling_bertnas import BertNasForMaskedLM
+from .ops_bertnas import FeedForwardOp, MultiHeadAttentionOp, embedding_params, op_params
 
 # ----------------------------------------------------------------------------------------
 # The teacher
@@ -411,11 +410,6 @@ def student_supernet(teacher, hidden_size: int, num_layers: int, candidates: Seq
 # ----------------------------------------------------------------------------------------
 # Parameter counts (the budget search's cost model; exact, no model built)
 # ----------------------------------------------------------------------------------------
-
-
-def embedding_params(config: BertNasConfig) -> int:
-    """Word + position + token-type tables, their LayerNorm, and `embeddings_project` when factorised."""
-    return BertSpace(config).embedding_params()
 
 
 def non_embedding_params(config: BertNasConfig, arch: Sequence[str]) -> int:

@@ -16,7 +16,9 @@ import os
 import sys
 import warnings
 
-from bertnas.train.config import BASE_REPLACEMENT, MIXED_PRECISION, OBJECTIVES, REPORT_TO, SAMPLERS
+from bertnas.supernet.registry import SAMPLERS
+from bertnas.tasks.registry import SPACES, TASKS
+from bertnas.train.config import BASE_REPLACEMENT, MIXED_PRECISION, REPORT_TO
 
 
 def _arch_list(text: str) -> list:
@@ -36,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", help="YAML config (recipes/configs/toy.yaml, recipes/configs/bert_base_magic.yaml)")
     a("--output-dir", help="run folder: log.jsonl, checkpoint-<step>/, summary.json")
-    a("--objective", choices=OBJECTIVES)
-    a("--space", help="search space: bert (default: the chain of the config's model) or a registered one")
-    a("--sampler", choices=SAMPLERS, help="uniform (SPOS), walk (MAGIC-T); constant comes with --arch")
+    a("--objective", choices=TASKS.names(), help="the task that trains the BERT chain (other spaces name their own)")
+    a("--space", choices=SPACES.names(), help="search space (default: bert, the chain of the config's model)")
+    a("--sampler", choices=SAMPLERS.names(),
+      help="uniform (SPOS), walk (MAGIC-T), fair (FairNAS); constant comes with --arch")
     a("--arch", type=_arch_list,
       help="train ONE fixed arch from scratch (stand-alone, e.g. to retrain a found arch): comma-separated ops "
            "or a JSON list")
@@ -85,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def args_to_config(args: argparse.Namespace) -> dict:
     import yaml
 
-    from bertnas.errors import UserError
+    from bertnas.core.errors import UserError
 
     values = {k: v for k, v in vars(args).items() if k not in ("command", "set_items", "local_rank", "stdout", "debug")}
     for item in getattr(args, "set_items", []) or []:
@@ -111,15 +114,16 @@ def args_to_config(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
-    from bertnas.train.checkpoint import RunLock, check_run_dir
-    from bertnas.train.config import check_sources, load_config
+    from bertnas.storage.checkpoint import RunLock, check_run_dir
+    from bertnas.pipelines.checks import preflight
+    from bertnas.train.config import load_config
 
     cfg = load_config(args_to_config(args))  # every option checked before torch is imported
-    check_sources(cfg)
+    preflight(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # pretrain() checks again when it takes the folder
         check_run_dir(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite)
         RunLock(cfg.output_dir).check()
-    from bertnas.train.trainer import pretrain
+    from bertnas.pipelines.pretrain import pretrain
 
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:

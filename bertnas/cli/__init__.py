@@ -1,9 +1,10 @@
-"""`bertnas <command>`: one entry point, each command implemented in the module that owns it.
+"""`bertnas <command>`: pre-train, search, export, analyse and compress supernets.
 
-A command module exposes `add_arguments(parser)` and `run(args)`; it is imported only when its
-command runs, so `bertnas --help` stays fast and light (no torch, no transformers).
+Every command's argument parser lives in this package. A command module exposes `add_arguments(parser)` and `run(args)`; it is imported only when its
+command runs, so `bertnas --help` stays fast and light (no torch, no transformers). A new
+command: a module with those two functions and one `COMMANDS` entry (or `register_command`).
 
-Errors: bad input (`bertnas.errors.UserError`, a checkpoint's `CheckpointError`, a bad option)
+Errors: bad input (`bertnas.core.errors.UserError`, a checkpoint's `CheckpointError`, a bad option)
 prints `error: <what is wrong>; <how to fix it>` on one line and exits 2; a training run stopped
 by SIGINT / SIGTERM saves a checkpoint, says so in one line and exits 128 + the signal number.
 Any other exception is a bug and shows its traceback. `--debug` (or BERTNAS_DEBUG=1) shows the
@@ -22,17 +23,24 @@ import os
 import sys
 from pathlib import Path
 
-from bertnas.errors import Interrupted, UserError, one_line
+from bertnas.core.errors import Interrupted, UserError, one_line
+from bertnas.core.registry import Registry
 
-COMMANDS = {
-    "demo": ("bertnas.demo", "Run the whole flow on the embedded toy default (no download)"),
-    "pretrain": ("bertnas.train.cli", "Pre-train a supernet (MLM / ELECTRA, MAGIC-T / MAGIC-A)"),
-    "search": ("bertnas.search.cli", "Search a trained supernet for the best subnets, or train and search with a strategy"),
-    "export": ("bertnas.export", "Export subnets of a supernet checkpoint with save_pretrained"),
+# name -> (module with add_arguments / run, one-line help); `finetune` is the glue plug-in's
+COMMANDS = Registry("command", {
+    "demo": ("bertnas.cli.demo", "Run the whole flow on the embedded toy default (no download)"),
+    "pretrain": ("bertnas.cli.pretrain", "Pre-train a supernet (MLM / ELECTRA, MAGIC-T / MAGIC-A)"),
+    "search": ("bertnas.cli.search", "Search a trained supernet for the best subnets, or train and search with a strategy"),
+    "export": ("bertnas.cli.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),
-    "analyze": ("bertnas.analysis.cli", "Check whether a supernet ranks subnets like the ground truth (ranking, interference, bias, report)"),
-    "compress": ("bertnas.compress.cli", "Distil a BERT into small searched BERTs, one per parameter budget"),
-}
+    "analyze": ("bertnas.cli.analyze", "Check whether a supernet ranks subnets like the ground truth (ranking, interference, bias, report)"),
+    "compress": ("bertnas.cli.compress", "Distil a BERT into small searched BERTs, one per parameter budget"),
+})
+
+
+def register_command(name: str, module: str, help_text: str) -> None:
+    """`bertnas name ...` runs `module`'s `run(args)` with the options of its `add_arguments(parser)`."""
+    COMMANDS.register(name, (module, help_text))
 EXIT_USER_ERROR = 2
 
 
@@ -60,7 +68,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(prog="bertnas", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, help_text) in COMMANDS.items():  # in name order
         sub_parser = sub.add_parser(name, help=help_text, description=help_text,
                                     formatter_class=DefaultsFormatter)
         sub_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -81,7 +89,7 @@ def is_user_error(err: BaseException) -> bool:
     transformers, or implicitly in our code (a failed unpacking), are bugs: traceback."""
     if isinstance(err, UserError):
         return True
-    checkpoint = sys.modules.get("bertnas.train.checkpoint")  # imported if it raised
+    checkpoint = sys.modules.get("bertnas.storage.checkpoint")  # imported if it raised
     if checkpoint is not None and isinstance(err, checkpoint.CheckpointError):
         return True
     if not isinstance(err, VALIDATION_ERRORS):

@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bertnas.errors import UserError
+from bertnas.core.errors import UserError
 
 SUBCOMMANDS = {
     "ranking": "Kendall tau, Spearman rho, top-k and NDCG of supernet scores against a ground truth",

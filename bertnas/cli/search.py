@@ -6,7 +6,7 @@
 
 `--checkpoint` is a pre-training output dir (its latest checkpoint is used) or one
 `checkpoint-<step>` folder. Writes OUT/results.json (ranked, best first), OUT/evaluated.json,
-OUT/search.json and OUT/pareto.png (see `bertnas/search/results.py` and docs/search.md).
+OUT/search.json and OUT/pareto.png (see `bertnas/storage/results.py` and docs/search.md).
 
 With `--strategy NAME` (instead of `--checkpoint`) the search trains its own supernet and
 searches it in one run (`bertnas.strategies.run_strategy`: DARTS, GDAS, SNAS, PC-DARTS, GAEA,
@@ -29,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bertnas.errors import UserError, UserFileExistsError, one_line
+from bertnas.core.errors import UserError, UserFileExistsError, one_line
 from bertnas.search.api import SEARCH_METHODS
 from bertnas.search.constraints import human, parse_size
 
@@ -168,7 +168,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertnas.train.checkpoint import RunLock
+    from bertnas.storage.checkpoint import RunLock
     from bertnas.search.api import build_table, search
     from bertnas.search.constraints import InfeasibleBudget
 
@@ -258,7 +258,7 @@ CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_laten
 def strategy_config(args: argparse.Namespace) -> dict:
     """The `run_strategy` config of a `--strategy` command line; every bad combination is a
     one-line error naming the fix, before anything is loaded."""
-    from bertnas.spaces.registry import task_name
+    from bertnas.tasks.registry import task_name
     from bertnas.strategies import strategy_names
 
     clashing = [name for name in CHECKPOINT_ONLY if getattr(args, name, None) not in (None, False)]

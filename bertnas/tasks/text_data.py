@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bertnas.errors import UserError, UserFileError
+from bertnas.core.errors import UserError, UserFileError
 
 if TYPE_CHECKING:
     import datasets
@@ -177,7 +177,7 @@ def check_corpus(source: str | None, option: str = "--data") -> None:
     elif _looks_local(source):
         raise UserFileError(f"{option} {source} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
     else:
-        from bertnas.errors import hub_offline
+        from bertnas.core.errors import hub_offline
 
         if hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "").lower() in ("1", "true", "yes"):
             raise UserError(f"{option} {source} is not a local file or folder and the Hub is offline "

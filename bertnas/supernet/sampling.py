@@ -1,7 +1,7 @@
-"""Which subnet trains at each step: uniform (SPOS), a random walk (MAGIC-T), one fixed arch,
-or any sampler registered with `@register_sampler`.
+"""Which subnet trains at each step: uniform (SPOS), a random walk (MAGIC-T), strict fairness
+(FairNAS), one fixed arch, or any sampler registered with `@register_sampler`.
 
-The protocol every sampler follows:
+Samplers are arch policies (`policy.py`: `choose(step)` is `next()`). Their own protocol:
 - `next() -> Arch`: the arch for the next step;
 - `feedback(arch, reward)`: the reward (higher is better, e.g. minus a validation loss) of an
   arch it drew. A no-op for samplers that do not learn; a learning controller (REINFORCE,
@@ -22,20 +22,13 @@ import random
 
 import torch
 
+from bertnas.core.serialization import rng_state_from_json, rng_state_to_json
 from bertnas.spaces.base import Arch, SearchSpace
+from bertnas.supernet.policy import ArchPolicy
+from bertnas.supernet.registry import SAMPLERS
 
 
-def _rng_state_to_json(state) -> list:
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _rng_state_from_json(state) -> tuple:
-    version, internal, gauss = state
-    return (version, tuple(internal), gauss)
-
-
-class Sampler:
+class Sampler(ArchPolicy):
     """Base class: seeded `random.Random`, the last arch, JSON-serialisable state.
 
     A subclass implements `_draw()`; its keyword options are the `__init__` parameters after
@@ -43,6 +36,10 @@ class Sampler:
 
     name = "base"
     learns = False  # True: feedback() changes what it draws next (the trainer must compute rewards)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.name = SAMPLERS.name_of(cls) or cls.name  # a built-in knows its registry name
 
     def __init__(self, space: SearchSpace, seed: int):
         self.space = space
@@ -56,6 +53,9 @@ class Sampler:
         self.steps += 1
         return self.arch
 
+    def choose(self, step: int) -> Arch:
+        return self.next()
+
     def _draw(self) -> Arch:
         raise NotImplementedError
 
@@ -68,7 +68,7 @@ class Sampler:
             "seed": self.seed,
             "steps": self.steps,
             "arch": self.arch.to_list() if self.arch is not None else None,
-            "rng": _rng_state_to_json(self.rng.getstate()),
+            "rng": rng_state_to_json(self.rng.getstate()),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -79,23 +79,12 @@ class Sampler:
         self.seed = state["seed"]
         self.steps = state["steps"]
         self.arch = self.space.arch(state["arch"]) if state["arch"] is not None else None
-        self.rng.setstate(_rng_state_from_json(state["rng"]))
-
-
-SAMPLERS: dict[str, type[Sampler]] = {}
+        self.rng.setstate(rng_state_from_json(state["rng"]))
 
 
 def register_sampler(name: str):
     """Class decorator: make a `Sampler` subclass buildable as `build_sampler(name, ...)`."""
-
-    def register(cls: type[Sampler]) -> type[Sampler]:
-        if name in SAMPLERS and SAMPLERS[name] is not cls:
-            raise ValueError(f"A sampler named {name!r} is already registered: {SAMPLERS[name].__qualname__}")
-        cls.name = name
-        SAMPLERS[name] = cls
-        return cls
-
-    return register
+    return SAMPLERS.register(name)
 
 
 def sampler_options(cls: type[Sampler]) -> tuple[str, ...]:
@@ -112,11 +101,9 @@ def build_sampler(name: str, space: SearchSpace, seed: int, **options) -> Sample
     whatever the sampler): an option that another registered sampler takes is dropped, so
     `build_sampler("uniform", space, seed, k=2)` is the uniform sampler. An option that no
     registered sampler takes (a typo) and an unknown sampler name raise ValueError."""
-    if name not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    cls = SAMPLERS[name]
+    cls = SAMPLERS.get(name)
     takes = sampler_options(cls)
-    known = {option for other in SAMPLERS.values() for option in sampler_options(other)}
+    known = {option for _, other in SAMPLERS.items() for option in sampler_options(other)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(
@@ -126,7 +113,6 @@ def build_sampler(name: str, space: SearchSpace, seed: int, **options) -> Sample
     return cls(space, seed, **{key: value for key, value in options.items() if key in takes})
 
 
-@register_sampler("uniform")
 class UniformSampler(Sampler):
     """SPOS: every layer's op drawn uniformly and independently each step."""
 
@@ -134,7 +120,6 @@ class UniformSampler(Sampler):
         return self.space.sample(self.rng)
 
 
-@register_sampler("walk")
 class WalkSampler(Sampler):
     """MAGIC-T: the previous arch with exactly `k` choices changed (`space.neighbour`: a layer
     to a different op drawn uniformly, an input choice by swapping one chosen input). The first
@@ -167,7 +152,6 @@ class WalkSampler(Sampler):
         super().load_state_dict(state)
 
 
-@register_sampler("fair")
 class FairSampler(Sampler):
     """FairNAS strict fairness: steps come in rounds of m = the largest candidate count of any
     layer choice; within a round every layer choice runs each of its candidates exactly once
@@ -212,7 +196,6 @@ class FairSampler(Sampler):
         self.position = state.get("position", 0)
 
 
-@register_sampler("constant")
 class ConstantSampler(Sampler):
     """Always `arch`: stand-alone training of one fixed arch through the supernet trainer."""
 

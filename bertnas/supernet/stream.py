@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from bertnas.train.checkpoint import CheckpointError
+from bertnas.storage.checkpoint import CheckpointError
 
 
 def collate_rows(dataset, indices) -> dict:

@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bertnas.export import export
     from bertnas.search import search
-    from bertnas.train.checkpoint import find_checkpoint
-    from bertnas.train.trainer import pretrain
+    from bertnas.storage.checkpoint import find_checkpoint
+    from bertnas.pipelines.pretrain import pretrain
 
     out = Path(args.output_dir)
     print(f"[1/4] pre-training the toy supernet (MAGIC-T walk + MAGIC-A), {args.max_steps} steps -> {out / 'pretrain'}")

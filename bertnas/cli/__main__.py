@@ -1,0 +1,7 @@
+"""`python -m bertnas.cli ...` is `bertnas ...`."""
+
+import sys
+
+from bertnas.cli import main
+
+sys.exit(main())
