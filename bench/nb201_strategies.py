@@ -1,4 +1,4 @@
-"""Real check of the search strategies on NAS-Bench-201 (issue 13 item 4): DARTS, GAEA-DARTS
+"""Real check of the search strategies on NAS-Bench-201: DARTS, GAEA-DARTS
 (ERM and bilevel), GDAS, GAEA-GDAS, PC-DARTS and REINFORCE search the NB201 cell space on the
 CIFAR-10 subset with the same budget (weight steps, batch size, data, seed) on a reduced
 network; each found arch is looked up in the real NB201 table (200-epoch CIFAR-10 test

@@ -289,18 +289,18 @@ def _max_diff(torch, supernet, exported, ops, vocab_size: int) -> float:
     return float((ref - out).abs().max())
 
 
-def export_arch(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int,
+def export_arch(model, space, processing_class, arch, folder: Path, provenance: dict, seq_len: int,
                 overwrite: bool = False, verify: bool = True, name: str | None = None) -> Path:
     """Write one subnet of the in-memory supernet `model` into `folder` (checked by `check_target`,
     written into a temporary folder, then renamed into place)."""
     folder = Path(folder)
     check_target(folder, overwrite)
-    tmp = _write_subnet(model, space, tokenizer, arch, folder, provenance, seq_len, verify, name)
+    tmp = _write_subnet(model, space, processing_class, arch, folder, provenance, seq_len, verify, name)
     _move_into_place(tmp, folder)
     return folder
 
 
-def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict, seq_len: int, verify: bool,
+def _write_subnet(model, space, processing_class, arch, folder: Path, provenance: dict, seq_len: int, verify: bool,
                   name: str | None) -> Path:
     """The export of one subnet in a temporary folder beside `folder`; returns that folder."""
     from bertnas.storage.checkpoint import save_model
@@ -325,7 +325,7 @@ def _write_subnet(model, space, tokenizer, arch, folder: Path, provenance: dict,
     tmp = _temp_folder(folder, "tmp-export")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_model(out, tokenizer, tmp)
+        save_model(out, processing_class, tmp)
         total = sum(p.numel() for p in out.parameters())
         shown = name or (str(folder) if not folder.is_absolute() else folder.name)
         card = (model_card if hasattr(space, "op_params") else generic_model_card)(ops, layout=layout, space=space, params_total=total, seq_len=seq_len,
@@ -384,7 +384,7 @@ def export(
 
     task = load_task(verified_checkpoint(checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
-    tokenizer = getattr(task, "tokenizer", None)
+    processing_class = task.processing_class
     seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
     base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
             "pre-training objective": state.get("task") or (state.get("config") or {}).get("objective")}
@@ -419,7 +419,7 @@ def export(
         for a, folder, prov in jobs:
             if prepare is not None:
                 prepare(a)
-            written.append((_write_subnet(model, space, tokenizer, a, folder, prov, seq_len, verify, push_to_hub),
+            written.append((_write_subnet(model, space, processing_class, a, folder, prov, seq_len, verify, push_to_hub),
                             folder))
     except BaseException:
         for tmp, _ in written:

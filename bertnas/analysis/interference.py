@@ -1,6 +1,6 @@
 """Interference: how differently one shared op is trained by subnets that differ elsewhere.
 
-For a fixed supernet checkpoint and a fixed batch (METHODS §8, after MAGIC, ICML'22 §3): take
+For a fixed supernet checkpoint and a fixed batch (after MAGIC, Xu et al. ICML 2022, §3): take
 one layer `g` and an op `o` in it; draw pairs of subnets that both run `o` at layer `g` and
 differ in exactly `m` other layers; compute the gradient of the loss with respect to `o`'s
 weights under each subnet, flattened, and their cosine similarity. Similarity 1: both subnets
@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from bertnas.core.errors import UserError
+from bertnas.supernet.align import Aligner
+from bertnas.supernet.scoring import model_inputs, prepare_batch
 
 KINDS = ("same", "cross", "any")
 KIND_LABELS = {"same": "same type", "cross": "cross type", "any": "any change"}
@@ -134,8 +136,6 @@ class GradientProbe:
         self.cache: dict = {}
 
     def objective(self, ops: tuple, aligned: bool) -> torch.Tensor:
-        from bertnas.supernet.scoring import model_inputs
-
         total, count = 0.0, 0
         for batch in self.batches:
             loss_sum, n = self.task.loss_fn(self.task.model, batch, ops)
@@ -179,8 +179,6 @@ def default_aligner(task, base_arch=None, weight: float | None = None, block_siz
     """An `Aligner` for the MAGIC-A objective at this checkpoint: the run's base subnet, block
     size and weight when it trained with alignment, else `base_arch` (or a seeded random subnet,
     as the trainer picks one) with the config's or MAGIC-A's default weight and blocks."""
-    from bertnas.supernet.align import Aligner
-
     state = getattr(task, "run_state", None) or {}
     config = state.get("config") or {}
     saved = state.get("aligner") or {}
@@ -202,7 +200,6 @@ def gradient_interference(task, batches=None, layer: int = 0, shared_ops=None, m
     task's first held-out batch). Returns {"settings", "rows", "pairs", "notes"}."""
     from tqdm.auto import tqdm
 
-    from bertnas.supernet.scoring import prepare_batch
 
     space = task.space
     names = list(space.choices)

@@ -1,4 +1,4 @@
-"""`bertnas compress`: small searched BERTs distilled from a big one (issue 15)."""
+"""`bertnas compress`: small searched BERTs distilled from a big one."""
 
 from bertnas.models.student import (
     StudentInit,

@@ -274,7 +274,7 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
                   f"{o['top_k']} rescored whole)" if o["method"] == "shrinking" else
                   f"evolution (population {o['population']}, {o['generations']} generations)")
         prov = _card_provenance(teacher, label, budget, entry, steps, corpus, method)
-        folder = export_arch(task.model, space, task.tokenizer, best.arch, out / label, prov, seq_len, overwrite=True)
+        folder = export_arch(task.model, space, task.processing_class, best.arch, out / label, prov, seq_len, overwrite=True)
         entry["layout"] = json.loads((folder / "config.json").read_text()).get("model_type")
         summary[label] = entry
     summary_path = out / SUMMARY_FILE

@@ -26,6 +26,11 @@ from pathlib import Path
 
 import torch
 
+from bertnas.models import BertNasConfig, BertNasModel
+from bertnas.models.modeling_bertnas import BertNasLayer
+from bertnas.models.ops_bertnas import op_size_fields
+from bertnas.spaces import BertSpace
+
 FORMAT_VERSION = 1
 # The config fields that change the cost of the parts around the chain; those of the ops come from
 # the op registry (`op_size_fields`). A table is valid only for supernets that match in all of them.
@@ -41,8 +46,6 @@ MIN_TIME_S = 0.02
 def shape_fields(config) -> tuple:
     """The config fields a latency table of `config`'s candidates depends on: the backbone's and,
     from the op registry, those of every candidate op kind."""
-    from bertnas.models.ops_bertnas import op_size_fields
-
     ops_fields = op_size_fields(config.candidates)
     return BACKBONE_FIELDS + tuple(f for f in ops_fields if f not in BACKBONE_FIELDS)
 
@@ -177,8 +180,6 @@ class LatencyTable:
 
 
 def _backbone(config, arch: Sequence[str]):
-    from bertnas.models import BertNasConfig, BertNasModel
-
     fields = config.to_dict()
     for key in ("architectures", "auto_map", "transformers_version", "model_type", "_name_or_path"):
         fields.pop(key, None)
@@ -214,7 +215,6 @@ def build_latency_table(
 def _build(config, seq_lens, batch_size, device, check_archs, seed, repeats, progress) -> LatencyTable:
     from tqdm.auto import tqdm
 
-    from bertnas.models.modeling_bertnas import BertNasLayer
 
     config = copy.deepcopy(config)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
@@ -260,8 +260,6 @@ def _build(config, seq_lens, batch_size, device, check_archs, seed, repeats, pro
 def measure_prediction_error(table: LatencyTable, config, n_archs: int, seq_lens: Sequence[int], batch_size: int,
                              device: str, seed: int, repeats: int | None = None, bar=None) -> dict:
     """Real latency of `n_archs` random whole subnets against the table's prediction."""
-    from bertnas.spaces import BertSpace
-
     space = BertSpace(config)
     rng = random.Random(seed)
     generator = torch.Generator().manual_seed(seed + 1)

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bertnas.spaces.base import as_rng
 from bertnas.search.constraints import Constraints, InfeasibleBudget
+from bertnas.spaces.base import as_rng
 from bertnas.storage.results import make_candidate, rank
+from bertnas.supernet.scoring import model_inputs
 
 ENUMERATE_LIMIT = 20_000  # spaces up to this size are listed exactly (bins, sampling)
 POOL_SAMPLES = 4000  # samples that place the bin edges in larger spaces
@@ -238,8 +239,6 @@ class BlockwiseScorer:
     every layer; `layers` are its chain layers (`layer(x, op, attn_mask, token_mask)`)."""
 
     def __init__(self, backbone, layers, batches: Sequence[dict], base_arch, block_size: int = 2):
-        from bertnas.supernet.scoring import model_inputs
-
         self.backbone = backbone
         self.layers = list(layers)
         self.base = tuple(base_arch.ops if hasattr(base_arch, "ops") else base_arch)

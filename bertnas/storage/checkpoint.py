@@ -526,9 +526,10 @@ class StopOnSignal:
 # ----------------------------------------------------------------------------------------
 
 
-def save_model(model, tokenizer, directory: Path) -> None:
-    """`save_pretrained` of the model (safetensors) and of the tokenizer into one folder. A plain
-    `nn.Module` (a space written without transformers) is saved as `model.safetensors` alone."""
+def save_model(model, processing_class, directory: Path) -> None:
+    """`save_pretrained` of the model (safetensors) and of its processing class (a tokenizer or an
+    image processor, transformers' name for either) into one folder. A plain `nn.Module` (a
+    space written without transformers) is saved as `model.safetensors` alone."""
     from transformers.utils import logging as hf_logging
 
     if not hasattr(model, "save_pretrained"):
@@ -544,8 +545,8 @@ def save_model(model, tokenizer, directory: Path) -> None:
     finally:
         if bar_was_on:
             hf_logging.enable_progress_bar()
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+    if processing_class is not None:
+        processing_class.save_pretrained(directory)
 
 
 def load_model_weights(model: torch.nn.Module, directory: str | Path) -> None:

@@ -9,11 +9,18 @@ PC-DARTS, GAEA), weight-sharing random / evolution (RS-WS, SPOS) and RL controll
 from __future__ import annotations
 
 from bertnas.core.lazy import lazy_attributes
+from bertnas.core.moved import moved_attributes
 from bertnas.strategies.registry import STRATEGIES
 
 # The base classes import torch: loaded on first use, so listing strategies stays light.
-__getattr__, __dir__ = lazy_attributes(__name__, {"MixedArch": "bertnas.strategies.base",
-                                                  "Strategy": "bertnas.strategies.base"})
+_lazy_getattr, __dir__ = lazy_attributes(__name__, {"MixedArch": "bertnas.strategies.base",
+                                                    "Strategy": "bertnas.strategies.base"})
+# run_strategy composes a whole run: it lives in bertnas.pipelines.strategy now.
+_moved_getattr = moved_attributes(__name__, {"run_strategy": "bertnas.pipelines.strategy:run_strategy"})
+
+
+def __getattr__(name):
+    return _moved_getattr(name) if name == "run_strategy" else _lazy_getattr(name)
 
 
 def register_strategy(name: str):

@@ -1,5 +1,5 @@
 """A policy over the archs of a `SearchSpace`: independent per-choice logits (the ENAS /
-REINFORCE / PPO controller, METHODS §6).
+REINFORCE / PPO controller; Pham et al. 2018).
 
 Layer choice: a categorical over its candidates, p = softmax(logits). Input choice
 (`n_chosen = k` of n): the k inputs are drawn one after another without replacement

@@ -18,9 +18,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from bertnas.spaces.base import Arch
 from bertnas.core.serialization import tensor_from_json, tensor_to_json
+from bertnas.spaces.base import Arch, SearchSpace
+from bertnas.spaces.darts import DartsSpace, derive_arch
 from bertnas.strategies.base import MixedArch, Strategy, discretise, weights_log
+from bertnas.supernet.stream import BatchStream
 
 
 class Rows:
@@ -50,8 +52,6 @@ def split_rows(dataset, arch_fraction: float, seed: int) -> tuple[Rows, Rows]:
 
 
 def is_darts_cell_space(space) -> bool:
-    from bertnas.spaces.darts import DartsSpace
-
     return isinstance(space, DartsSpace)
 
 
@@ -142,8 +142,6 @@ class DifferentiableStrategy(Strategy):
         for label in self.labels:  # in place: the optimizer keeps its references
             self.params[label].data = self.params[label].data.to(self.device)
         if self.options["bilevel"]:
-            from bertnas.supernet.stream import BatchStream
-
             weight_rows, arch_rows = split_rows(ctx.task.train_data, self.options["arch_fraction"], ctx.data_seed)
             ctx.set_weight_rows(weight_rows)
             self.stream = BatchStream(arch_rows, ctx.batch_size, ctx.world_size, ctx.rank, ctx.seed + 1,
@@ -224,7 +222,6 @@ class DifferentiableStrategy(Strategy):
         weighs most (with edge normalisation, op weights scaled by the node's input weights)."""
         if not self.darts_cells:
             return discretise(self.space, theta)
-        from bertnas.spaces.darts import derive_arch
 
         weights = dict(theta)
         if self.edge_normalisation:
@@ -268,8 +265,6 @@ class DifferentiableStrategy(Strategy):
 
 def weights_log_subset(space, labels, probs) -> dict:
     """`weights_log` over the choices that carry weights (DARTS node inputs may not)."""
-    from bertnas.spaces.base import SearchSpace
-
     if len(labels) == len(space.choices):
         return weights_log(space, probs)
     sub = SearchSpace({label: space.choices[label] for label in labels})

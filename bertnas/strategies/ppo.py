@@ -1,4 +1,4 @@
-"""PPO controller (METHODS §6, the clipped-ratio variant of REINFORCE): the same loop as
+"""PPO controller (Schulman et al. 2017, the clipped-ratio variant of REINFORCE): the same loop as
 `reinforce.py` (paths drawn by the controller, `archs_per_step` rollouts scored on one held-out
 batch with the shared weights every `every` weight steps), but each batch of rollouts is used
 for `epochs` Adam steps of the clipped surrogate -mean(min(r A, clip(r, 1-eps, 1+eps) A)),

@@ -1,4 +1,4 @@
-"""ENAS-style REINFORCE (METHODS §6): a controller p_phi(a) (per-choice logits,
+"""ENAS-style REINFORCE (Williams 1992; Pham et al. 2018): a controller p_phi(a) (per-choice logits,
 `controller.py`) draws the path of every weight step; every `every` weight steps it draws
 `archs_per_step` archs, scores each with the shared weights on one held-out batch (the task's
 `Evaluator`: held-out accuracy for vision, so reward = accuracy; minus the held-out loss for

@@ -1,4 +1,4 @@
-"""RS-WS (METHODS §6, random search with weight sharing): uniformly sampled paths train the
+"""RS-WS (Li & Talwalkar 2019, random search with weight sharing): uniformly sampled paths train the
 shared weights (`chooses_archs = False`: no architecture parameters); at the end `num_samples`
 random archs are scored with the shared weights by the task's held-out scorer through the
 search method "random" (the one `bertnas search --method random` runs; the run hands it in as

@@ -1,4 +1,4 @@
-"""SPOS (single-path one-shot, METHODS §3 and §6): the shared weights trained on uniformly
+"""SPOS (single-path one-shot, Guo et al. 2020): the shared weights trained on uniformly
 sampled paths (a uniform sampler of its own), then an evolutionary search with the shared
 weights (`bertnas/search/api.py`'s "evolution" method: population x (generations + 1) archs
 scored by the task's held-out `Evaluator`).

@@ -1,4 +1,4 @@
-"""MAGIC-A: align the sampled subnet to a best-so-far base subnet, block by block (METHODS §4).
+"""MAGIC-A: align the sampled subnet to a best-so-far base subnet, block by block (MAGIC, Xu et al. ICML 2022; docs/training.md).
 
 Each step the base subnet runs on the same batch without gradient; the loss adds
 `weight * sum_b D_b(sampled, base)` over the hidden states at block ends (a block =

@@ -125,7 +125,7 @@ class WalkSampler(Sampler):
     to a different op drawn uniformly, an input choice by swapping one chosen input). The first
     arch is `start` (or a uniform sample).
 
-    With k = 1 the walk mixes towards uniform sampling (METHODS §3) as long as some layer has
+    With k = 1 the walk mixes towards uniform sampling (docs/training.md) as long as some layer has
     3 or more candidates (the BERT spaces have 7-8). If every layer has exactly 2, each step
     changes the parity of the arch by k, so the walk alternates between two halves of the space
     (k odd) or never leaves one (k even): use the uniform sampler for such spaces."""

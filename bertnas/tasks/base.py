@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from bertnas.storage.checkpoint import load_model_weights, save_model
+from bertnas.supernet.scoring import Evaluator
 from bertnas.supernet.stream import collate_rows
 from bertnas.tasks.registry import TASKS
 
@@ -25,7 +27,9 @@ class Task:
       model       the supernet: `model(**inputs, arch=...)` runs one path;
       modules     every trained module by checkpoint folder name ({"model": ..., ...});
       fixed_arch  the one arch of a fixed-arch (stand-alone) model, else None;
-      train_data  a map-style dataset of training rows (training only).
+      train_data  a map-style dataset of training rows (training only);
+      processing_class  what turns raw inputs into model inputs (a tokenizer, an image
+                  processor; transformers' name), saved next to exported models, or None.
     """
 
     name: ClassVar[str] = "task"
@@ -45,6 +49,7 @@ class Task:
         self.modules: dict[str, nn.Module] = {}
         self.fixed_arch = None
         self.train_data = None
+        self.processing_class = None
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -97,8 +102,6 @@ class Task:
         raise NotImplementedError
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from bertnas.supernet.scoring import Evaluator
-
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache)
 
@@ -125,15 +128,11 @@ class Task:
     # -- checkpoints ------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Every module into `folder/<name>/` (`save_pretrained` when the module has it)."""
-        from bertnas.storage.checkpoint import save_model
-
         for name, module in self.modules.items():
             save_model(module, None, Path(folder) / name)
 
     def load(self, folder: Path) -> None:
         """Weights saved by `save` into the modules, in place (optimizer references stay valid)."""
-        from bertnas.storage.checkpoint import load_model_weights
-
         for name, module in self.modules.items():
             load_model_weights(module, Path(folder) / name)
 

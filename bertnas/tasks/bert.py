@@ -14,11 +14,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bertnas import models
+from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining, short_op_name
+from bertnas.spaces import BertSpace
 from bertnas.storage import checkpoint as ckpt_lib
 from bertnas.storage.checkpoint import GENERATOR_DIR, MODEL_DIR
+from bertnas.supernet.align import Aligner
+from bertnas.supernet.scoring import electra_loss, mlm_loss
+from bertnas.tasks import text_data as data_lib
 from bertnas.tasks.base import Task
+from bertnas.tasks.objectives import ElectraObjective, MLMObjective, mask_tokens
 from bertnas.tasks.text_data import check_corpus
-
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 MASK_SEED_OFFSET = 12345
@@ -36,8 +42,6 @@ def load_lm_data(options: dict, tokenizer_source: str | None, vocab_size: int = 
     """(tokenizer, training rows, held-out rows) for data options {source, val_data, seq_len,
     val_fraction, split_seed}. Kept for the life of the process, so repeated runs on the same
     data (a demo, tests) tokenise and pack it once."""
-    from bertnas.tasks import text_data as data_lib
-
     key = (options.get("source"), options.get("val_data"), tokenizer_source, vocab_size, options["seq_len"],
            options["val_fraction"], options["split_seed"])
     if key not in _DATA_CACHE:
@@ -67,8 +71,6 @@ def mlm_heldout(rows, tokenizer, batch_size: int, num_batches: int, seed: int,
                 mlm_probability: float = 0.15) -> list[dict]:
     """The first `num_batches * batch_size` rows of `rows` (packed LM rows with input_ids),
     masked once with a generator seeded `seed`: the same tokens are masked for every arch."""
-    from bertnas.tasks.objectives import mask_tokens
-
     if batch_size < 1 or num_batches < 1:
         raise ValueError(f"batch_size and eval batches must be >= 1, got {batch_size} and {num_batches}")
     generator = torch.Generator().manual_seed(seed)
@@ -127,10 +129,18 @@ class BertTask(Task):
 
     def __init__(self):
         super().__init__()
-        self.tokenizer = None
         self.val_data = None
         self.data_options: dict = {}
         self.run_options: dict = {}  # batch_size, mlm_probability, eval_batches of the run
+
+    @property
+    def tokenizer(self):
+        """The task's processing class, a tokenizer."""
+        return self.processing_class
+
+    @tokenizer.setter
+    def tokenizer(self, value) -> None:
+        self.processing_class = value
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -159,15 +169,11 @@ class BertTask(Task):
                                                                       cfg.tokenizer_vocab_size)
 
     def _finish_setup(self) -> None:
-        from bertnas.spaces import BertSpace
-
         self.space = BertSpace(self.model.config)  # a fixed-arch model's space is its one arch
         arch = self.model.config.arch
         self.fixed_arch = self.space.arch(arch) if arch is not None else None
 
     def _supernet_config(self, cfg):
-        from bertnas.models import BertNasConfig
-
         tok = self.tokenizer
         model_kwargs = dict(cfg.model)
         if cfg.arch is not None:
@@ -196,7 +202,6 @@ class BertTask(Task):
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> BertTask:
         import json
 
-        from bertnas import models
 
         folder = ckpt / MODEL_DIR
         config_path = folder / "config.json"
@@ -243,8 +248,6 @@ class BertTask(Task):
         return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
     def short_name(self, op) -> str:
-        from bertnas.models import short_op_name
-
         return short_op_name(op)
 
     # -- scoring ----------------------------------------------------------------------------
@@ -293,8 +296,6 @@ class BertTask(Task):
         return list(self.model.bert.encoder.layers)
 
     def randomness_modules(self) -> list[nn.Module]:
-        from bertnas.supernet.align import Aligner
-
         return Aligner.randomness_modules(self.model)  # the embeddings' dropout, then the chain
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -310,9 +311,6 @@ class MLMTask(BertTask):
     model_class_name = "BertNasForMaskedLM"
 
     def _build_models(self, cfg) -> None:
-        from bertnas.models import BertNasForMaskedLM
-        from bertnas.tasks.objectives import MLMObjective
-
         if cfg.init_from_bert:
             # Sizes come from the BERT; only the search space and dropout come from the config.
             kept = ("candidates", "hidden_dropout_prob", "attention_probs_dropout_prob")
@@ -332,8 +330,6 @@ class MLMTask(BertTask):
         self.modules = {MODEL_DIR: model}
 
     def loss_fn(self, model, batch, ops):
-        from bertnas.supernet.scoring import mlm_loss
-
         return mlm_loss(model, batch, ops)
 
     def _heldout_batches(self, val, batch_size, eval_batches, mask_seed, mlm_probability):
@@ -349,9 +345,6 @@ class ElectraTask(BertTask):
     heldout_moves_with_weights = True
 
     def _build_models(self, cfg) -> None:
-        from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining
-        from bertnas.tasks.objectives import ElectraObjective
-
         if cfg.init_from_bert:
             raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
         model_config = self._supernet_config(cfg)
@@ -379,9 +372,6 @@ class ElectraTask(BertTask):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ElectraTask:
-        from bertnas.models import BertNasForMaskedLM
-        from bertnas.tasks.objectives import ElectraObjective
-
         task = super().from_checkpoint(ckpt, state, device)
         gen_dir = ckpt / GENERATOR_DIR
         if not gen_dir.is_dir():
@@ -394,8 +384,6 @@ class ElectraTask(BertTask):
         return task
 
     def loss_fn(self, model, batch, ops):
-        from bertnas.supernet.scoring import electra_loss
-
         return electra_loss(model, batch, ops)
 
     def _heldout_batches(self, val, batch_size, eval_batches, mask_seed, mlm_probability):

@@ -39,10 +39,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from bertnas.core.errors import UserError
-from bertnas.storage.checkpoint import MODEL_DIR
+from bertnas.models.student import load_teacher, student_supernet
+from bertnas.storage.checkpoint import MODEL_DIR, load_model_weights
+from bertnas.tasks.bert import INPUT_KEYS, BertTask, absolute_if_local, load_lm_data, mlm_heldout
 from bertnas.tasks.objectives import ObjectiveOutput, mask_tokens
-from bertnas.tasks.bert import INPUT_KEYS, BertTask, mlm_heldout
-
 
 BRIDGES_DIR = "bridges"
 TEACHER_KEY = "teacher_states"  # held-out batches carry the teacher's block-boundary states
@@ -79,8 +79,6 @@ def distill_options(given: dict | None) -> dict:
 def frozen_teacher(source):
     """(teacher `BertForMaskedLM` in eval mode without gradients, whether its MLM head was trained:
     a sentence-transformers BERT has none). A model that is not a BERT is a ValueError."""
-    from bertnas.models.student import load_teacher
-
     teacher, missing = load_teacher(source)
     teacher.requires_grad_(False)
     return teacher, not any(k.startswith("cls.") for k in missing)
@@ -143,8 +141,6 @@ def build_student(teacher, model_options: dict, options: dict, calibration: list
     hidden_size (default the teacher's), num_hidden_layers (default 2 x the teacher's layers),
     candidates and dropout; `options` its embedding_size and init; `calibration` batches turn on
     activation importance for a narrower student."""
-    from bertnas.models.student import student_supernet
-
     dropout = {k: model_options[k] for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
                if k in model_options}
     try:
@@ -202,8 +198,6 @@ class DistillTask(BertTask):
             self.modules[BRIDGES_DIR] = self.bridges
 
     def _load_teacher(self, source: str) -> None:
-        from bertnas.tasks.bert import absolute_if_local
-
         self.teacher_source = absolute_if_local(source)
         self.teacher, self.teacher_has_head = frozen_teacher(source)
 
@@ -249,8 +243,6 @@ class DistillTask(BertTask):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> DistillTask:
-        from bertnas.storage.checkpoint import load_model_weights
-
         task = super().from_checkpoint(ckpt, state, device)
         sig = state.get("signature") or {}
         if not sig.get("teacher"):
@@ -260,7 +252,6 @@ class DistillTask(BertTask):
         task.teacher.to(device)
         # The held-out rows with the tokenizer the run read them with (the teacher's): in the process
         # that trained (bertnas compress) the corpus is not tokenised a second time.
-        from bertnas.tasks.bert import load_lm_data
 
         vocab = int((state.get("config") or {}).get("tokenizer_vocab_size") or 1000)
         if task.data_options.get("seq_len") and task.data_options.get("tokenizer"):

@@ -62,8 +62,14 @@ import torch
 from torch.nn import functional as F
 
 from bertnas.core.registry import Registry, resolve
-from bertnas.storage.checkpoint import MODEL_DIR
+from bertnas.models.configuration_nb201 import Nb201Config
+from bertnas.models.modeling_nb201 import Nb201ForImageClassification
+from bertnas.spaces.choices import _is_choice
+from bertnas.spaces.nb201 import Nb201Benchmark, Nb201Space, default_benchmark_path
+from bertnas.storage.checkpoint import MODEL_DIR, load_model_weights
+from bertnas.supernet.scoring import Evaluator, recalibrate
 from bertnas.tasks.base import Task
+from bertnas.tasks.objectives import ObjectiveOutput
 from bertnas.tasks.registry import register_space
 
 logger = logging.getLogger("bertnas.vision")
@@ -387,7 +393,6 @@ class ClassificationTask(Task):
         self.options = dict(TASK_OPTIONS)  # the task's own (metric, augment, ...)
         self.data_options: dict = {}
         self.run_options: dict = {}
-        self.tokenizer = None  # the image processor: export saves it next to the model
         self._train_rows = None
         self._val_rows = None
 
@@ -420,7 +425,7 @@ class ClassificationTask(Task):
         self.model, self.space = model, space
         self.modules = {MODEL_DIR: model}
         self.fixed_arch = space.arch(arch) if arch is not None else None
-        self.tokenizer = image_processor(d["mean"], d["std"])
+        self.processing_class = image_processor(d["mean"], d["std"])
 
     def setup(self, cfg, resume_from: Path | None = None) -> None:
         self.space_name = cfg.space
@@ -458,8 +463,6 @@ class ClassificationTask(Task):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Path, state: dict, device="cpu") -> ClassificationTask:
-        from bertnas.storage.checkpoint import load_model_weights
-
         config = state.get("config") or {}
         task = cls()
         task.space_name = config.get("space")
@@ -504,8 +507,6 @@ class ClassificationTask(Task):
         return normalise(pixel_values, self.data_options["mean"], self.data_options["std"])
 
     def compute(self, batch, arch, generator):
-        from bertnas.tasks.objectives import ObjectiveOutput
-
         x = self.inputs(batch["pixel_values"], generator)
         # a MixedArch (search strategies: {label: weights}, with .discrete) runs the mixed ops
         path = {"arch_weights": dict(arch)} if getattr(arch, "discrete", None) is not None else {"arch": arch}
@@ -558,8 +559,6 @@ class ClassificationTask(Task):
         return self._batches(picked, batch_size, None)
 
     def evaluator(self, batches: list[dict], cache: bool = True):
-        from bertnas.supernet.scoring import Evaluator
-
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
                          higher_is_better=self.higher_is_better, space=self.space, cache=cache,
                          calibration_batches=self.calibration_batches())
@@ -576,8 +575,6 @@ class ClassificationTask(Task):
 
     # -- MAGIC-A ----------------------------------------------------------------------------
     def choice_layers(self) -> list:
-        from bertnas.spaces.choices import _is_choice
-
         return [m for m in self.model.modules() if _is_choice(m)]
 
     def randomness_modules(self) -> list:
@@ -586,8 +583,6 @@ class ClassificationTask(Task):
     # -- export -----------------------------------------------------------------------------
     def prepare_export(self, arch) -> None:
         """Recalibrate BatchNorm for `arch` so that `extract` copies the path's own statistics."""
-        from bertnas.supernet.scoring import recalibrate
-
         try:
             batches = self.calibration_batches()
         except FileNotFoundError as err:
@@ -623,10 +618,6 @@ NB201_OPTIONS = {"C": "init_channels", "N": "cells_per_stage", "init_channels": 
 def build_nb201(space_options: dict, num_classes: int, arch=None, image_shape=(3, 32, 32)):
     """The NB201 supernet (or fixed cell) of `space_options` {C | init_channels, N |
     cells_per_stage, candidates, bn_affine}; defaults C=16, N=5 (NAS-Bench-201's network)."""
-    from bertnas.models.configuration_nb201 import Nb201Config
-    from bertnas.models.modeling_nb201 import Nb201ForImageClassification
-    from bertnas.spaces.nb201 import Nb201Space
-
     unknown = sorted(set(space_options) - set(NB201_OPTIONS))
     if unknown:
         raise ValueError(f"unknown nb201 space_options {unknown}; known: {', '.join(NB201_OPTIONS)} "
@@ -648,8 +639,6 @@ _BENCHMARKS: dict = {}  # the table of the current default path, read once
 def nb201_benchmark_info(arch) -> dict:
     """`{"benchmark": {cifar10, cifar100, imagenet16-120, rank_cifar10, index}}` from the NB201
     table; {} when the table is absent (see `bertnas.spaces.nb201.Nb201Benchmark`)."""
-    from bertnas.spaces.nb201 import Nb201Benchmark, default_benchmark_path
-
     path = default_benchmark_path()
     if _BENCHMARKS.get("path") != path:
         try:
