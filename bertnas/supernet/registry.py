@@ -9,6 +9,7 @@ SAMPLERS = Registry("sampler", lazy={
     "uniform": "bertnas.supernet.sampling:UniformSampler",  # SPOS
     "walk": "bertnas.supernet.sampling:WalkSampler",  # MAGIC-T
     "fair": "bertnas.supernet.sampling:FairSampler",  # FairNAS strict fairness
+    "deiso": "bertnas.supernet.sampling:DeisoSampler",  # one arch per isomorphism class (NB201)
     "constant": "bertnas.supernet.sampling:ConstantSampler",  # one fixed arch (stand-alone training)
 })
 

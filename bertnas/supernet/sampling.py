@@ -196,6 +196,23 @@ class FairSampler(Sampler):
         self.position = state.get("position", 0)
 
 
+class DeisoSampler(Sampler):
+    """De-isomorphic sampling: archs that compute the same function form a class (the space's
+    `representatives()`, NB201: 5,545 classes of 15,625 archs); each step draws a class uniformly
+    and trains its representative, so no class is trained more often for having more members,
+    and the weights a class is scored with are the ones it was trained on."""
+
+    def __init__(self, space: SearchSpace, seed: int):
+        super().__init__(space, seed)
+        if not hasattr(space, "representatives"):
+            raise ValueError(f"the deiso sampler needs a space that knows its isomorphism classes "
+                             f"(representatives()); {type(space).__name__} does not: use uniform or fair")
+        self.pool = space.representatives()
+
+    def _draw(self) -> Arch:
+        return self.rng.choice(self.pool)
+
+
 class ConstantSampler(Sampler):
     """Always `arch`: stand-alone training of one fixed arch through the supernet trainer."""
 
