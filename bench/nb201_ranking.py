@@ -127,6 +127,9 @@ def parse_args(argv=None):
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint interval: an interrupted run resumes")
     p.add_argument("--train-only", action="store_true", help="train the supernets (resumable), score nothing")
+    p.add_argument("--score-only", action="store_true",
+                   help="score each variant's latest checkpoint as it is (a run stopped before --steps)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of every 95%% interval")
     p.add_argument("--reference", action="store_true",
                    help="NB201's reference protocol: C=16, N=5, the complete CIFAR-10 zip, 25,000 / 25,000 split")
     args = p.parse_args(argv)
@@ -181,8 +184,8 @@ def train_supernet(args, variant: str) -> float:
 def train_and_score(args, variant: str, archs: list[str]) -> dict:
     """Train one supernet (unless cached) and score `archs`; returns {"scores", "train_s", ...}."""
     from bertnas.search.api import default_device
-    from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
+    from bertnas.tasks import load_task
 
     folder = Path(args.output_dir) / variant
     done = folder / "scores.json"
@@ -191,27 +194,58 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
         if set(archs) <= set(cached["scores"]):
             return cached
     started = time.perf_counter()
-    train_s = train_supernet(args, variant)
+    train_s = 0.0 if args.score_only else train_supernet(args, variant)
     if args.train_only:
         return {}
     task = load_task(verified_checkpoint(folder), default_device())
     batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
-    evaluator = task.evaluator(batches)  # recalibrates BatchNorm per arch (the model has BN)
-    from tqdm.auto import tqdm
-
-    scores = {a: float(evaluator(task.space.from_string(a)))
-              for a in tqdm(archs, desc=f"score {variant}", mininterval=30, dynamic_ncols=True)}
+    scores, noise = score_both(task, batches, archs, variant)
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
     tail = log[-50:]
-    result = {"scores": scores, "higher_is_better": evaluator.higher_is_better, "heldout": heldout,
+    wall = folder / "train_wall.json"
+    result = {"scores": scores["cross_entropy"], "scores_accuracy": scores["accuracy"],
+              "noise_cross_entropy": noise, "higher_is_better": False, "heldout": heldout,
               "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
-              "steps": args.steps, "epochs": args.steps * args.batch_size / task.data_options["train_rows"],
-              "train_wall_s": json.loads((folder / "train_wall.json").read_text())["seconds"]
-              if (folder / "train_wall.json").is_file() else None,
+              "steps": task.run_state["step"],
+              "epochs": task.run_state["step"] * args.batch_size / task.data_options["train_rows"],
+              "train_wall_s": json.loads(wall.read_text())["seconds"] if wall.is_file() else None,
               "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
               "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
     done.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def score_both(task, batches, archs: list[str], label: str) -> tuple[dict, dict]:
+    """Held-out cross-entropy and top-1 accuracy of every arch in one pass (the same fixed batches
+    and per-arch BatchNorm recalibration as `bertnas search`), plus each arch's noise: the standard
+    error of its cross-entropy over the held-out batches."""
+    import statistics
+
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from bertnas.supernet.scoring import Evaluator
+
+    correct: dict = {}
+
+    def cross_entropy_and_count_correct(model, batch, ops):
+        logits = model(pixel_values=batch["pixel_values"], arch=ops).logits
+        correct[ops] = correct.get(ops, 0) + int((logits.argmax(-1) == batch["labels"]).sum())
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum"), batch["labels"].numel()
+
+    evaluator = Evaluator(task.model, batches, loss_fn=cross_entropy_and_count_correct, metric="cross_entropy",
+                          space=task.space, calibration_batches=task.calibration_batches(), cache=False)
+    rows = sum(len(b["labels"]) for b in batches)
+    scores = {"cross_entropy": {}, "accuracy": {}}
+    noise = {}
+    for arch in tqdm(archs, desc=f"score {label}", mininterval=30, dynamic_ncols=True):
+        ops = task.space.from_string(arch).ops
+        correct.pop(ops, None)
+        per_batch = evaluator.batch_scores(task.space.from_string(arch))
+        scores["cross_entropy"][arch] = sum(per_batch) / len(per_batch)
+        scores["accuracy"][arch] = correct[ops] / rows
+        noise[arch] = statistics.stdev(per_batch) / len(per_batch) ** 0.5 if len(per_batch) > 1 else None
+    return scores, noise
 
 
 def bn_check(args, variant: str, archs: list[str]) -> dict:
@@ -245,14 +279,16 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.6))
     taus = [r["kendall_tau"] for r in rows]
     colours = ["tab:blue" if r["kind"] == "supernet" else "tab:grey" for r in rows]
-    ax.barh(range(len(rows)), taus, color=colours)
+    errors = [[t - r["ci95"][0] for t, r in zip(taus, rows)], [r["ci95"][1] - t for t, r in zip(taus, rows)]] \
+        if all(r.get("ci95") for r in rows) else None
+    ax.barh(range(len(rows)), taus, color=colours, xerr=errors, error_kw={"lw": 0.8, "capsize": 2})
     for x, name, style in ((0.36, "MAGIC SPOS (BERT)", ":"), (0.57, "MAGIC-T+A (BERT)", "-."),
                            (0.70, "well-trained NB201 WS", "--")):
         ax.axvline(x, color="tab:red", ls=style, lw=1, label=f"{name} {x:.2f}")
     ax.axvline(0, color="black", lw=0.6)
     ax.set_yticks(range(len(rows)), [r["name"] for r in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("Kendall tau vs real 200-epoch CIFAR-10 accuracy (same archs)")
+    ax.set_xlabel("Kendall tau vs real 200-epoch CIFAR-10 accuracy (same archs; bars: bootstrap 95% interval)")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
@@ -293,42 +329,62 @@ def main(argv=None) -> dict:
     n = len(archs)
     ks = sorted({1, 5, 10, max(1, n // 100), max(1, n // 10)})
 
-    rows, metrics, runs = [], {}, {}
+    from bertnas.analysis.intervals import bootstrap_intervals
+    from bertnas.spaces.nb201 import Nb201Space
+
+    space = Nb201Space(args.channels, args.cells)
+    params = {a: space.params(space.from_string(a)) for a in archs}
+    rows, metrics, runs, scored = [], {}, {}, {}
     for variant in args.variants:
         run = train_and_score(args, variant, archs)
-        runs[variant] = {k: v for k, v in run.items() if k != "scores"}
-        scores = {a: run["scores"][a] for a in archs}
-        m = ranking_metrics(scores, truth, ks=ks, higher_is_better_scores=run["higher_is_better"],
-                            higher_is_better_truth=True)
-        pick = max if run["higher_is_better"] else min
-        best = pick(archs, key=lambda a: scores[a])
-        m["top1_arch"] = best
-        m["top1_global_rank"] = bench.rank(best, "cifar10")  # among all 15,625 cells
-        # bias: does the supernet simply prefer big (or small) cells? tau of its ranking vs parameter count
-        m["kendall_tau_vs_params"] = ranking_metrics(scores, {a: zero_cost[a]["params"] for a in archs}, ks=(1,),
-                                                     higher_is_better_scores=run["higher_is_better"],
-                                                     higher_is_better_truth=True)["kendall_tau"]
-        metrics[variant] = m
-        rows.append({"name": variant, "kind": "supernet", "kendall_tau": m["kendall_tau"],
-                     "spearman_rho": m["spearman_rho"]})
+        runs[variant] = {k: v for k, v in run.items() if not k.startswith(("scores", "noise"))}
+        for metric, key, higher in (("cross_entropy", "scores", False), ("accuracy", "scores_accuracy", True)):
+            if key not in run:
+                continue
+            name = variant if metric == args.metric else f"{variant} ({metric})"
+            scores = {a: run[key][a] for a in archs}
+            scored[name] = {"metric": metric, "higher_is_better": higher, "scores": scores}
+            m = ranking_metrics(scores, truth, ks=ks, higher_is_better_scores=higher, higher_is_better_truth=True)
+            m["ci95"] = bootstrap_intervals(scores, truth, higher_is_better_scores=higher, n_boot=args.n_boot)
+            pick = max if higher else min
+            best = pick(archs, key=lambda a: scores[a])
+            m["top1_arch"] = best
+            m["top1_global_rank"] = bench.rank(best, "cifar10")  # among all 15,625 cells
+            # bias: does the supernet simply prefer big (or small) cells? tau of its ranking vs parameter count
+            m["kendall_tau_vs_params"] = ranking_metrics(scores, params, ks=(1,), higher_is_better_scores=higher,
+                                                         higher_is_better_truth=True)["kendall_tau"]
+            # on the zero-cost file's archs alone: the proxies' own sample
+            zc_scores = {a: scores[a] for a in zc_archs}
+            m["on_zero_cost_archs"] = {
+                **{k: v for k, v in ranking_metrics(zc_scores, truth, ks=(1, 10), higher_is_better_scores=higher,
+                                                    higher_is_better_truth=True).items()
+                   if k in ("n", "kendall_tau", "spearman_rho")},
+                "ci95": bootstrap_intervals(zc_scores, truth, higher_is_better_scores=higher, n_boot=args.n_boot)}
+            metrics[name] = m
+            rows.append({"name": name, "kind": "supernet", "kendall_tau": m["on_zero_cost_archs"]["kendall_tau"],
+                         "ci95": m["on_zero_cost_archs"]["ci95"]["kendall_tau"],
+                         "spearman_rho": m["on_zero_cost_archs"]["spearman_rho"]})
     # Zero-cost proxies: higher score = better, as NASLib reports them; on the very same archs.
     proxies = sorted({name for s in zero_cost.values() for name in s} - set(NOT_PROXIES))
     for name in proxies:
-        values, infinite = finite_ranks({a: zero_cost[a][name] for a in archs if name in zero_cost[a]})
+        values, infinite = finite_ranks({a: zero_cost[a][name] for a in zc_archs if name in zero_cost[a]})
         m = ranking_metrics(values, truth, ks=ks, higher_is_better_scores=True, higher_is_better_truth=True)
         m["infinite_scores"] = infinite
+        m["ci95"] = bootstrap_intervals(values, truth, higher_is_better_scores=True, n_boot=args.n_boot)
         metrics["zc:" + name] = m
         rows.append({"name": "zc: " + name, "kind": "proxy", "kendall_tau": m["kendall_tau"],
-                     "spearman_rho": m["spearman_rho"]})
+                     "ci95": m["ci95"]["kendall_tau"], "spearman_rho": m["spearman_rho"]})
     rows.sort(key=lambda r: -r["kendall_tau"])
     # Check of the encoding: NASLib's own 200-epoch validation accuracy must track the table.
-    check = ranking_metrics({a: zero_cost[a]["val_accuracy"] for a in archs}, truth, ks=(1,),
+    check = ranking_metrics({a: zero_cost[a]["val_accuracy"] for a in zc_archs}, truth, ks=(1,),
                             higher_is_better_scores=True, higher_is_better_truth=True)
     if check["kendall_tau"] < 0.8:
         raise RuntimeError(f"NASLib val_accuracy vs the NB201 table: tau {check['kendall_tau']:.2f}; "
                            "the op-index encoding (NASLIB_OPS / NASLIB_EDGES) does not match")
 
     summary = {name: {"kendall_tau": m["kendall_tau"], "spearman_rho": m["spearman_rho"],
+                      "kendall_tau_ci95": m["ci95"]["kendall_tau"],
+                      **({"on_zero_cost_archs": m["on_zero_cost_archs"]} if "on_zero_cost_archs" in m else {}),
                       **({"kendall_tau_vs_params": m["kendall_tau_vs_params"]} if "kendall_tau_vs_params" in m else {}),
                       **{f"top{k}_best_truth": m["top_k"][k]["best_truth"] for k in m["top_k"]},
                       **{f"top{k}_precision": m["top_k"][k]["precision"] for k in m["top_k"]}}
@@ -345,20 +401,27 @@ def main(argv=None) -> dict:
                   "optimum": bench.best("cifar10")[1]},
         "encoding_check_val_accuracy_tau": check["kendall_tau"],
         "anchors_kendall_tau": ANCHORS,
-        "bn_recalibration_check": bn_check(args, args.variants[0], archs[:5]) if args.variants else None,
+        "bn_recalibration_check": (bn_check(args, args.variants[0], archs[:5])
+                                   if args.variants and not args.reference else None),
         "runs": runs,
         "summary": summary,
         "metrics": metrics,
-        "supernet_scores": {v: json.loads((Path(args.output_dir) / v / "scores.json").read_text())["scores"]
-                            for v in args.variants},
+        # per variant and metric: NB201 arch string -> held-out score, with what a reader needs to
+        # recompute every number above (settings of the run beside the scores)
+        "supernet_scores": {name: {**entry, "channels": args.channels, "cells": args.cells,
+                                   "epochs": runs[name.split(" ")[0]].get("epochs"),
+                                   "train_wall_s": runs[name.split(" ")[0]].get("train_wall_s"),
+                                   "data": args.data, "val_fraction": args.val_fraction}
+                            for name, entry in scored.items()},
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
-        plot(Path(args.plot), rows, f"NB201 ({args.label}): {n} archs; supernets C={args.channels}, N={args.cells}, "
-                                    f"{args.steps} steps on the CIFAR-10 subset; proxies from NASLib")
+        data = "CIFAR-10 train half" if args.reference else "the CIFAR-10 subset"
+        plot(Path(args.plot), rows, f"NB201 ({args.label}): {len(zc_archs)} NASLib archs; supernets C={args.channels}, "
+                                    f"N={args.cells}, {args.steps} steps on {data}; proxies from NASLib")
     for r in rows:
-        print(f"{r['name']:22s} tau {r['kendall_tau']:+.3f}  rho {r['spearman_rho']:+.3f}")
+        print(f"{r['name']:28s} tau {r['kendall_tau']:+.3f} {r.get('ci95')}  rho {r['spearman_rho']:+.3f}")
     return report
 
 

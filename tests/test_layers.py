@@ -72,7 +72,7 @@ def test_registry_names_lazy_entries_and_errors():
     import os.path
 
     assert reg.get("join") is os.path.join and reg["a"] == 1
-    with pytest.raises(UnknownName, match=r"unknown widget 'jion' \(did you mean 'join'\?\); known: a, join"):
+    with pytest.raises(UnknownName, match=r"Unknown widget 'jion' \(did you mean 'join'\?\); known: a, join"):
         reg.get("jion")
     with pytest.raises(ValueError, match="already registered"):
         reg.register("a", 2)

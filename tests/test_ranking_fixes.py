@@ -92,3 +92,24 @@ def test_isomorphic_archs_have_close_real_accuracies():
     between = sorted(abs(x - y) for x, y in zip(reps, reps[1:]))[len(reps) // 2]  # median gap of neighbours
     within.sort()
     assert within[len(within) // 2] < between
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_archs():
+    import random
+
+    from bertnas.analysis.intervals import bootstrap_intervals
+    from bertnas.analysis.ranking import ranking_metrics
+
+    rng = random.Random(0)
+    truth = {f"a{i}": float(i) for i in range(400)}
+    scores = {k: v + rng.gauss(0, 120) for k, v in truth.items()}
+    full = bootstrap_intervals(scores, truth, higher_is_better_scores=True, n_boot=200)
+    tau = ranking_metrics(scores, truth, higher_is_better_scores=True)["kendall_tau"]
+    assert full["kendall_tau"][0] < tau < full["kendall_tau"][1]
+    small = {k: scores[k] for k in list(scores)[:50]}
+    part = bootstrap_intervals(small, truth, higher_is_better_scores=True, n_boot=200)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(part["kendall_tau"]) > 1.5 * width(full["kendall_tau"])
+    # a loss (lower is better) against an accuracy: the sign follows the directions
+    flipped = bootstrap_intervals({k: -v for k, v in scores.items()}, truth, higher_is_better_scores=False, n_boot=50)
+    assert flipped["kendall_tau"][0] > 0

@@ -110,9 +110,13 @@ class CostedSpace(SearchSpace):
         return 2 * self.params(arch)
 
 
-def fake_trainer(space):
-    """What RS-WS / SPOS use of a trainer: the task's held-out evaluator (here the toy reward)."""
+def fake_context(space):
+    """What RS-WS / SPOS use of a run: `ctx.search` (the one `run_strategy` hands in) over the
+    task's held-out evaluator (here the toy reward), and `ctx.scoring()`."""
+    import contextlib
     from types import SimpleNamespace
+
+    from bertnas.pipelines.strategy import search_function
 
     class ToyEvaluator:
         higher_is_better = True
@@ -120,9 +124,9 @@ def fake_trainer(space):
         def __call__(self, arch):
             return toy_reward(space.arch(arch))
 
-    task = SimpleNamespace(heldout=lambda eval_batches: ([{}], {}), evaluator=lambda batches: ToyEvaluator())
-    return SimpleNamespace(task=task, cfg=SimpleNamespace(eval_batches=1, progress=False),
-                           trainable=SimpleNamespace(train=lambda: None))
+    task = SimpleNamespace(space=space, heldout=lambda eval_batches: ([{}], {}),
+                           evaluator=lambda batches: ToyEvaluator())
+    return SimpleNamespace(search=search_function(task, 1), progress=False, scoring=contextlib.nullcontext)
 
 
 @pytest.mark.parametrize("name, options", [("rsws", {"num_samples": 72}),
@@ -131,10 +135,10 @@ def test_weight_sharing_search_finds_the_best_arch_with_the_evaluator(name, opti
     space = CostedSpace({label: SPACE.choices[label] if label not in SPACE.input_choices
                          else InputChoice(SPACE.choices[label], 2) for label in SPACE.choices})
     strategy = build_strategy(name, space, seed=0, **options)
-    assert not strategy.learns_weights  # the trainer's uniform sampler trains the weights
+    assert not strategy.chooses_archs  # a uniform sampler of its own trains the weights
     with pytest.raises(ValueError, match="call candidates"):
         strategy.derive()
-    found = strategy.candidates(fake_trainer(space), 3)
+    found = strategy.candidates(fake_context(space), 3)
     assert found[0] == BEST == strategy.derive()
     assert [toy_reward(a) for a in found] == sorted((toy_reward(a) for a in found), reverse=True)
 

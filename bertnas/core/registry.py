@@ -69,7 +69,7 @@ class Registry:
         if name not in self._entries:
             close = difflib.get_close_matches(str(name), self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownName(f"unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}")
+            raise UnknownName(f"Unknown {self.kind} {name!r}{hint}; known: {', '.join(self.names())}")
         entry = self._entries[name]
         if isinstance(entry, _Lazy):  # importing the module may register the real object itself
             loaded = resolve(entry.path)
