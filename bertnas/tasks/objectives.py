@@ -24,7 +24,7 @@ from torch.nn import functional as F
 class ObjectiveOutput:
     loss: torch.Tensor
     hidden_states: tuple  # the sampled subnet's per-layer hidden states (MAGIC-A aligns them)
-    metrics: dict = field(default_factory=dict)  # floats for the log
+    metrics: dict = field(default_factory=dict)  # scalars for the log (0-d tensors: read once per step)
     inputs: dict | None = None  # the batch as the subnet saw it (masked / corrupted), for the base forward
 
 
@@ -79,7 +79,7 @@ class MLMObjective:
         masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
         inputs = _model_inputs(batch, masked)
         out = self.model(**inputs, labels=labels, arch=arch, arch_weights=arch_weights, output_hidden_states=True)
-        return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": float(out.loss.detach())}, inputs=inputs)
+        return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": out.loss.detach()}, inputs=inputs)
 
 
 def tie_generator_embeddings(discriminator, generator) -> None:
@@ -136,8 +136,8 @@ class ElectraObjective:
                                       output_hidden_states=True)
         loss = gen_out.loss + self.disc_weight * disc_out.loss
         metrics = {
-            "gen_loss": float(gen_out.loss.detach()),
-            "disc_loss": float(disc_out.loss.detach()),
-            "replaced_fraction": float(replaced.sum() / real.sum().clamp(min=1)),  # of the real tokens
+            "gen_loss": gen_out.loss.detach(),
+            "disc_loss": disc_out.loss.detach(),
+            "replaced_fraction": replaced.sum() / real.sum().clamp(min=1),  # of the real tokens
         }
         return ObjectiveOutput(loss, disc_out.hidden_states, metrics, inputs=inputs)
