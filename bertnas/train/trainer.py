@@ -192,6 +192,7 @@ class SupernetTrainer:
                 # the policy's own update (an architecture step), then its weights / entropy
                 record.update(self.policy.after_weight_step(self.context, self.step, arch))
                 record.update(self.policy.log_fields())
+                _read_scalars(record)  # a policy's device scalars (arch loss, ...): one transfer
                 self.step += 1
                 record["step_time_s"] = time.perf_counter() - t0
                 record["tokens_per_s"] = record["tokens"] / record["step_time_s"]
@@ -417,6 +418,17 @@ class SupernetTrainer:
                 delattr(self, name)
         acc.free_memory()
         acc.end_training()
+
+
+def _read_scalars(record: dict) -> None:
+    """Replace the 0-d / one-element tensors among `record`'s values by floats, read from the
+    device together."""
+    keys = [k for k, v in record.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+    if keys:
+        tensors = [record[k].detach().float().reshape(()) for k in keys]
+        device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
+        values = torch.stack([t.to(device) for t in tensors]).tolist()
+        record.update(zip(keys, values))
 
 
 def _json_arch(arch) -> list:
