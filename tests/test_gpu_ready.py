@@ -66,3 +66,108 @@ def test_nonfinite_steps_are_skipped_up_to_the_allowance(corpus_dir):
     lines = [json.loads(x) for x in (corpus_dir / "skipped" / "log.jsonl").read_text().splitlines()]
     assert any(line.get("skipped_nonfinite") for line in lines)
     assert all(_finite_weights(c) for c in (corpus_dir / "skipped").glob("checkpoint-*"))
+
+
+def test_electra_heldout_corruption_draws_every_random_number_on_the_cpu(tiny_tokenizer, monkeypatch):
+    """The held-out corruption is the same sequence of draws as the objective's own corruption
+    with a CPU generator (the device only runs the generator's forward): no device generator."""
+    from conftest import toy_config
+
+    import datasets
+
+    from bertnas import BertNasForMaskedLM, BertNasForPreTraining
+    from bertnas.tasks import bert as bert_task
+    from bertnas.tasks.objectives import ElectraObjective
+
+    tok = tiny_tokenizer
+    torch.manual_seed(0)
+    config = dict(vocab_size=len(tok), hidden_size=32, candidates=["mha8", "ffn"])
+    disc = BertNasForPreTraining(toy_config(**config))
+    gen = BertNasForMaskedLM(toy_config(**config, arch=["mha8", "ffn"]))
+    objective = ElectraObjective(disc, gen, tok)
+    ids = torch.randint(len(tok.all_special_ids) + 1, len(tok), (8, 16), generator=torch.Generator().manual_seed(3))
+    columns = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    rows = datasets.Dataset.from_dict({k: v.tolist() for k, v in columns.items()}).with_format("torch")
+
+    devices = []
+    real_generator = torch.Generator
+
+    def spy(*args, **kwargs):  # every generator the held-out code makes, and the device it names
+        devices.append(kwargs.get("device", args[0] if args else None))
+        return real_generator(*args, **kwargs)
+
+    monkeypatch.setattr(bert_task.torch, "Generator", spy)
+    batches = bert_task.electra_heldout(objective, rows, batch_size=4, num_batches=2, seed=11)
+    monkeypatch.undo()
+    assert devices == [None], "one generator, on the CPU whatever the model's device"
+    g = torch.Generator().manual_seed(11)
+    gen.eval()
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            part = {k: v[4 * i:4 * i + 4] for k, v in columns.items()}
+            inputs, replaced, _ = objective.corrupt(part, g)
+            assert torch.equal(batch["input_ids"], inputs["input_ids"]) and torch.equal(batch["labels"], replaced)
+    assert any(b["labels"].any() for b in batches)
+
+
+def _controller_rank(rank, world, store_path, strategy_name, out):
+    import torch.distributed as dist
+
+    from bertnas.spaces.base import SearchSpace
+    from bertnas.strategies import build_strategy
+
+    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
+    try:
+        space = SearchSpace({"a": ["x", "y", "z"], "b": ["x", "y"]})
+        strategy = build_strategy(strategy_name, space, seed=0)
+        # rewards that differ per rank (as scores in the last bits on GPUs): without a broadcast
+        # the controllers, and so the next paths, differ
+        strategy.rewards = lambda ctx, archs: [float(i + 10 * rank) * (1 if a.ops[0] == "x" else -1)
+                                               for i, a in enumerate(archs)]
+        ctx = type("Ctx", (), {"world_size": world, "rank": rank})()
+        for step in range(3):
+            strategy.after_weight_step(ctx, step, strategy.choose(step))
+        out.put((rank, json.dumps(strategy.controller.state_dict(), sort_keys=True), strategy.baseline.value,
+                 [strategy.choose(9).to_list() for _ in range(5)]))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("strategy_name", ["reinforce", "ppo"])
+def test_controller_updates_are_rank0s_on_every_rank(tmp_path, strategy_name):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_controller_rank, args=(r, 2, tmp_path / "store", strategy_name, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    (_, state0, base0, draws0), (_, state1, base1, draws1) = results
+    assert state0 == state1 and base0 == base1 and draws0 == draws1
+
+
+def test_rng_state_moves_between_device_types_with_a_warning(caplog):
+    """A masking generator's state saved on one device type restores on another (a GPU's Philox
+    state and a CPU's Mersenne Twister have different sizes: set_state raised 'wrong size'): it is
+    seeded from the saved state, reproducibly, with a warning. Same type: the exact stream."""
+    from bertnas.storage import checkpoint as ck
+
+    gen = torch.Generator().manual_seed(5)
+    state = ck.capture_rng(gen)
+    assert state["mask_generator_device"] == "cpu" and "cuda" not in state
+    expected = torch.rand(3, generator=gen)
+    ck.restore_rng(state, gen)
+    assert torch.equal(torch.rand(3, generator=gen), expected)
+
+    foreign = {**state, "mask_generator": torch.zeros(16, dtype=torch.uint8), "mask_generator_device": "cuda",
+               "cuda": [torch.zeros(16, dtype=torch.uint8)] * 4}  # a 4-GPU rank's file, resumed on a CPU
+    draws = []
+    for _ in range(2):
+        with caplog.at_level("WARNING", logger="bertnas.pretrain"):
+            ck.restore_rng(foreign, gen)
+        draws.append(torch.rand(3, generator=gen))
+    assert torch.equal(draws[0], draws[1])
+    assert "cannot move between device types" in caplog.text
