@@ -73,7 +73,7 @@ class SupernetTrainer:
         self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
         self.trainable.train()
         self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
-                                  collate=self.task.collate)
+                                  collate=self.task.collate, **self._loader_options())
         self.policy = policy
         self.aligner = aligner
         self._evaluator = None
@@ -133,9 +133,20 @@ class SupernetTrainer:
             tensor /= self.world_size
         return tensor
 
+    def _loader_options(self) -> dict:
+        """GPU runs build batches ahead in worker processes into pinned memory (the copies then
+        overlap the step); CPU runs build them in the training thread, fastest there (workers would
+        take the cores the step uses)."""
+        if torch.device(self.device).type != "cuda":
+            return {}
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return {"num_workers": max(1, min(4, cores // max(1, self.world_size) - 1)), "pin_memory": True}
+
     def _set_weight_rows(self, rows) -> None:
         self.stream = BatchStream(rows, self.cfg.batch_size, self.world_size, self.rank, self.cfg.seed,
-                                  collate=self.task.collate)
+                                  collate=self.task.collate, **self._loader_options())
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self) -> Path:
