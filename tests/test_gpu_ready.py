@@ -191,3 +191,18 @@ def test_loader_workers_give_the_same_batches_and_resume_exactly():
     got += [resumed.next()["input_ids"] for _ in range(4)]
     assert all(torch.equal(a, b) for a, b in zip(expected, got)) and len(got) == 9
     assert state == {**plain.state_dict(), "epoch": 2, "position": 1}
+
+
+def test_train_eval_network_gives_each_rank_its_own_images():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "train_eval_network.py"
+    spec = importlib.util.spec_from_file_location("train_eval_network", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    order = torch.randperm(103, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(recipe.rank_slice(order, 0, 1), order)  # one process: the whole permutation
+    shares = [recipe.rank_slice(order, r, 4) for r in range(4)]
+    assert len({len(s) for s in shares}) == 1  # the same number of steps on every rank
+    flat = torch.cat(shares)
+    assert len(set(flat.tolist())) == len(flat) == 100  # disjoint: different images per rank
