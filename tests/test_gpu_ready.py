@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,40 @@ def test_train_eval_network_gives_each_rank_its_own_images():
     assert len({len(s) for s in shares}) == 1  # the same number of steps on every rank
     flat = torch.cat(shares)
     assert len(set(flat.tolist())) == len(flat) == 100  # disjoint: different images per rank
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_alignment_on_a_device_gives_the_cpu_numbers_without_reading_back(batch, monkeypatch, normalize):
+    """Where reading a tensor back would wait for a GPU, the aligner weights padded positions
+    instead of dropping them and caps its term with tensor ops: the same numbers as the CPU path
+    (which drops them by indexing), for a padded batch and a capped term."""
+    from conftest import toy_config
+
+    from bertnas import BertNasModel, BertSpace
+    from bertnas.supernet import align as align_lib
+
+    torch.manual_seed(0)
+    config = toy_config(num_hidden_layers=4)
+    model = BertNasModel(config).eval()
+    aligner = align_lib.Aligner(BertSpace(config), ["mha12", "ffn", "mha12", "ffn"], block_size=2,
+                                normalize=normalize, max_ratio=0.01)
+    hidden = model(**batch, arch=["conv3", "ffn", "mha6", "ffn_wide"], output_hidden_states=True).hidden_states
+    on_cpu = aligner.align_loss(model, batch, hidden)
+    capped_cpu = aligner.weighted(on_cpu, torch.tensor(1e-3))
+    monkeypatch.setattr(align_lib, "reads_are_free", lambda tensor: False)
+    reads = []
+    real_bool = torch.Tensor.__bool__
+
+    def spy(t):  # the aligner's own reads (the model's forward reads a host mask, free on the CPU)
+        if "supernet/align.py" in traceback.extract_stack()[-2].filename:
+            reads.append(traceback.format_stack()[-2])
+        return real_bool(t)
+
+    monkeypatch.setattr(torch.Tensor, "__bool__", spy)
+    on_device = aligner.align_loss(model, batch, hidden)
+    capped = aligner.weighted(on_device, torch.tensor(1e-3))
+    monkeypatch.undo()
+    assert not reads, "no tensor was read back on the host"
+    torch.testing.assert_close(on_device, on_cpu, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(capped, capped_cpu, rtol=1e-5, atol=1e-7)
+    assert capped.item() == pytest.approx(1e-5, rel=1e-5)  # the cap bit: 0.01 x the task loss
