@@ -244,3 +244,20 @@ def test_alignment_on_a_device_gives_the_cpu_numbers_without_reading_back(batch,
     torch.testing.assert_close(on_device, on_cpu, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(capped, capped_cpu, rtol=1e-5, atol=1e-7)
     assert capped.item() == pytest.approx(1e-5, rel=1e-5)  # the cap bit: 0.01 x the task loss
+
+
+def test_gpu_check_dry_run_runs_every_check(tmp_path):
+    """bench/gpu_check.py --dry-run: every check runs on the CPU in tiny size, so the script a GPU
+    loan runs first cannot rot between loans (DeepSpeed is left out here: its CPU ops build for a
+    minute; tests/test_distributed.py runs ZeRO on the CPU)."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--skip", "deepspeed", "--output-dir",
+                           str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    checks = {r["check"] for r in result["rows"]}
+    assert {"env", "parity", "attention", "train_step", "magic_vs_spos", "evaluator", "nb201"} <= checks
+    assert not result["failed"], result["failed"]
+    parity = [r for r in result["rows"] if r["check"] == "parity" and r["what"].startswith("fp32")]
+    assert len(parity) == 6 and all(r["value"] == 0.0 for r in parity)  # exact on the CPU, sdpa and eager
+    assert "| check | what |" in (tmp_path / "gpu_check.md").read_text()
