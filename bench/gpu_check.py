@@ -409,7 +409,7 @@ heads = options["model"]["candidates"][0]
 a_only = ("encoder.layers.0.ops.conv3.", f"encoder.layers.1.ops.{heads}.")
 named = list(t.model.named_parameters())
 t._train_step(t.space.arch(["conv3", heads] * (len(t.space.choices) // 2)))
-snap = lambda: {n: (p.detach().clone(), safe_get_full_fp32_param(p).clone()) for n, p in named if n.startswith(a_only)}
+snap = lambda: {n: (p.detach().clone(), safe_get_full_fp32_param(p).clone()) for n, p in named if any(s in n for s in a_only)}
 before = snap()
 for _ in range(options["max_steps"] - 1):
     ops = ["ffn", "ffn_wide"] * (len(t.space.choices) // 2)
@@ -532,6 +532,7 @@ def main(argv=None) -> int:
         for name in names:
             t0 = time.time()
             try:
+                (Path(tmp) / name).mkdir()
                 got = CHECKS[name](dims, device, Path(tmp) / name)
             except Exception as err:  # noqa: BLE001 - the other checks still run
                 got = [row(name, "error", None, ok=False, note=f"{type(err).__name__}: {str(err)[:300]}")]
