@@ -261,3 +261,35 @@ def test_gpu_check_dry_run_runs_every_check(tmp_path):
     parity = [r for r in result["rows"] if r["check"] == "parity" and r["what"].startswith("fp32")]
     assert len(parity) == 6 and all(r["value"] == 0.0 for r in parity)  # exact on the CPU, sdpa and eager
     assert "| check | what |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_attention_backends_and_the_padding_mask(batch):
+    """Every backend of transformers' attention interface that runs on the CPU gives the sdpa
+    output on a padded batch; the mask handed to sdpa / eager is an additive float one; the
+    config carries BERT's num_attention_heads; a GPU mask is never read back (asked on the host
+    only)."""
+    from conftest import toy_config
+
+    from bertnas import BertNasModel
+
+    torch.manual_seed(0)
+    model = BertNasModel(toy_config(num_hidden_layers=4)).eval()
+    assert model.config.num_attention_heads == 12 and model._supports_flash_attn and model._supports_flex_attn
+    assert model._supports_attention_backend
+    arch = ["mha12", "conv3", "mha6", "ffn"]
+    with torch.no_grad():
+        ref = model(**batch, arch=arch).last_hidden_state
+        mask, tokens = model.attention_mask_for(batch["attention_mask"], ref)
+        assert mask.dtype == torch.float32 and mask.shape == (3, 1, 1, 12) and tokens.shape == (3, 12, 1)
+        assert (mask[1, 0, 0, 8:] == torch.finfo(torch.float32).min).all() and (mask[1, 0, 0, :8] == 0).all()
+        assert model.attention_mask_for(torch.ones(3, 12, dtype=torch.long), ref) == (None, None)
+        # a mask off the host (meta: its values cannot be read at all) is built, never read
+        meta_mask, _ = model.attention_mask_for(batch["attention_mask"].to("meta"), ref.to("meta"))
+        assert meta_mask.device.type == "meta" and meta_mask.shape == (3, 1, 1, 12)
+        for attn in ("eager", "sdpa"):
+            model.config._attn_implementation = attn
+            out = model(**batch, arch=arch, output_attentions=True)
+            keep = batch["attention_mask"].bool()
+            assert (out.last_hidden_state - ref)[keep].abs().max() < 1e-5
+            probs = out.attentions[0]
+            assert probs.shape == (3, 12, 12, 12) and probs[1, :, :, 8:].abs().max() == 0  # padding gets no weight

@@ -149,6 +149,16 @@ class BertNasLayer(GradientCheckpointingLayer):
         return f"label={self.label!r}"
 
 
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype attention computes in: autocast's under autocast on x's device, else x's."""
+    kind = x.device.type
+    available = getattr(torch.amp, "is_autocast_available", lambda k: k in ("cuda", "cpu"))  # torch < 2.4
+    if available(kind) and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind) if hasattr(torch, "get_autocast_dtype") else (
+            torch.get_autocast_gpu_dtype() if kind == "cuda" else torch.get_autocast_cpu_dtype())
+    return x.dtype
+
+
 class BertNasEncoder(nn.Module):
     def __init__(self, config: BertNasConfig):
         super().__init__()
@@ -448,7 +458,7 @@ class BertNasModel(BertNasPreTrainedModel):
         token_mask = keep[:, :, None].to(x.dtype)
         implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
         if implementation in ("sdpa", "eager"):
-            dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+            dtype = _compute_dtype(x)
             return mask_to_additive(keep[:, None, None, :], dtype), token_mask
         return create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask), token_mask
 

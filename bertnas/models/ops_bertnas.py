@@ -88,8 +88,10 @@ class MultiHeadAttentionOp(nn.Module):
         v = self.value(x).view(shape).transpose(1, 2)
         dropout = self.attention_dropout if self.training else 0.0
         attend = self.attention_function(output_attentions)
-        if attend is eager_attention_forward and attn_mask is not None and attn_mask.dtype == torch.bool:
-            attn_mask = mask_to_additive(attn_mask, q.dtype)  # another backend's mask, asked for probabilities
+        if (attend is eager_attention_forward and isinstance(attn_mask, torch.Tensor)
+                and not attn_mask.dtype.is_floating_point):  # another backend's mask, asked for probabilities
+            keep = attn_mask.bool()
+            attn_mask = mask_to_additive(keep[:, None, None, :] if keep.dim() == 2 else keep, q.dtype)
         context, probs = attend(self, q, k, v, attn_mask, dropout=dropout, scaling=self.scaling)
         context = context.reshape(batch, length, self.inner_size)
         out = self.LayerNorm(x + self.dropout(self.dense(context)))

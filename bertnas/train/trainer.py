@@ -305,6 +305,10 @@ class SupernetTrainer:
         self._stop_all = stop_total > 0
         lr = self.scheduler.get_last_lr()[0]
         finite = math.isfinite(loss_total) and math.isfinite(norm)
+        if not finite and math.isfinite(loss_total) and getattr(acc, "scaler", None) is not None:
+            # fp16's loss scaler overflowed: its own step skips the update and lowers the scale
+            # (routine in fp16, not a divergence)
+            finite = True
         if finite or self.use_deepspeed:  # DeepSpeed stepped inside its backward already
             self.optimizer.step()
             if not getattr(self.optimizer, "step_was_skipped", False):
