@@ -293,3 +293,52 @@ def test_attention_backends_and_the_padding_mask(batch):
             assert (out.last_hidden_state - ref)[keep].abs().max() < 1e-5
             probs = out.attentions[0]
             assert probs.shape == (3, 12, 12, 12) and probs[1, :, :, 8:].abs().max() == 0  # padding gets no weight
+
+
+def test_latency_waits_for_the_measured_device(monkeypatch):
+    """`--device cuda:1`: timing waits for cuda:1 itself (a bare synchronize() waits for the
+    current device, cuda:0, and the clock stops before the measured kernels finish)."""
+    from bertnas.search import latency
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    latency.device_sync("cuda:1")()
+    latency.device_sync("cpu")()
+    assert waited == [torch.device("cuda", 1)]
+    calls = []
+    latency.measure_ms(lambda: calls.append(1), "cuda:1", repeats=1, min_time_s=0.0)
+    assert set(waited) == {torch.device("cuda", 1)} and len(waited) > 2
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_the_training_step_reads_the_device_once(tmp_path, monkeypatch, align):
+    """Every number the step logs (loss, alignment, items, signal, gradient norm, the objective's
+    metrics) comes back in ONE transfer, which the finiteness check reads too: counted as the
+    tensor reads (`float`, `int`, `bool`, `item`, `tolist`) the trainer's code makes in a step."""
+    from bertnas.pipelines.pretrain import build_trainer
+    from bertnas.train import trainer as trainer_lib
+    from bertnas.train.config import load_config
+
+    toy = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "toy.yaml"
+    cfg = load_config(dict(config=str(toy), output_dir=str(tmp_path / "run"), max_steps=4, save_steps=0,
+                           progress=False, align=align, align_start=0, align_ramp=0, sampler="uniform",
+                           gradient_accumulation_steps=2))
+    trainer = build_trainer(cfg)
+    arch = trainer.policy.choose(0)
+    trainer._train_step(arch)
+    reads = []
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(t, *a, _real=real, _name=name, **k):
+            if traceback.extract_stack()[-2].filename == trainer_lib.__file__:
+                reads.append(_name)
+            return _real(t, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    record = trainer._train_step(arch)
+    monkeypatch.undo()
+    assert reads == ["tolist"], reads
+    assert {"loss", "grad_norm", "tokens", "mlm_loss"} <= set(record) and isinstance(record["mlm_loss"], float)
+    assert ("align_loss" in record) == align
+    trainer.close()
