@@ -355,14 +355,26 @@ def check_host_syncs(spos, magic, device):
 
 def check_evaluator(d, trainer, device):
     evaluator = trainer.evaluator()
+    seen = {}
+    real_loss = evaluator.loss_fn
+
+    def spy(model, batch, ops):  # what precision scoring runs under
+        if device.type == "cuda":
+            seen["autocast"] = torch.is_autocast_enabled("cuda")
+            seen["tf32"] = torch.backends.cuda.matmul.allow_tf32
+        return real_loss(model, batch, ops)
+
+    evaluator.loss_fn = spy
     rng = random.Random(3)
     archs = [trainer.space.sample(rng) for _ in range(d["eval_archs"])]
     evaluator(archs[0])
     seconds = timed(lambda: [evaluator(a) for a in archs[1:]], device)
     scores = [evaluator(a) for a in archs]
     finite = all(s == s and abs(s) != float("inf") for s in scores)
-    return [row("evaluator", "held-out scoring: archs/s", (len(archs) - 1) / seconds, ok=finite,
-                note=f"{len(evaluator.batches)} batches of {d['batch']} x {d['seq']}; scores finite: {finite}")]
+    fast = device.type != "cuda" or (seen.get("autocast") and seen.get("tf32"))
+    return [row("evaluator", "held-out scoring: archs/s", (len(archs) - 1) / seconds, ok=bool(finite and fast),
+                note=f"{len(evaluator.batches)} batches of {d['batch']} x {d['seq']}; scores finite: {finite}; "
+                     f"autocast / TF32 while scoring: {seen or 'CPU, none'}")]
 
 
 def check_nb201(d, device, work):

@@ -342,3 +342,23 @@ def test_the_training_step_reads_the_device_once(tmp_path, monkeypatch, align):
     assert {"loss", "grad_norm", "tokens", "mlm_loss"} <= set(record) and isinstance(record["mlm_loss"], float)
     assert ("align_loss" in record) == align
     trainer.close()
+
+
+def test_strategies_hand_over_arch_weights_in_one_transfer(monkeypatch):
+    """A differentiable strategy's step reads its architecture weights back once, whatever the
+    number of choices (its rounding and the constant mix of the bilevel weight step both use that
+    one host copy), and its log fields once more: not once per choice."""
+    from bertnas.spaces.base import SearchSpace
+    from bertnas.strategies import build_strategy
+    from bertnas.strategies.base import MixedArch
+
+    space = SearchSpace({f"c{i}": ["a", "b", "c"] for i in range(6)})
+    strategy = build_strategy("darts", space, seed=0, bilevel=True)
+    transfers = []
+    real_cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: transfers.append(1) or real_cpu(t, *a, **k))
+    arch = strategy.choose(0)
+    assert len(transfers) == 1
+    assert isinstance(arch, MixedArch) and all(not w.requires_grad and w.device.type == "cpu" for w in arch.values())
+    strategy.log_fields()
+    assert len(transfers) == 2
