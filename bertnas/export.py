@@ -367,7 +367,7 @@ def export(
     seq_len: int | None = None,
     overwrite: bool = False,
     verify: bool = True,
-    device: str = "cpu",
+    device: str | None = None,  # None: a GPU when one is visible
 ) -> list[Path]:
     """Export `arch`, or the `top_k` best entries of a search's `results` (results.json or its
     folder), from the supernet of `checkpoint` (a run dir or a checkpoint folder). Returns the

@@ -56,6 +56,13 @@ def load_genotype(value: str) -> Genotype:
     return DartsSpace().genotype(data)
 
 
+def rank_slice(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """Rank `rank`'s share of an epoch's permutation: every world-th index from its own offset, cut
+    to equal lengths (ranks must take the same number of steps)."""
+    usable = len(order) - len(order) % world
+    return order[:usable][rank::world]
+
+
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator()
@@ -70,22 +77,27 @@ def main(argv=None):
                                image_size=train.images.shape[-1], num_channels=train.images.shape[1])
     model.config.image_mean, model.config.image_std = mean, std
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(len(train.labels) / args.batch_size)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps_per_epoch = math.ceil((len(train.labels) // world) / args.batch_size)
     total = steps_per_epoch * args.epochs if not args.max_steps else min(args.max_steps, steps_per_epoch * args.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    # Every rank draws the same permutation and trains on its own slice of it (ranks see different
+    # images, every image once per epoch); augmentation draws per rank. One process keeps one
+    # generator for both, as before.
     generator = torch.Generator().manual_seed(args.seed)
+    augment_generator = generator if world == 1 else torch.Generator().manual_seed(args.seed + 7_919 * (rank + 1))
     step, start, losses = 0, time.time(), []
     for epoch in range(args.epochs):
         unwrapped.drop_path_prob = args.drop_path_prob * epoch / args.epochs  # DARTS' linear schedule
         model.train()
-        order = torch.randperm(len(train.labels), generator=generator)
+        order = rank_slice(torch.randperm(len(train.labels), generator=generator), rank, world)
         for i in range(0, len(order), args.batch_size):
             if step >= total:
                 break
             idx = order[i: i + args.batch_size]
-            x = normalise(augment(train.images[idx], generator), mean, std).to(accelerator.device)
+            x = normalise(augment(train.images[idx], augment_generator), mean, std).to(accelerator.device)
             loss = model(x, labels=train.labels[idx].to(accelerator.device)).loss
             optimizer.zero_grad()
             accelerator.backward(loss)

@@ -65,7 +65,7 @@ def _train(objective, params, tok, corpus, arch, steps=40):
         out.loss.backward()
         opt.step()
         opt.zero_grad()
-        history.append((out.loss.item(), out.metrics))
+        history.append((out.loss.item(), {k: float(v) for k, v in out.metrics.items()}))  # device scalars, read as the log does
         first = first or out
     return history, first
 

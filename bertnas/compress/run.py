@@ -47,7 +47,7 @@ DEFAULT_RECIPE = {
               "align": False, "save_steps": 100, "eval_batches": 4, "seed": 42},
     "search": {"method": "shrinking", "candidates_per_block": 64, "top_k": 5, "eval_batches": 8,
                "population": 16, "generations": 8, "parents": 4, "mutation_k": 1,
-               "max_flops": None, "max_latency_ms": None, "latency_seq_len": None, "device": "cpu"},
+               "max_flops": None, "max_latency_ms": None, "latency_seq_len": None, "device": None},
 }
 
 
@@ -246,7 +246,8 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     scorer = task.block_scorer(batches)
     table = None
     if o["max_latency_ms"] is not None:
-        table = build_latency_table(task.model.config, [seq_len], device=o["device"], progress=progress)
+        # latency budgets are for the device named (the CPU unless told); scoring runs on a GPU when present
+        table = build_latency_table(task.model.config, [seq_len], device=o["device"] or "cpu", progress=progress)
         table.save(out / "latency_table.json")
     summary = {}
     exports = tqdm(list(labels.items()), desc="search + export", unit="budget", disable=not progress)

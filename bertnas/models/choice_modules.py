@@ -56,6 +56,7 @@ class LayerChoice(nn.Module):
         if not weights.requires_grad:
             # A constant mix needs no output of a candidate weighted 0 (GDAS' sampled path in the
             # weight step): skip those, as the single path does (their parameters keep grad=None).
+            # Strategies pass constant mixes as host tensors: reading them costs no device sync.
             keep = [i for i, w in enumerate(weights.tolist()) if w != 0.0]
             if keep:
                 return weighted_sum([weights[i] for i in keep], (ops[i](*args, **kwargs) for i in keep))

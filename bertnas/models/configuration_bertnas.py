@@ -7,7 +7,7 @@ nothing from `bertnas`: only transformers, the standard library and its sibling 
 
 from transformers import PretrainedConfig
 
-from .ops_bertnas import check_op, parse_op
+from .ops_bertnas import check_op, op_kind, parse_op
 
 DEFAULT_CANDIDATES = ("mha6", "mha8", "mha12", "ffn", "ffn_wide", "conv3", "conv5")
 
@@ -26,6 +26,9 @@ class BertNasConfig(PretrainedConfig):
         num_hidden_layers (`int`): number of chain layers N (not BERT layers).
         intermediate_size (`int`): inner size of `ffn`; `ffn_wide_size` that of `ffn_wide`
             (default 1.5 x intermediate_size).
+        num_attention_heads (`int`, *optional*): BertConfig's field, for tools that read it
+            (FLOP counters, backends that size buffers per head); default: the largest head count
+            among the candidates (1 without attention ops). The ops' own head counts are in their names.
         embedding_size (`int`, *optional*): width of the word / position / token-type embeddings
             (default: hidden_size, as BERT). A smaller one factorises them (ALBERT / ELECTRA-small):
             embeddings of this width, their LayerNorm, then a linear map `embeddings_project` to
@@ -55,6 +58,7 @@ class BertNasConfig(PretrainedConfig):
         classifier_dropout=None,
         tie_word_embeddings=True,
         embedding_size=None,
+        num_attention_heads=None,
         **kwargs,
     ):
         super().__init__(pad_token_id=pad_token_id, tie_word_embeddings=tie_word_embeddings, **kwargs)
@@ -75,6 +79,7 @@ class BertNasConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.embedding_size = embedding_size if embedding_size is not None else hidden_size
         self.validate_space()
+        self.num_attention_heads = num_attention_heads if num_attention_heads is not None else max_heads(self.candidates)
 
     @property
     def is_supernet(self) -> bool:
@@ -102,6 +107,16 @@ class BertNasConfig(PretrainedConfig):
                     raise ValueError(
                         f"config.arch[{i}]={op!r} is not a candidate; candidates are {self.candidates}"
                     )
+
+
+def max_heads(ops) -> int:
+    """The largest head count of the attention ops in `ops` (1 when there is none)."""
+    heads = [1]
+    for op in ops:
+        if op_kind(op).attention:
+            arg = parse_op(op)[1]
+            heads.append(arg[0] if isinstance(arg, tuple) else arg)
+    return max(heads)
 
 
 __all__ = ["BertNasConfig", "DEFAULT_CANDIDATES", "parse_op"]

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
@@ -51,6 +52,7 @@ from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for us
     MultiHeadAttentionOp,
     build_op,
     is_attention_op,
+    mask_to_additive,
 )
 
 # ----------------------------------------------------------------------------------------
@@ -129,6 +131,8 @@ class BertNasLayer(GradientCheckpointingLayer):
 
     def _mixed(self, x, weights, attn_mask, token_mask):
         check_weights(weights, self.candidates, f"Layer {self.label!r}")
+        # A constant mix skips candidates weighted 0 (they keep grad=None, as off the single path).
+        # Strategies hand constant mixes over as host tensors, so this read costs no device sync.
         values = None if torch.is_grad_enabled() and weights.requires_grad else weights.tolist()
         total = None
         for i, op in enumerate(self.ops.values()):
@@ -143,6 +147,16 @@ class BertNasLayer(GradientCheckpointingLayer):
 
     def extra_repr(self) -> str:
         return f"label={self.label!r}"
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype attention computes in: autocast's under autocast on x's device, else x's."""
+    kind = x.device.type
+    available = getattr(torch.amp, "is_autocast_available", lambda k: k in ("cuda", "cpu"))  # torch < 2.4
+    if available(kind) and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind) if hasattr(torch, "get_autocast_dtype") else (
+            torch.get_autocast_gpu_dtype() if kind == "cuda" else torch.get_autocast_cpu_dtype())
+    return x.dtype
 
 
 class BertNasEncoder(nn.Module):
@@ -225,9 +239,13 @@ class BertNasPreTrainedModel(PreTrainedModel):
     base_model_prefix = "bert"
     supports_gradient_checkpointing = True
     accepts_loss_kwargs = True
+    # transformers' attention backends (the ops call ALL_ATTENTION_FUNCTIONS, as BERT's do)
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     _no_split_modules = ["BertNasEmbeddings", "BertNasLayer"]
-    _can_record_outputs = {"hidden_states": BertNasLayer}
+    _can_record_outputs = {"hidden_states": BertNasLayer}  # attentions: per chain layer, by the encoder
     # Name of the matching transformers BERT class, for from_bert / to_bert.
     _bert_class_name = None
 
@@ -390,7 +408,10 @@ class BertNasPreTrainedModel(PreTrainedModel):
     def to_bert(self):
         """The matching plain transformers BERT (`BertModel`, `BertForMaskedLM`, ...) with identical
         outputs; only for fixed-arch models whose arch is `[mha<h>, ffn] x L`."""
-        bert = self._bert_class()(bert_config_for(self.config))
+        config = bert_config_for(self.config)
+        # the same attention backend, so the BERT computes exactly what this model does
+        config._attn_implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        bert = self._bert_class()(config)
         bert.load_state_dict(bertnas_state_to_bert(self.state_dict()), strict=True)
         return bert.to(self.device).train(self.training)
 
@@ -418,6 +439,29 @@ class BertNasModel(BertNasPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    def attention_mask_for(self, attention_mask, x):
+        """(the attention ops' mask, the convolutions' (B, T, 1) token mask) for a (B, T) padding
+        mask, or (None, None) when nothing is padded.
+
+        sdpa / eager get an additive float mask (B, 1, 1, T) in the dtype attention computes in
+        (autocast's, under autocast), which keeps SDPA's fused kernels open; other backends get
+        what transformers builds for them (flash: the 2-D mask it unpads with; flex: a block mask).
+        Whether anything is padded is only asked of a mask in host memory: reading a GPU mask back
+        would stall every forward (and break a `torch.compile` graph), so there the mask is built."""
+        if attention_mask is None:
+            return None, None
+        on_host = attention_mask.device.type == "cpu" and not torch.compiler.is_compiling()
+        if on_host and bool(attention_mask.all()):
+            return None, None  # the common packed-pretraining case
+        attention_mask = attention_mask.to(x.device, non_blocking=True)
+        keep = attention_mask.bool()
+        token_mask = keep[:, :, None].to(x.dtype)
+        implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        if implementation in ("sdpa", "eager"):
+            dtype = _compute_dtype(x)
+            return mask_to_additive(keep[:, None, None, :], dtype), token_mask
+        return create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask), token_mask
+
     @capture_outputs
     def forward(
         self,
@@ -441,12 +485,7 @@ class BertNasModel(BertNasPreTrainedModel):
         x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
-        attn_mask = token_mask = None
-        # Skip masking when nothing is padded: the common packed-pretraining case.
-        if attention_mask is not None and not bool(attention_mask.all()):
-            keep = attention_mask.bool()
-            attn_mask = keep[:, None, None, :]
-            token_mask = keep[:, :, None].to(x.dtype)
+        attn_mask, token_mask = self.attention_mask_for(attention_mask, x)
         x, attentions = self.encoder(x, choices, attn_mask, token_mask, output_attentions)
         pooled = self.pooler(x) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, attentions=attentions)

@@ -8,8 +8,9 @@ log all read this registry, so adding an op kind is one `register_op_kind(OpKind
 
 Every op module is a whole post-LN residual sublayer, called as
 `op(x, attn_mask, token_mask)` -> `LayerNorm(x + dropout(f(x)))` (identity: `x`), where
-`attn_mask` is a (B, 1, 1, T) bool mask for attention and `token_mask` a (B, T, 1) float mask
-(both None when nothing is padded).
+`attn_mask` is the attention mask in the form the configured attention backend takes (sdpa /
+eager: a (B, 1, 1, T) additive float mask) and `token_mask` a (B, T, 1) float mask (both None
+when nothing is padded).
 
 This file is copied next to exported models with the modeling file and runs as remote code:
 it imports only torch, transformers and the standard library.
@@ -25,10 +26,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers.activations import ACT2FN
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 # ----------------------------------------------------------------------------------------
 # Op modules
 # ----------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """BERT's eager attention (`modeling_bert.eager_attention_forward`): explicit probabilities,
+    an additive float mask. Returns (context (B, T, heads, head size), probabilities)."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probs = F.dropout(F.softmax(scores, dim=-1), p=dropout, training=module.training)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), probs
 
 
 class MultiHeadAttentionOp(nn.Module):
@@ -36,9 +50,14 @@ class MultiHeadAttentionOp(nn.Module):
     width `inner_size` defaults to the hidden size (BERT); a smaller one gives a cheaper attention
     (heads of size inner_size / num_heads; `dense` maps the inner width back to the hidden size).
 
-    Runs through `torch.nn.functional.scaled_dot_product_attention`, except when the attention
-    probabilities are asked for (`output_attentions=True`) or the config's attention
-    implementation is "eager": then it computes them explicitly, as BERT's eager attention does."""
+    The attention itself is transformers' attention interface for `config._attn_implementation`
+    ("sdpa", "eager", "flash_attention_2", "flex_attention", or any registered one), called as
+    BERT calls it, so every backend BERT runs on runs here. `attn_mask` is what the model built for
+    that backend (an additive float mask for sdpa / eager, see `BertNasModel.attention_mask_for`).
+    Attention probabilities (`output_attentions=True`) come from the eager function: the fused
+    kernels do not return them."""
+
+    is_causal = False  # read by transformers' sdpa / flash functions
 
     def __init__(self, config, num_heads: int, inner_size: int | None = None):
         super().__init__()
@@ -55,6 +74,12 @@ class MultiHeadAttentionOp(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.attention_dropout = config.attention_probs_dropout_prob
 
+    def attention_function(self, output_attentions: bool = False):
+        implementation = getattr(self.config, "_attn_implementation", None) or "sdpa"
+        if output_attentions or implementation == "eager":
+            return eager_attention_forward
+        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+
     def forward(self, x, attn_mask=None, token_mask=None, output_attentions=False):
         batch, length, _ = x.shape
         shape = (batch, length, self.num_heads, self.head_size)
@@ -62,18 +87,23 @@ class MultiHeadAttentionOp(nn.Module):
         k = self.key(x).view(shape).transpose(1, 2)
         v = self.value(x).view(shape).transpose(1, 2)
         dropout = self.attention_dropout if self.training else 0.0
-        probs = None
-        if output_attentions or getattr(self.config, "_attn_implementation", None) == "eager":
-            scores = torch.matmul(q, k.transpose(-1, -2)) * self.scaling
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
-            probs = F.dropout(F.softmax(scores, dim=-1), p=dropout, training=self.training)
-            context = torch.matmul(probs, v)
-        else:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(batch, length, self.inner_size)
+        attend = self.attention_function(output_attentions)
+        if (attend is eager_attention_forward and isinstance(attn_mask, torch.Tensor)
+                and not attn_mask.dtype.is_floating_point):  # another backend's mask, asked for probabilities
+            keep = attn_mask.bool()
+            attn_mask = mask_to_additive(keep[:, None, None, :] if keep.dim() == 2 else keep, q.dtype)
+        context, probs = attend(self, q, k, v, attn_mask, dropout=dropout, scaling=self.scaling)
+        context = context.reshape(batch, length, self.inner_size)
         out = self.LayerNorm(x + self.dropout(self.dense(context)))
         return (out, probs) if output_attentions else out
+
+
+def mask_to_additive(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean keep-mask as the additive float mask of eager attention and SDPA: 0 where kept,
+    the dtype's lowest finite value where not (finite, so an all-padding row gives a uniform
+    softmax instead of NaN). SDPA's fused kernels take a float mask where a boolean one would
+    send them to a slower path."""
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, torch.finfo(dtype).min)
 
 
 class FeedForwardOp(nn.Module):

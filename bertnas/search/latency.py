@@ -65,13 +65,23 @@ def machine_info(device: str = "cpu") -> dict:
     return info
 
 
+def device_sync(device) -> Callable[[], None]:
+    """Waits for the work queued on `device` itself: `torch.cuda.synchronize()` with no argument
+    waits for the *current* device, which with `--device cuda:1` is another GPU (the timing would
+    stop before the measured kernels finish)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
 def measure_ms(fn: Callable[[], object], device: str = "cpu", repeats: int | None = None,
                min_time_s: float | None = None) -> float:
     """Milliseconds per call of `fn`: the fastest of `repeats` rounds. Each round runs `fn` enough
     times to last at least `min_time_s` (short ops are timed in bulk, as timeit does)."""
     repeats = repeats or REPEATS
     min_time_s = MIN_TIME_S if min_time_s is None else min_time_s
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync = device_sync(device)
     for _ in range(2):  # warm-up: allocator, kernels, caches
         fn()
     sync()

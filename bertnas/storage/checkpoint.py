@@ -582,28 +582,54 @@ def load_model_weights(model: torch.nn.Module, directory: str | Path) -> None:
 
 
 def capture_rng(mask_generator: torch.Generator | None = None) -> dict:
+    """This rank's RNG states: Python, torch's CPU generator, the rank's OWN accelerator (the
+    current CUDA device, only when this process uses CUDA; the states of every visible GPU would
+    not restore where fewer are visible) and the masking generator with its device type."""
     import torch
 
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_device"] = torch.cuda.get_rng_state()  # the current device: accelerate sets it per rank
     if mask_generator is not None:
         state["mask_generator"] = mask_generator.get_state()
+        state["mask_generator_device"] = mask_generator.device.type
     return state
 
 
 def restore_rng(state: Mapping, mask_generator: torch.Generator | None = None) -> None:
+    """Restore what `capture_rng` saved. Across device types (a CPU checkpoint resumed on a GPU or
+    the reverse) a generator's state cannot carry over (a CPU Mersenne Twister and a CUDA Philox
+    state are different things): the masking generator is then seeded from the saved state, the
+    GPU's RNG left as it is, and a warning says the masks differ from an uninterrupted run's."""
     import torch
 
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    own = state.get("cuda_device")
+    if own is None and state.get("cuda"):  # written before: every visible GPU's state
+        states = state["cuda"]
+        index = torch.cuda.current_device() if torch.cuda.is_available() else None
+        own = states[index] if index is not None and index < len(states) else None
+    if own is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(own)
+    elif own is not None or (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        logger.warning("the checkpoint was written %s a GPU: dropout draws continue from a fresh GPU / CPU "
+                       "state, not the uninterrupted run's", "on" if own is not None else "without")
     if mask_generator is not None:
         if "mask_generator" not in state:
             raise CheckpointError("the checkpoint's RNG state has no masking generator")
-        mask_generator.set_state(state["mask_generator"])
+        saved = state["mask_generator"]
+        saved_type = state.get("mask_generator_device") or ("cpu" if saved.numel() > 64 else "cuda")
+        if saved_type == mask_generator.device.type:
+            mask_generator.set_state(saved)
+        else:
+            seed = int.from_bytes(hashlib.sha256(saved.numpy().tobytes()).digest()[:8], "little")
+            mask_generator.manual_seed(seed)
+            logger.warning("the checkpoint's masking generator ran on %s, this run masks on %s: its state cannot "
+                           "move between device types, so masking continues from a seed derived from it (the "
+                           "run goes on reproducibly, with other masks than an uninterrupted %s run)",
+                           saved_type, mask_generator.device.type, saved_type)
 
 
 def rng_file(rank: int) -> str:

@@ -62,6 +62,16 @@ def linear_schedule(start: float, end: float, step: int, total: int) -> float:
     return start + (end - start) * min(step, total - 1) / (total - 1)
 
 
+def to_host(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached float32 CPU copies of a dict of 1-D weight tensors, in one device-to-host transfer
+    (one per choice would stall a GPU once per choice)."""
+    if not weights:
+        return {}
+    flat = torch.cat([w.detach().float().reshape(-1) for w in weights.values()]).cpu()
+    sizes = [w.numel() for w in weights.values()]
+    return dict(zip(weights, flat.split(sizes)))
+
+
 def gumbel_like(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gumbel(0, 1) noise of `logits`' shape, drawn from `generator` (CPU) then moved."""
     u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
@@ -150,17 +160,20 @@ class DifferentiableStrategy(Strategy):
         self.data_generator = torch.Generator(device=self.device)
         self.data_generator.manual_seed(self.seed * 1_000_003 + 41 + ctx.rank)
 
-    def mixed(self, weights: dict[str, torch.Tensor]) -> MixedArch:
-        """The weights with their rounding (for GDAS: the sampled path) as `.discrete`."""
+    def mixed(self, weights: dict[str, torch.Tensor], constant: bool = False) -> MixedArch:
+        """The weights with their rounding (for GDAS: the sampled path) as `.discrete`. The
+        weights come to the host in one transfer; `constant` (no gradient wanted) mixes with that
+        host copy, so the model reads which candidates weigh 0 without a device read per choice."""
         with torch.no_grad():
-            return MixedArch(weights, self.round({label: w.detach().float().cpu() for label, w in weights.items()}))
+            host = to_host(weights)
+            return MixedArch(host if constant else weights, self.round(host))
 
     def choose(self, step: int) -> MixedArch:
         for p in self.params.values():
             p.grad = None
         weights = self.forward_weights(step)
         if self.options["bilevel"]:  # the weight step treats the architecture as constant
-            weights = {label: w.detach() for label, w in weights.items()}
+            return self.mixed({label: w.detach() for label, w in weights.items()}, constant=True)
         return self.mixed(weights)
 
     def after_weight_step(self, ctx, step: int, arch) -> dict:
@@ -178,7 +191,8 @@ class DifferentiableStrategy(Strategy):
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             for p, g in zip(params, grads):
                 p.grad = g
-            fields["arch_loss"] = float(ctx.all_reduce_mean(loss.detach().reshape(1).clone()))
+            # a device scalar: the trainer reads it with the step's other log values
+            fields["arch_loss"] = ctx.all_reduce_mean(loss.detach().float().reshape(1).clone()).reshape(())
         for p in params:  # unused choices (a module outside the forward) get a zero gradient
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -206,8 +220,8 @@ class DifferentiableStrategy(Strategy):
                 p.grad = None
 
     def log_fields(self) -> dict:
-        with torch.no_grad():
-            return weights_log_subset(self.space, self.labels, {label: self.probs(label) for label in self.labels})
+        with torch.no_grad():  # one transfer for every choice's weights
+            return weights_log_subset(self.space, self.labels, to_host({label: self.probs(label) for label in self.labels}))
 
     # -- results ---------------------------------------------------------------------------
     def theta(self) -> dict[str, torch.Tensor]:

@@ -74,7 +74,22 @@ class ReinforceStrategy(Strategy):
         rewards = self.rewards(ctx, archs)
         fields = self.update(archs, rewards)
         self.updates += 1
-        return {"controller": {**fields, "reward_max": max(rewards), "updates": self.updates}}
+        fields = {**fields, "reward_max": max(rewards), "updates": self.updates}
+        if ctx.world_size > 1:
+            fields = self._take_rank0_update(fields)
+        return {"controller": fields}
+
+    def _take_rank0_update(self, fields: dict) -> dict:
+        """Every rank takes rank 0's controller, baseline and log fields (as MAGIC-A's base
+        decisions are taken): rewards scored per rank can differ in the last bits on GPUs, and
+        controllers updated from them would draw different paths on different ranks."""
+        import torch.distributed as dist
+
+        state = [{"controller": self.controller.state_dict(), "baseline": self.baseline.value, "fields": fields}]
+        dist.broadcast_object_list(state, src=0)
+        self.controller.load_state_dict(state[0]["controller"])
+        self.baseline.value = state[0]["baseline"]
+        return state[0]["fields"]
 
     def log_fields(self) -> dict:
         return weights_log(self.space, self.controller.all_probs())

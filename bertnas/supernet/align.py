@@ -88,6 +88,11 @@ def _has_dropout(model: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
+
+def reads_are_free(tensor: torch.Tensor) -> bool:
+    """Whether reading `tensor`'s values on the host costs no device synchronisation (CPU tensors)."""
+    return tensor.device.type == "cpu"
+
 class Aligner:
     def __init__(self, space: SearchSpace, base_arch, block_size: int = 2, weight: float = 0.1,
                  replacement: str = "population", every: int = 100, top_p: float = 0.3, tolerance: float = 0.1,
@@ -227,16 +232,33 @@ class Aligner:
             raise RuntimeError("Aligner.shared_randomness is active but none of its modules ran in the base forward: "
                                "hook the modules of the model passed to align_loss (Aligner.randomness_modules(model))")
         mask = batch.get("attention_mask")
-        keep = None if mask is None or bool(mask.all()) else mask.bool()
+        # Padding positions carry no signal. On the CPU they are dropped by indexing (reading the
+        # mask is free there); on a GPU that indexing (and asking whether anything is padded) would
+        # wait for the device every step, so the same means are taken with the mask as weights.
+        weights = None
+        if mask is not None and not reads_are_free(mask):
+            weights = mask.to(student_hidden_states[-1].dtype)[..., None]  # (B, T, 1)
+        keep = None if mask is None or weights is not None or bool(mask.all()) else mask.bool()
         blocks = []
         for end in self.block_ends(len(student_hidden_states) - 1):
             student, target = student_hidden_states[end], base[end].to(student_hidden_states[end].dtype)
-            if keep is not None:  # padding positions carry no signal
+            if keep is not None:
                 student, target = student[keep], target[keep]
-            loss = F.mse_loss(student, target)
-            if self.normalize:  # scale-free: shrinking every hidden state cannot lower it
+            if weights is None:
+                loss = F.mse_loss(student, target)
+            else:
+                count = weights.sum() * student.shape[-1]
+                loss = (((student - target) ** 2) * weights).sum() / count.clamp(min=1)
+            if self.normalize and weights is None:  # scale-free: shrinking every hidden state cannot lower it
                 flat = target.reshape(-1, target.shape[-1]).float()
                 var = flat.var(dim=0, unbiased=False).mean() if flat.shape[0] > 1 else flat.new_ones(())
+                loss = loss / (var.to(loss.dtype) + 1e-6)
+            elif self.normalize:
+                w = weights.float()
+                rows = w.sum()
+                mean = (target.float() * w).sum(dim=(0, 1)) / rows.clamp(min=1)
+                var = (((target.float() - mean) ** 2) * w).sum(dim=(0, 1)) / rows.clamp(min=1)
+                var = torch.where(rows > 1, var.mean(), torch.ones_like(rows))
                 loss = loss / (var.to(loss.dtype) + 1e-6)
             blocks.append(loss)
         blocks = torch.stack(blocks)
@@ -264,6 +286,14 @@ class Aligner:
         term = self.current_weight(step) * align_loss
         if self.max_ratio is None or task_loss is None:
             return term
+        if isinstance(term, torch.Tensor) and not reads_are_free(term):
+            # on a GPU: the same cap as tensor ops, without reading the losses back every step
+            cap = self.max_ratio * (task_loss.detach() if isinstance(task_loss, torch.Tensor) else task_loss)
+            cap = torch.as_tensor(cap, dtype=term.dtype, device=term.device)
+            value = term.detach()
+            capped = (value > cap) & (cap >= 0) & (value > 0)
+            return term * torch.where(capped, cap / torch.where(capped, value, torch.ones_like(value)),
+                                      torch.ones_like(value))
         cap = self.max_ratio * float(task_loss.detach() if isinstance(task_loss, torch.Tensor) else task_loss)
         value = float(term.detach())
         if value > cap >= 0 and value > 0:

@@ -14,6 +14,7 @@ it automatically when the model has BatchNorm modules (the BERT space has none).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -129,11 +130,13 @@ class Evaluator:
             when the model has BatchNorm modules.
         cache: keep each arch's score (search); False while the weights still move (training's
             base-replacement checks score with this same class).
+        fast_gpu: on a CUDA device, score under bf16 autocast (fp16 where bf16 is missing) with
+            TF32 matmuls, as the model trained; False: full fp32. Nothing changes on the CPU.
     """
 
     def __init__(self, model: nn.Module, batches: Sequence[dict], loss_fn: LossFn = mlm_loss, metric: str = "mlm_loss",
                  higher_is_better: bool = False, space=None, calibration_batches: Sequence[dict] | None = None,
-                 cache: bool = True):
+                 cache: bool = True, fast_gpu: bool = True):
         if not batches:
             raise ValueError("The held-out set is empty: give at least one batch to score subnets on")
         self.model = model.eval()
@@ -149,6 +152,8 @@ class Evaluator:
         self.cache: dict[tuple, float] = {}
         self.use_cache = cache
         self.seconds = 0.0  # time spent scoring archs not in the cache
+        self.device = device
+        self.fast_gpu = fast_gpu
 
     def sort_key(self, score: float) -> float:
         """Lower is better after this transform (for ranking)."""
@@ -178,9 +183,10 @@ class Evaluator:
         """([(sum, count) per held-out batch], total count) of the path `ops`."""
         if self.model.training:
             self.model.eval()
-        if self.uses_batchnorm:
-            recalibrate(self.model, ops, self.calibration_batches)
-        values = [self.loss_fn(self.model, batch, ops) for batch in self.batches]
+        with gpu_precision(self.device, self.fast_gpu):
+            if self.uses_batchnorm:
+                recalibrate(self.model, ops, self.calibration_batches)
+            values = [self.loss_fn(self.model, batch, ops) for batch in self.batches]
         count = sum(int(n) for _, n in values)
         if count == 0:
             raise ValueError("The held-out batches hold no scored items (no masked tokens / labels)")
@@ -204,6 +210,25 @@ class Evaluator:
         return [len(values) * float(value) / count for value, _ in values]
 
 
+@contextlib.contextmanager
+def gpu_precision(device, enabled: bool = True):
+    """On a CUDA device: bf16 autocast (fp16 without bf16 support) and TF32 matmuls / convolutions
+    for the fp32 parts, the flags restored afterwards. Anywhere else: nothing (CPU scores stay
+    bit-identical)."""
+    device = torch.device(device)
+    if not enabled or device.type != "cuda":
+        yield
+        return
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        with torch.autocast("cuda", dtype=dtype):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 def prepare_batch(batch: dict, device) -> dict:
     """Move a batch to `device` and precompute what `mlm_loss` needs (masked positions and
     their targets), so scoring does no indexing work that is the same for every arch."""
@@ -224,4 +249,5 @@ __all__ = [
     "recalibrate",
     "has_batchnorm",
     "prepare_batch",
+    "gpu_precision",
 ]

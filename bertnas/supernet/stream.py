@@ -1,8 +1,15 @@
-"""A deterministic, resumable stream of training micro-batches over a map-style dataset."""
+"""A deterministic, resumable stream of training micro-batches over a map-style dataset.
+
+On a GPU the batches are built ahead by DataLoader workers into pinned memory (so the trainer's
+`non_blocking` copies overlap the step); on the CPU they are built in the training thread, which
+is fastest there (workers would compete for the same cores). Both give the same batches in the
+same order, and the stream's position counts the batches consumed, so resuming is exact either way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -31,7 +38,8 @@ class BatchStream:
     and resuming needs only (epoch, position)."""
 
     def __init__(self, dataset, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0,
-                 collate: Callable = collate_rows):
+                 collate: Callable = collate_rows, num_workers: int = 0, pin_memory: bool = False,
+                 prefetch_factor: int = 4):
         self.dataset = dataset
         self.batch_size = batch_size
         self.world_size = world_size
@@ -48,21 +56,51 @@ class BatchStream:
         self.epoch = 0
         self.position = 0
         self._order = None
+        self.num_workers, self.pin_memory, self.prefetch_factor = num_workers, pin_memory, prefetch_factor
+        self._ahead: Iterator[dict] | None = None  # the DataLoader's iterator (workers / pinned memory)
 
-    def _permutation(self) -> list[int]:
-        if self._order is None or self._order[0] != self.epoch:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            self._order = (self.epoch, torch.randperm(len(self.dataset), generator=g).tolist())
+    def _permutation(self, epoch: int | None = None) -> list[int]:
+        epoch = self.epoch if epoch is None else epoch
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._order = (epoch, torch.randperm(len(self.dataset), generator=g).tolist())
         return self._order[1]
+
+    def _indices(self, epoch: int, position: int) -> list[int]:
+        start = position * self.global_batch + self.rank * self.batch_size
+        return self._permutation(epoch)[start:start + self.batch_size]
+
+    def _plan(self, epoch: int, position: int):
+        """Index lists of the micro-batches from (epoch, position) on, forever (a DataLoader's batch
+        sampler; it runs in the main process)."""
+        while True:
+            if position >= self.batches_per_epoch:
+                epoch, position = epoch + 1, 0
+            yield self._indices(epoch, position)
+            position += 1
 
     def next(self) -> dict:
         if self.position >= self.batches_per_epoch:
             self.epoch += 1
             self.position = 0
-        start = self.position * self.global_batch + self.rank * self.batch_size
-        indices = self._permutation()[start:start + self.batch_size]
+        if self.num_workers > 0 or self.pin_memory:
+            if self._ahead is None:
+                self._ahead = self._loader(self.epoch, self.position)
+            self.position += 1
+            return next(self._ahead)
+        indices = self._indices(self.epoch, self.position)
         self.position += 1
         return self.collate(self.dataset, indices)
+
+    def _loader(self, epoch: int, position: int) -> Iterator[dict]:
+        from torch.utils.data import DataLoader
+
+        workers = self.num_workers
+        loader = DataLoader(_Indices(), batch_sampler=_Plan(self, epoch, position), num_workers=workers,
+                            collate_fn=functools.partial(_collate, self.collate, self.dataset),
+                            pin_memory=self.pin_memory, prefetch_factor=self.prefetch_factor if workers else None,
+                            persistent_workers=False)
+        return iter(loader)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
@@ -78,6 +116,27 @@ class BatchStream:
                 )
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
+        self._ahead = None  # batches built ahead belong to the old position
+
+
+class _Indices:
+    """A DataLoader 'dataset' whose item i is i: the batch sampler's index lists reach the collate
+    function whole, which fetches the rows in one indexing call."""
+
+    def __getitem__(self, i):
+        return i
+
+
+class _Plan:
+    def __init__(self, stream: BatchStream, epoch: int, position: int):
+        self.stream, self.epoch, self.position = stream, epoch, position
+
+    def __iter__(self):
+        return self.stream._plan(self.epoch, self.position)
+
+
+def _collate(collate: Callable, dataset, indices) -> dict:
+    return collate(dataset, indices)
 
 
 __all__ = ["BatchStream", "collate_rows"]

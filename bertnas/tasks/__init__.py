@@ -10,11 +10,17 @@ __all__ = ["Task", "SPACES", "TASKS", "register_space", "register_task", "task_c
 __getattr__, __dir__ = lazy_attributes(__name__, {"Task": "bertnas.tasks.base"})
 
 
-def load_task(checkpoint, device="cpu"):
+def load_task(checkpoint, device=None):
     """The task of a training run (its latest checkpoint) or of one checkpoint folder, with its
-    trained model loaded in eval mode: what `bertnas search` and `bertnas export` work on."""
+    trained model loaded in eval mode: what `bertnas search` and `bertnas export` work on.
+    `device` None: a GPU when one is visible (search, analyze, the trust report, export and
+    compress all score there), else the CPU."""
     from bertnas.storage.checkpoint import find_checkpoint, read_state
 
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     ckpt = find_checkpoint(checkpoint)
     state = read_state(ckpt)
     name = state.get("task") or (state.get("config") or {}).get("objective") or "mlm"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from bertnas import models
 from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining, short_op_name
@@ -86,20 +87,36 @@ def mlm_heldout(rows, tokenizer, batch_size: int, num_batches: int, seed: int,
 @torch.no_grad()
 def electra_heldout(objective, rows, batch_size: int, num_batches: int, seed: int) -> list[dict]:
     """Held-out rows corrupted once by the ELECTRA generator of `objective` (seeded, eval mode),
-    with `labels` = 1 where a token was replaced: every arch is scored on the same corruption."""
+    with `labels` = 1 where a token was replaced: every arch is scored on the same corruption.
+
+    Every random draw (which tokens are masked, what replaces them, the generator's samples) comes
+    from one CPU generator, as for MLM's held-out masking: a device generator draws other numbers
+    on a GPU, which would make held-out scores depend on the device. Only the generator's forward
+    runs on its device."""
     if batch_size < 1 or num_batches < 1:
         raise ValueError(f"batch_size and eval batches must be >= 1, got {batch_size} and {num_batches}")
     was_training = objective.generator.training
     objective.generator.eval()
     device = next(objective.generator.parameters()).device
-    g = torch.Generator(device=device).manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     n = min(len(rows), batch_size * num_batches)
     batches = []
     try:
         for start in range(0, n, batch_size):
-            batch = {k: v.to(device) for k, v in _rows(rows, start, min(start + batch_size, n)).items()}
-            inputs, replaced, _ = objective.corrupt(batch, g)
-            batches.append({**batch, "input_ids": inputs["input_ids"], "labels": replaced})
+            batch = _rows(rows, start, min(start + batch_size, n))
+            original = batch["input_ids"]
+            masked, labels = mask_tokens(original, objective.tokenizer, g, objective.mlm_probability)
+            inputs = {k: v.to(device) for k, v in batch.items() if k in INPUT_KEYS}
+            inputs["input_ids"] = masked.to(device)
+            chosen = labels != -100
+            logits = objective.generator(**inputs).logits.float().cpu()
+            probs = F.softmax(logits[chosen], dim=-1)
+            sampled = torch.multinomial(probs, 1, generator=g).squeeze(-1) if probs.numel() else original[chosen]
+            corrupted = original.clone()
+            corrupted[chosen] = sampled
+            replaced = (corrupted != original).long()  # a sample equal to the original counts as original
+            batches.append({**{k: v.to(device) for k, v in batch.items()}, "input_ids": corrupted.to(device),
+                            "labels": replaced.to(device)})
     finally:
         objective.generator.train(was_training)
     return batches

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 class ObjectiveOutput:
     loss: torch.Tensor
     hidden_states: tuple  # the sampled subnet's per-layer hidden states (MAGIC-A aligns them)
-    metrics: dict = field(default_factory=dict)  # floats for the log
+    metrics: dict = field(default_factory=dict)  # scalars for the log (0-d tensors: read once per step)
     inputs: dict | None = None  # the batch as the subnet saw it (masked / corrupted), for the base forward
 
 
@@ -39,21 +39,28 @@ def mask_tokens(input_ids: torch.Tensor, tokenizer, generator: torch.Generator, 
     special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids, device=device))
     probability = torch.full(input_ids.shape, mlm_probability, device=device).masked_fill_(special, 0.0)
     chosen = torch.bernoulli(probability, generator=generator).bool()
-    if not chosen.any() and not special.all():
-        # Nothing to predict would make the loss 0/0 = NaN (likely with tiny batches): predict
-        # one maskable token, drawn from the same generator.
+    # Nothing to predict would make the loss 0/0 = NaN (likely with tiny batches): predict one
+    # maskable token, drawn from the same generator. On the CPU the check is free; on a GPU it
+    # would wait for the device every batch, so the fallback is drawn always and applied where due.
+    if device.type == "cpu":
+        if not chosen.any() and not special.all():
+            scores = torch.rand(input_ids.shape, generator=generator, device=device).masked_fill_(special, -1.0)
+            chosen.view(-1)[scores.view(-1).argmax()] = True
+    else:
         scores = torch.rand(input_ids.shape, generator=generator, device=device).masked_fill_(special, -1.0)
-        chosen.view(-1)[scores.view(-1).argmax()] = True
+        fallback = torch.zeros_like(chosen).view(-1).scatter_(0, scores.view(-1).argmax().reshape(1), True)
+        chosen = chosen | (fallback.view_as(chosen) & ~chosen.any() & ~special.all())
     labels = input_ids.masked_fill(~chosen, -100)
 
-    masked = input_ids.clone()
+    # torch.where, not boolean indexing: the same tokens, without the device-to-host read that
+    # indexing by a mask needs on a GPU.
     to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=device), generator=generator).bool() & chosen
-    masked[to_mask] = tokenizer.mask_token_id
+    masked = input_ids.masked_fill(to_mask, tokenizer.mask_token_id)
     # Half of the remaining 20 %: a random token.
     to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=device), generator=generator).bool()
     to_random &= chosen & ~to_mask
     random_tokens = torch.randint(len(tokenizer), input_ids.shape, generator=generator, device=device)
-    masked[to_random] = random_tokens[to_random]
+    masked = torch.where(to_random, random_tokens, masked)
     return masked, labels
 
 
@@ -79,7 +86,7 @@ class MLMObjective:
         masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
         inputs = _model_inputs(batch, masked)
         out = self.model(**inputs, labels=labels, arch=arch, arch_weights=arch_weights, output_hidden_states=True)
-        return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": float(out.loss.detach())}, inputs=inputs)
+        return ObjectiveOutput(out.loss, out.hidden_states, {"mlm_loss": out.loss.detach()}, inputs=inputs)
 
 
 def tie_generator_embeddings(discriminator, generator) -> None:
@@ -136,8 +143,8 @@ class ElectraObjective:
                                       output_hidden_states=True)
         loss = gen_out.loss + self.disc_weight * disc_out.loss
         metrics = {
-            "gen_loss": float(gen_out.loss.detach()),
-            "disc_loss": float(disc_out.loss.detach()),
-            "replaced_fraction": float(replaced.sum() / real.sum().clamp(min=1)),  # of the real tokens
+            "gen_loss": gen_out.loss.detach(),
+            "disc_loss": disc_out.loss.detach(),
+            "replaced_fraction": replaced.sum() / real.sum().clamp(min=1),  # of the real tokens
         }
         return ObjectiveOutput(loss, disc_out.hidden_states, metrics, inputs=inputs)

@@ -106,6 +106,7 @@ class PretrainConfig:
     adam_epsilon: float = 1e-6
     warmup_steps: int = 2
     max_grad_norm: float = 1.0
+    max_nonfinite_steps: int = 0  # steps with a non-finite loss or gradient skipped before the run stops (mixed precision)
     mixed_precision: str = "no"
     deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-1/2)
     grad_bucket_mb: float = 256.0  # flat all-reduce bucket cap (multi-process, no DeepSpeed)

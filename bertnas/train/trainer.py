@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertnas.core.errors import Interrupted
+from bertnas.core.errors import Interrupted, UserError
 from bertnas.core.moved import moved_attributes
 from bertnas.storage import checkpoint as ckpt_lib
 from bertnas.supernet.align import step_seed
@@ -72,7 +73,7 @@ class SupernetTrainer:
         self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
         self.trainable.train()
         self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
-                                  collate=self.task.collate)
+                                  collate=self.task.collate, **self._loader_options())
         self.policy = policy
         self.aligner = aligner
         self._evaluator = None
@@ -98,6 +99,7 @@ class SupernetTrainer:
         torch.manual_seed(cfg.seed + 1 + self.rank)
 
         self.step = 0
+        self.nonfinite_steps = 0  # steps skipped for a non-finite loss / gradient (max_nonfinite_steps)
         self._stop_all = False
         self.resumed_from = None
         self.context = StepContext(
@@ -131,9 +133,20 @@ class SupernetTrainer:
             tensor /= self.world_size
         return tensor
 
+    def _loader_options(self) -> dict:
+        """GPU runs build batches ahead in worker processes into pinned memory (the copies then
+        overlap the step); CPU runs build them in the training thread, fastest there (workers would
+        take the cores the step uses)."""
+        if torch.device(self.device).type != "cuda":
+            return {}
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return {"num_workers": max(1, min(4, cores // max(1, self.world_size) - 1)), "pin_memory": True}
+
     def _set_weight_rows(self, rows) -> None:
         self.stream = BatchStream(rows, self.cfg.batch_size, self.world_size, self.rank, self.cfg.seed,
-                                  collate=self.task.collate)
+                                  collate=self.task.collate, **self._loader_options())
 
     # -- checkpoints ------------------------------------------------------------------------
     def save(self) -> Path:
@@ -157,7 +170,8 @@ class SupernetTrainer:
         return contextlib.nullcontext() if self.use_deepspeed else self.accelerator.autocast()
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device) for k, v in batch.items()}
+        # Pinned host memory (the GPU loader's) copies asynchronously; elsewhere this is .to().
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     # -- the loop ---------------------------------------------------------------------------
     def train(self) -> dict:
@@ -189,6 +203,7 @@ class SupernetTrainer:
                 # the policy's own update (an architecture step), then its weights / entropy
                 record.update(self.policy.after_weight_step(self.context, self.step, arch))
                 record.update(self.policy.log_fields())
+                _read_scalars(record)  # a policy's device scalars (arch loss, ...): one transfer
                 self.step += 1
                 record["step_time_s"] = time.perf_counter() - t0
                 record["tokens_per_s"] = record["tokens"] / record["step_time_s"]
@@ -226,19 +241,28 @@ class SupernetTrainer:
         return self._finish(last)
 
     def _train_step(self, arch) -> dict:
-        """`gradient_accumulation_steps` micro-batches of one subnet, then one optimizer step."""
+        """`gradient_accumulation_steps` micro-batches of one subnet, then one optimizer step.
+
+        Every logged number stays on the device until one transfer at the end of the step (the
+        loss, alignment loss, item count, signal flag, gradient norm and the objective's metrics
+        in one vector): a GPU is never made to wait per micro-batch. The finiteness check reads
+        that same vector, so it adds no synchronisation; it runs before the optimizer step, so a
+        non-finite step never reaches the weights."""
         acc, cfg = self.accelerator, self.cfg
         if self.use_deepspeed:  # before the backward: DeepSpeed steps inside the last one
             gate_param_groups(self.optimizer.param_groups, arch, self.scheduler.get_last_lr())
-        loss_sum = align_sum = 0.0
-        metrics_sum: dict[str, float] = {}
+        zero = torch.zeros((), dtype=torch.float32, device=self.device)
+        loss_sum, align_sum = zero.clone(), zero.clone()
+        metrics_sum: dict[str, torch.Tensor] = {}
         items = 0
         aligning = self.aligner is not None and self.aligner.active(self.step)
         # A MixedArch's weights are one graph (e.g. softmax(alpha)) shared by every micro-batch:
         # keep it for the next micro-batch's backward.
         mixed = getattr(arch, "discrete", None) is not None
         for micro in range(cfg.gradient_accumulation_steps):
-            batch = self._to_device(self.stream.next())
+            host_batch = self.stream.next()
+            items += self.task.count_items(host_batch)  # counted on the host copy: no device read
+            batch = self._to_device(host_batch)
             with acc.accumulate(self.engine), self._shared_randomness(aligning, micro):
                 with self._autocast():
                     out = self.task.compute(batch, arch, self.mask_generator)
@@ -247,17 +271,19 @@ class SupernetTrainer:
                         seen = out.inputs if getattr(out, "inputs", None) is not None else batch
                         align = self.aligner.align_loss(self.task.align_model(), seen, out.hidden_states, arch=arch)
                         loss = loss + self.aligner.weighted(align, out.loss, step=self.step)
-                        align_sum += float(align.detach())
+                        align_sum += align.detach().float()
                 acc.backward(loss, retain_graph=mixed and micro + 1 < cfg.gradient_accumulation_steps)
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach().float()
             for k, v in (out.metrics or {}).items():
-                if isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1):
-                    metrics_sum[k] = metrics_sum.get(k, 0.0) + float(v)
-            items += self.task.count_items(batch)
+                if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    v = v.detach().float().reshape(())
+                elif not isinstance(v, (int, float)) or isinstance(v, bool):
+                    continue
+                metrics_sum[k] = metrics_sum[k] + v if k in metrics_sum else v
 
         n = cfg.gradient_accumulation_steps
         stop = getattr(getattr(self, "_stop", None), "signum", None) or 0  # summed over ranks: all stop together
-        stats = torch.tensor([loss_sum, align_sum, float(items), float(stop)], dtype=torch.float32, device=self.device)
+        stats = torch.stack([loss_sum, align_sum, zero + float(items), zero + float(stop)])
         if self.world_size > 1:
             if self.use_deepspeed:
                 import torch.distributed as dist
@@ -266,31 +292,70 @@ class SupernetTrainer:
             else:
                 stats = all_reduce_active_grads(self.params, self.world_size, extra=stats,
                                                 bucket_bytes=int(cfg.grad_bucket_mb * 2**20))
-        grad_norm = None
-        if cfg.max_grad_norm and cfg.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        clipping = bool(cfg.max_grad_norm and cfg.max_grad_norm > 0)
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm) if clipping else None
+        # The one host transfer of the step: everything the log and the checks need.
+        names = list(metrics_sum)
+        tail = [grad_norm.detach().float().reshape(()).to(self.device) if isinstance(grad_norm, torch.Tensor)
+                else zero + float(grad_norm if grad_norm is not None else 0.0)]
+        tail += [v if isinstance(v, torch.Tensor) else zero + float(v) for v in metrics_sum.values()]
+        values = torch.cat([stats.float(), torch.stack(tail)]).tolist()
+        loss_total, align_total, tokens, stop_total, norm = values[:5]
+        metrics = dict(zip(names, values[5:]))
+        self._stop_all = stop_total > 0
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        if not getattr(self.optimizer, "step_was_skipped", False):
-            self.scheduler.step()
+        finite = math.isfinite(loss_total) and math.isfinite(norm)
+        if not finite and math.isfinite(loss_total) and getattr(acc, "scaler", None) is not None:
+            # fp16's loss scaler overflowed: its own step skips the update and lowers the scale
+            # (routine in fp16, not a divergence)
+            finite = True
+        if finite or self.use_deepspeed:  # DeepSpeed stepped inside its backward already
+            self.optimizer.step()
+            if not getattr(self.optimizer, "step_was_skipped", False):
+                self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self._stop_all = float(stats[3]) > 0
+        if not finite:
+            self._nonfinite_step(loss_total / (n * self.world_size), norm if clipping else None, lr)
 
         w = self.world_size
         record = {
-            "loss": float(stats[0]) / (n * w),
+            "loss": loss_total / (n * w),
             "lr": lr,
             "world_size": w,
             "arch": _json_arch(arch),
-            "tokens": int(stats[2]),
+            "tokens": int(tokens),
         }
+        if not finite:
+            record["skipped_nonfinite"] = True
         if self.aligner is not None:
-            record["align_loss"] = float(stats[1]) / (n * w)
-        if grad_norm is not None:
-            record["grad_norm"] = float(grad_norm)
-        for k, v in metrics_sum.items():  # this rank's metrics, averaged over micro-batches
+            record["align_loss"] = align_total / (n * w)
+        if clipping:
+            record["grad_norm"] = norm
+        for k, v in metrics.items():  # this rank's metrics, averaged over micro-batches
             record[k] = v / n
         return record
+
+    def _nonfinite_step(self, loss: float, grad_norm: float | None, lr: float) -> None:
+        """A step whose loss or gradient norm is not finite was not applied: stop the run (the
+        checkpoints written so far hold finite weights), unless `max_nonfinite_steps` allows
+        skipping it (mixed precision overflows now and then)."""
+        self.nonfinite_steps += 1
+        step = self.step + 1
+        allowed = int(getattr(self.cfg, "max_nonfinite_steps", 0) or 0)
+        bad = [f"the loss is {loss:g}"] if not math.isfinite(loss) else []
+        if grad_norm is not None and not math.isfinite(grad_norm):
+            bad.append(f"the gradient norm is {grad_norm:g}")
+        what = " and ".join(bad) or f"the loss is {loss:g}"
+        if self.nonfinite_steps <= allowed and not self.use_deepspeed:
+            logger.warning("step %d: %s; the step was skipped (%d of %d allowed)",
+                           step, what, self.nonfinite_steps, allowed)
+            return
+        saved = (ckpt_lib.list_checkpoints(self.output_dir) or [None])[-1]
+        kept = f"the last checkpoint ({saved}) holds finite weights" if saved else "no checkpoint was written"
+        raise UserError(
+            f"training diverged at step {step}: {what}; {kept}",
+            f"lower --lr (now {self.cfg.lr:g}), e.g. to {self.cfg.lr / 10:g}, or allow skipped steps with "
+            "max_nonfinite_steps in the config")
 
     def _shared_randomness(self, aligning: bool, micro: int):
         """MAGIC-A's common random numbers: the student and the base draw the same dropout masks
@@ -368,6 +433,17 @@ class SupernetTrainer:
                 delattr(self, name)
         acc.free_memory()
         acc.end_training()
+
+
+def _read_scalars(record: dict) -> None:
+    """Replace the 0-d / one-element tensors among `record`'s values by floats, read from the
+    device together."""
+    keys = [k for k, v in record.items() if isinstance(v, torch.Tensor) and v.numel() == 1]
+    if keys:
+        tensors = [record[k].detach().float().reshape(()) for k in keys]
+        device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
+        values = torch.stack([t.to(device) for t in tensors]).tolist()
+        record.update(zip(keys, values))
 
 
 def _json_arch(arch) -> list:
