@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
+        from bertnas.storage.strict_json import dumps
+
+        print(dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
     return 0
 
 
