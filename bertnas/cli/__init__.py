@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +59,12 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (`error: ...; see `bertnas pretrain --help``), exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # `--max-params -5M` is a (bad) value, not an option: argparse's own pattern knows only
+        # plain negative numbers and would answer "expected one argument".
+        self._negative_number_matcher = re.compile(r"^-\d+(\.\d*)?([eE]-?\d+)?[a-zA-Z]?$|^-\.\d+[a-zA-Z]?$")
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")

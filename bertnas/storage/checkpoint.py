@@ -254,6 +254,14 @@ def read_state(ckpt: str | Path) -> dict:
     return state
 
 
+def checkpoint_space(path: str | Path) -> tuple[Path, str]:
+    """(checkpoint folder, the name of the space it was trained on), from its state.json alone:
+    cheap, for checks before any model is loaded."""
+    ckpt = find_checkpoint(path)
+    config = read_state(ckpt).get("config") or {}
+    return ckpt, str(config.get("space") or "bert")
+
+
 def check_compatible(ckpt: str | Path, stored: Mapping, expected: Mapping) -> None:
     """Raise CheckpointError listing every field where the checkpoint's model / space
     signature differs from the run's."""
@@ -418,6 +426,27 @@ def output_lock(folder: str | Path, option: str = "--output-dir"):
             folder.rmdir()
 
 
+@contextlib.contextmanager
+def sibling_lock(folder: str | Path, option: str = "--output-dir"):
+    """A lock beside `folder` (`.<name>.bertnas.lock` in its parent) for commands that replace the
+    folder as a whole (export writes a temporary folder and renames it into place): a second
+    command on the same target is refused while the first holds it. Parents created here and
+    left empty are removed afterwards."""
+    folder = check_output_dir(folder, option)
+    parent = folder.parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(parent, f".{folder.name}{LOCK_FILE}")
+    try:
+        lock.acquire()
+        yield folder
+    finally:
+        lock.release()
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
 def discard_after(run_dir: str | Path, step: int) -> list[Path]:
     """Delete `run_dir`'s checkpoints later than `step` (a run resumed from an older checkpoint
     is a new branch: its later checkpoints would be mixed with the new ones, `latest` could point
@@ -460,8 +489,8 @@ class RunLock:
     the same folder is refused with the holder named; a lock left by a dead process on this host
     is taken over."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(self, run_dir: str | Path, name: str = LOCK_FILE):
+        self.path = Path(run_dir) / name
         self.held = False
 
     def __enter__(self) -> RunLock:
@@ -696,6 +725,7 @@ __all__ = [
     "check_run_dir",
     "check_output_dir",
     "output_lock",
+    "sibling_lock",
     "discard_after",
     "run_files",
     "run_dir_guard",
@@ -707,6 +737,7 @@ __all__ = [
     "find_checkpoint",
     "verify_checkpoint",
     "read_state",
+    "checkpoint_space",
     "check_compatible",
     "save_checkpoint",
     "swap_folder",
