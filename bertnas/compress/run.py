@@ -249,6 +249,7 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     from tqdm.auto import tqdm
 
     from bertnas.export import export_arch
+    from bertnas.search.constraints import InfeasibleBudget
     from bertnas.search.latency import build_latency_table
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
@@ -268,7 +269,12 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     exports = tqdm(list(labels.items()), desc="search + export", unit="budget", disable=not progress)
     for label, budget in exports:
         exports.set_postfix(budget=label, refresh=True)
-        best = _search_one(task, space, evaluator, scorer, label, budget, recipe, table, seq_len, progress)
+        try:
+            best = _search_one(task, space, evaluator, scorer, label, budget, recipe, table, seq_len, progress)
+        except InfeasibleBudget as err:  # e.g. a latency bound only the measured table shows to be too tight
+            raise UserError(f"budget {label}: {err}",
+                            f"raise the budget or the bounds, then rerun with --resume-from-checkpoint latest "
+                            f"(the distillation in {out / SUPERNET_DIR} is kept)") from None
         ops = list(best.arch.ops)
         fixed = task.model.extract(ops)
         val_loss, teacher_val_loss = task.mlm_losses(batches, ops)

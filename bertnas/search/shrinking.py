@@ -280,7 +280,7 @@ class BlockwiseScorer:
         return self.cache[key]
 
 
-def _block_options(space, block: tuple[int, int], limit: int, rng) -> list[tuple]:
+def _block_options(space, block: tuple[int, int], limit: int, rng, cost=None) -> list[tuple]:
     names = list(space.choices)[block[0]:block[1]]
     options = [space.choices[n] for n in names]
     if math.prod(len(o) for o in options) <= limit:
@@ -288,6 +288,11 @@ def _block_options(space, block: tuple[int, int], limit: int, rng) -> list[tuple
     found = set()
     while len(found) < limit:
         found.add(tuple(rng.choice(o) for o in options))
+    if cost is not None:
+        # The block's cheapest ops too (added after the draws: the sample stays the same), so any
+        # budget the space's smallest arch meets - what `bertnas compress` checks before
+        # distilling - is met by some combination.
+        found.add(tuple(min(o, key=cost) for o in options))
     return sorted(found)
 
 
@@ -330,7 +335,7 @@ def blockwise_search(
     bar = tqdm(desc="block losses", unit="block-cand", disable=not progress)
     for j, block in enumerate(blocks):
         rows = []
-        for ops in _block_options(space, block, candidates_per_block, rng):
+        for ops in _block_options(space, block, candidates_per_block, rng, cost=op_costs):
             costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
             rows.append((ops, float(block_scorer(j, ops)), costs))
             bar.update()
