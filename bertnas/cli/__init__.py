@@ -64,7 +64,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # `--max-params -5M` is a (bad) value, not an option: argparse's own pattern knows only
         # plain negative numbers and would answer "expected one argument".
-        self._negative_number_matcher = re.compile(r"^-\d+(\.\d*)?([eE]-?\d+)?[a-zA-Z]?$|^-\.\d+[a-zA-Z]?$")
+        self._negative_number_matcher = re.compile(
+            r"^-\d+(\.\d*)?([eE]-?\d+)?[a-zA-Z]?$|^-\.\d+[a-zA-Z]?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
