@@ -169,7 +169,8 @@ def test_nb201_run_resumed_with_a_bert_config_names_the_space(world):
             rewrite_manifest(ckpt)
     expect_error(world, ["pretrain", *TRAIN, "--max-steps", "3", "--output-dir", "nb201-run",
                          "--resume-from-checkpoint", "latest"],
-                 r"resuming changes space \('nb201' in the checkpoint, 'bert' now\)")
+                 r"written for another model / search space \(space: checkpoint 'nb201' vs this run 'bert'\); resume "
+                 r"with the config it was trained with")
 
 
 # -- 3. missing or foreign parts --------------------------------------------------------------
@@ -283,19 +284,28 @@ def test_unset_mixed_precision_defers_to_accelerate(monkeypatch):
     (["search", "--checkpoint", "run", "--device", "foo", "--output-dir", "s-dev"], r"--device 'foo' is not a device"),
     (["pretrain", *TRAIN, "--set", "model.num_hidden_layers=2.5", "--output-dir", "new"],
      r"model\.num_hidden_layers' must be an integer, got 2\.5"),
-    (["pretrain", *TRAIN, "--set", "model.arch=mha12", "--output-dir", "new"],
-     r"model\.arch' must be a list of op names, got 'mha12'"),
-    (["pretrain", *TRAIN, "--set", "model.candidates=mha12,ffn", "--output-dir", "new"],
-     r"model\.candidates' must be a list of op names"),
-    (["pretrain", *TRAIN, "--set", "model.hidden_size=wide", "--output-dir", "new"],
-     r"model\.hidden_size' must be an integer, got 'wide'"),
     (["search", "--checkpoint", "run", "--max-params", "-5M", "--output-dir", "s-neg"],
      r"--max-params: Sizes must be positive, got '-5M'"),
 ], ids=["pretrain-under-file", "search-under-file", "export-under-file", "finetune-under-file", "analyze-under-file",
-        "bad-deepspeed-json", "device-foo", "fractional-layers", "string-arch", "string-candidates",
-        "string-size", "negative-size"])
+        "bad-deepspeed-json", "device-foo", "fractional-layers", "negative-size"])
 def test_one_line_instead_of_a_traceback(world, argv, fix):
     expect_error(world, argv, fix)
+
+
+@pytest.mark.parametrize("model, fix", [
+    ({"arch": "mha12"}, r"model\.arch' must be a list of op names, got 'mha12'"),  # else read letter by letter
+    ({"candidates": "mha12,ffn"}, r"model\.candidates' must be a list of op names"),
+    ({"hidden_size": "wide"}, r"model\.hidden_size' must be an integer, got 'wide'"),
+    ({"num_hidden_layers": 2.5}, r"model\.num_hidden_layers' must be an integer, got 2\.5"),
+    ({"tie_word_embeddings": "yes"}, r"model\.tie_word_embeddings must be true or false"),
+], ids=["string-arch", "string-candidates", "string-size", "fractional-layers", "string-bool"])
+def test_model_values_of_the_wrong_type_are_named(model, fix):
+    """The same validation as the CLI case above (`--set model.X=...` and YAML reach it alike), in process."""
+    from bertnas.core.errors import UserError
+    from bertnas.train.config import load_config
+
+    with pytest.raises(UserError, match=fix):
+        load_config({"model": model})
 
 
 # -- 7. silent nonsense in outputs -------------------------------------------------------------

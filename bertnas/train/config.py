@@ -452,13 +452,29 @@ CHANGEABLE_ON_RESUME = frozenset({
 FIXED_FOR_RUN = frozenset(FIELD_NAMES) - CHANGEABLE_ON_RESUME
 
 
-def resume_changes(stored: Mapping, cfg: PretrainConfig) -> dict:
-    """{option: (checkpoint's value, this run's value)} of the options a resume changes.
+# Fixed options that decide what the checkpoint's weights are: a change means another model.
+MODEL_OPTIONS = ("space", "objective", "model", "generator", "space_options", "arch", "init_from_bert")
 
-    Raises a UserError naming every fixed option that differs (an option the checkpoint does
-    not record is taken as unchanged: older checkpoints)."""
+
+def _differences(name: str, old, new) -> list[str]:
+    """`name: checkpoint A vs this run B`, per key for mappings (model.hidden_size, ...)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [f"{name}.{key}: checkpoint {old.get(key)!r} vs this run {new.get(key)!r}"
+                for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return [f"{name}: checkpoint {old!r} vs this run {new!r}"]
+
+
+def resume_changes(stored: Mapping, cfg: PretrainConfig, checkpoint="the checkpoint") -> dict:
+    """{option: (checkpoint's value, this run's value)} of the changeable options a resume changes.
+
+    A changed fixed option is refused, every one named: those that define the model (space,
+    objective, model sizes, ...) as a CheckpointError ("written for another model / search
+    space"), the others as a UserError. An option the checkpoint does not record (older
+    checkpoints) is taken as unchanged."""
+    from bertnas.storage.checkpoint import CheckpointError
+
     current = cfg.to_dict()
-    fixed, changed = [], {}
+    model, fixed, changed = [], [], {}
     for name in FIELD_NAMES:
         if name not in stored:
             continue
@@ -467,10 +483,16 @@ def resume_changes(stored: Mapping, cfg: PretrainConfig) -> dict:
             old, new = old or "no", resolved_mixed_precision(cfg)
         if old == new or (isinstance(old, (list, tuple)) and list(old) == list(new or [])):
             continue
-        if name in FIXED_FOR_RUN:
+        if name in MODEL_OPTIONS:
+            model.extend(_differences(name, old, new))
+        elif name in FIXED_FOR_RUN:
             fixed.append(f"{name} ({old!r} in the checkpoint, {new!r} now)")
         elif name not in ("output_dir", "resume_from_checkpoint", "overwrite"):
             changed[name] = (old, new)
+    if model:
+        raise CheckpointError(f"checkpoint {checkpoint} was written for another model / search space "
+                              f"({'; '.join(model)}); resume with the config it was trained with, or start a new "
+                              "run in a fresh --output-dir")
     if fixed:
         raise UserError(f"resuming changes {', '.join(fixed)}, which {'is' if len(fixed) == 1 else 'are'} fixed for "
                         "a run (the weights, optimizer, sampler and data were built from it)",

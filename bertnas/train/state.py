@@ -57,7 +57,7 @@ def check_resume(cfg) -> Path | None:
         return None
     _verify(path)
     state = ckpt_lib.read_state(path)
-    resume_changes(state.get("config") or {}, cfg)
+    resume_changes(state.get("config") or {}, cfg, path)
     step = int(state["step"])
     if cfg.max_steps < step:
         raise UserError(f"--max-steps {cfg.max_steps} is behind the checkpoint {path} (step {step})",
@@ -159,7 +159,7 @@ class TrainState:
         _verify(path)
         state = ckpt_lib.read_state(path)
         ckpt_lib.check_compatible(path, state.get("signature", {}), t.task.signature())
-        changes = resume_changes(state.get("config") or {}, t.cfg)  # fixed options: refused, named
+        changes = resume_changes(state.get("config") or {}, t.cfg, path)  # fixed options: refused, named
         if state.get("deepspeed", False) != t.use_deepspeed:
             raise ckpt_lib.CheckpointError(
                 f"checkpoint {path} was written {'with' if state.get('deepspeed') else 'without'} DeepSpeed; "
