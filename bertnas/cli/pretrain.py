@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-grad-norm", type=float)
     a("--mlm-probability", type=float)
     a("--disc-weight", type=float, help="ELECTRA discriminator loss weight")
-    a("--mixed-precision", choices=MIXED_PRECISION)
+    a("--mixed-precision", choices=MIXED_PRECISION,
+      help="default: accelerate's setting (accelerate launch --mixed_precision, ACCELERATE_MIXED_PRECISION, "
+           "accelerate config), else no")
     a("--gradient-accumulation-steps", type=int)
     a("--deepspeed", help="DeepSpeed JSON config (recipes/configs/deepspeed_zero1.json / deepspeed_zero2.json)")
     a("--report-to", choices=REPORT_TO)

@@ -291,6 +291,7 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
         values = {_normalise_key(k): v for k, v in values.items()}
         path = values.pop("config", None)
         base = {_normalise_key(k): v for k, v in read_yaml(path).items()} if path else {}
+        base.pop("history", None)  # a run's config.json: its start / resume record, not an option
     values.update({_normalise_key(k): v for k, v in overrides.items()})
 
     merged: dict = {}
