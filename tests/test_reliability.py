@@ -30,8 +30,9 @@ LATIN1_LINE = "caf\xe9 cr\xe8me br\xfbl\xe9e na\xefve gar\xe7on"  # written in L
 
 
 def bertnas(args, cwd, env=None, timeout=300):
+    # stdin closed: a prompt (transformers' remote-code question) fails instead of waiting
     return subprocess.run([*BERTNAS, *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def snapshot(root: Path) -> dict:
@@ -219,6 +220,26 @@ def test_space_and_truth_are_checked_before_any_work(world, argv, fix):
     expect_error(world, ["search", "--checkpoint", "run", *argv, "--output-dir", "s-space"], fix)
 
 
+def test_finetune_of_an_exported_hybrid_subnet_needs_no_remote_code(world):
+    """README step 4: `bertnas finetune` on a hybrid export (model_type bertnas, auto_map to its own
+    files) loads bertnas' registered classes; transformers would ask to run the folder's code."""
+    done = bertnas(["export", "--checkpoint", "run", "--arch", "conv3,mha6", "--output-dir", "hybrid"], world)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((world / "hybrid" / "config.json").read_text())["model_type"] == "bertnas"
+    data = world / "glue-data" / "glue" / "SST-2"
+    data.mkdir(parents=True)
+    rows = [f"{word} film\t{label}" for word, label in (("great", 1), ("awful", 0)) * 8]
+    for name in ("train.tsv", "dev.tsv"):
+        (data / name).write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    done = bertnas(["finetune", "--task", "sst2", "--model", "hybrid", "--data-dir", "glue-data", "--output-dir",
+                    "ft-hybrid", "--epochs", "1", "--batch-size", "8", "--max-length", "16", "--no-test-predictions",
+                    "--no-save-model"], world)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "custom code" not in done.stderr and "trust_remote_code" not in done.stderr
+    result = json.loads((world / "ft-hybrid" / "results.json").read_text())
+    assert result["task"] == "sst2" and 0.0 <= result["eval"]["accuracy"] <= 1.0
+
+
 # -- 4. two writers, one folder ----------------------------------------------------------------
 
 
@@ -333,3 +354,20 @@ def test_kendall_tau_of_two_archs_warns_and_the_json_is_strict(world):
 def test_a_corpus_not_all_utf8_warns(world):
     stderr = (world / "run.stderr").read_text()
     assert re.search(r"tiny\.txt is not all UTF-8 .*U\+FFFD.*convert the file to UTF-8", stderr), stderr[-3000:]
+
+
+def test_disk_full_is_one_line(capsys):
+    """ENOSPC anywhere in a command (a checkpoint, results, an export): one line naming the file and
+    the resume, exit 2, not a traceback (in process: a full disk cannot be made in a test)."""
+    import argparse
+    import errno
+
+    from bertnas.cli import execute
+
+    def full(args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "run/checkpoint-00000004/optimizer.pt")
+
+    assert execute(full, argparse.Namespace()) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the disk is full writing run/checkpoint-00000004/optimizer.pt")
+    assert "--resume-from-checkpoint latest" in err[0]

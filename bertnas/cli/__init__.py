@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
 import re
@@ -161,8 +162,15 @@ def execute(run, args: argparse.Namespace) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception as err:  # noqa: BLE001 - user errors get one line, bugs their traceback
-        if debug or not is_user_error(err):
+        full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+        if debug or not (full or is_user_error(err)):
             raise
+        if full:  # the machine's state, not a bug: checkpoints are written atomically, earlier ones stay intact
+            where = f" writing {err.filename}" if err.filename else ""
+            sys.stderr.write(f"error: the disk is full{where} ({err.strerror}); free space (or pass an --output-dir "
+                             "on another disk) and rerun; a pre-training run continues from its last checkpoint with "
+                             "--resume-from-checkpoint latest\n")
+            return EXIT_USER_ERROR
         sys.stderr.write(f"error: {one_line(err)}\n")
         return EXIT_USER_ERROR
     return result if isinstance(result, int) else 0

@@ -215,6 +215,12 @@ def _report(args) -> dict:
 
     _positive("archs", args.archs)
     _positive("eval-batches", args.eval_batches)
+    if args.truth:  # a built-in truth of another space: named before any arch is scored
+        from bertnas.analysis.io import check_truth_fits
+        from bertnas.storage.checkpoint import checkpoint_space
+
+        ckpt, space = checkpoint_space(args.checkpoint)
+        check_truth_fits(args.truth, space, ckpt)
     path = write_trust_report(args.checkpoint, args.output_dir, truth=args.truth, scores=args.scores,
                               truth_field=args.truth_field, truth_higher_is_better=args.truth_higher,
                               archs=args.archs, seed=args.seed, eval_batches=args.eval_batches,
