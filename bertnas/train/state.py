@@ -22,7 +22,9 @@ from bertnas.train.config import resume_changes
 
 CONFIG_FILE = "config.json"
 HISTORY_KEY = "history"  # config.json: the run's config now, plus one entry per start / resume
-_VERIFIED: set = set()  # checkpoints verified in this process (a resume reads SHA-256 of every file once)
+# Checkpoints `check_resume` verified just before the trainer loads them, with the size and mtime
+# of every file then: the load skips a second SHA-256 pass only when nothing changed since.
+_VERIFIED: dict = {}
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -55,7 +57,8 @@ def check_resume(cfg) -> Path | None:
     path = resume_checkpoint(cfg)
     if path is None:
         return None
-    _verify(path)
+    ckpt_lib.verified_checkpoint(path, None, "--resume-from-checkpoint")  # sizes, SHA-256; names intact ones
+    _VERIFIED[Path(path).resolve()] = _file_stats(path)
     state = ckpt_lib.read_state(path)
     resume_changes(state.get("config") or {}, cfg, path)
     step = int(state["step"])
@@ -65,11 +68,15 @@ def check_resume(cfg) -> Path | None:
     return path
 
 
+def _file_stats(path: Path) -> tuple:
+    return tuple(sorted((p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                        for p in Path(path).rglob("*") if p.is_file()))
+
+
 def _verify(path: Path) -> None:
-    key = Path(path).resolve()
-    if key not in _VERIFIED:
+    """Verify a checkpoint before loading it, unless `check_resume` just did and no file changed."""
+    if _VERIFIED.pop(Path(path).resolve(), None) != _file_stats(path):
         ckpt_lib.verified_checkpoint(path, None, "--resume-from-checkpoint")  # sizes, SHA-256; names intact ones
-        _VERIFIED.add(key)
 
 
 def write_run_config(trainer) -> None:
