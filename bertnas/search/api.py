@@ -175,9 +175,10 @@ def search(
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
     from bertnas.search.latency import LatencyTable
-    from bertnas.storage.results import to_entries, write_results
+    from bertnas.storage.results import start_ranking, to_entries, write_results
 
     SEARCH_METHODS.get(method)  # an unknown name: one line listing the methods
+    start_ranking()
     if blockwise and method != "shrinking":
         raise ValueError("blockwise=True is a variant of --method shrinking")
     if top_k is not None and top_k < 1:

@@ -71,9 +71,14 @@ def rank(candidates, higher_is_better: bool = False) -> list[Candidate]:
     return sorted((c for c in candidates if is_finite(c)), key=lambda c: (sign * c.score, c.params, c.ops))
 
 
-# Archs `rank` left out since the last `write_results` (reported there: the methods rank many
-# times, one warning per search is enough).
+# Archs `rank` left out since the search began (`start_ranking`), reported by `write_results`:
+# the methods rank many times, one warning per search is enough.
 _LEFT_OUT: dict = {}
+
+
+def start_ranking() -> None:
+    """Forget the archs left out by earlier searches in this process."""
+    _LEFT_OUT.clear()
 
 
 def pareto_front(candidates, higher_is_better: bool = False) -> list[Candidate]:
@@ -188,5 +193,5 @@ def load_results(path: str | Path) -> list[dict]:
     return entries
 
 
-__all__ = ["Candidate", "make_candidate", "rank", "is_finite", "check_finite_scores", "pareto_front", "to_entries", "plot_pareto", "write_results",
+__all__ = ["Candidate", "make_candidate", "rank", "is_finite", "check_finite_scores", "start_ranking", "pareto_front", "to_entries", "plot_pareto", "write_results",
            "load_results", "RESULTS_FILE", "EVALUATED_FILE", "SEARCH_FILE", "PLOT_FILE"]
