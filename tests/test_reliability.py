@@ -371,3 +371,25 @@ def test_disk_full_is_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the disk is full writing run/checkpoint-00000004/optimizer.pt")
     assert "--resume-from-checkpoint latest" in err[0]
+
+
+def test_compress_stop_names_the_compress_command(tmp_path):
+    """SIGTERM during compress's distillation: the stop line continues `bertnas compress` with OUT,
+    not `bertnas pretrain` with OUT/supernet (in process: the stop comes from the trainer)."""
+    import signal
+
+    from bertnas.compress.run import _distill
+    from bertnas.core.errors import Interrupted
+
+    def stopped(cfg):
+        raise Interrupted(f"stopped by SIGTERM after step 3 of 9: checkpoint {cfg['output_dir']}/checkpoint-00000003 "
+                          f"written; continue with --resume-from-checkpoint latest --output-dir {cfg['output_dir']}",
+                          signal.SIGTERM)
+
+    with pytest.raises(Interrupted) as err:
+        _distill(stopped, {"output_dir": str(tmp_path / "out" / "supernet")}, tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith("stopped by SIGTERM after step 3 of 9: checkpoint ")
+    assert message.endswith(f"continue with the same `bertnas compress` command plus --resume-from-checkpoint latest "
+                            f"(--output-dir {tmp_path / 'out'})")
+    assert err.value.signum == signal.SIGTERM
