@@ -394,3 +394,21 @@ def test_compress_stop_names_the_compress_command(tmp_path):
     assert message.endswith(f"continue with the same `bertnas compress` command plus --resume-from-checkpoint latest "
                             f"(--output-dir {tmp_path / 'out'})")
     assert err.value.signum == signal.SIGTERM
+
+
+def test_blockwise_search_meets_every_budget_the_smallest_arch_meets():
+    """`bertnas compress` accepts a budget the space's smallest arch meets before it distils; the
+    block-wise search after it must then find an arch (a sampled block table can miss every cheap
+    combination: it used to fail only after the distillation)."""
+    from bertnas.search.constraints import Constraints
+    from bertnas.search.shrinking import blockwise_search
+    from bertnas.spaces import BertSpace
+    from conftest import toy_config
+
+    space = BertSpace(toy_config(num_hidden_layers=8))
+    smallest = [min(cands, key=space.op_params) for cands in space.choices.values()]
+    budget = space.params(smallest) + 1
+    # 2 sampled candidates per block of 4 layers (8 ops each): the all-smallest block is not drawn
+    outcome = blockwise_search(space, lambda j, ops: float(len(set(ops))), [(0, 4), (4, 8)],
+                               Constraints(max_params=budget), candidates_per_block=2, top_k=1, progress=False)
+    assert space.params(outcome.results[0].arch) <= budget

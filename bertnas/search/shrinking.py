@@ -280,7 +280,7 @@ class BlockwiseScorer:
         return self.cache[key]
 
 
-def _block_options(space, block: tuple[int, int], limit: int, rng, cost=None) -> list[tuple]:
+def _block_options(space, block: tuple[int, int], limit: int, rng) -> list[tuple]:
     names = list(space.choices)[block[0]:block[1]]
     options = [space.choices[n] for n in names]
     if math.prod(len(o) for o in options) <= limit:
@@ -288,11 +288,6 @@ def _block_options(space, block: tuple[int, int], limit: int, rng, cost=None) ->
     found = set()
     while len(found) < limit:
         found.add(tuple(rng.choice(o) for o in options))
-    if cost is not None:
-        # The block's cheapest ops too (added after the draws: the sample stays the same), so any
-        # budget the space's smallest arch meets - what `bertnas compress` checks before
-        # distilling - is met by some combination.
-        found.add(tuple(min(o, key=cost) for o in options))
     return sorted(found)
 
 
@@ -335,11 +330,22 @@ def blockwise_search(
     bar = tqdm(desc="block losses", unit="block-cand", disable=not progress)
     for j, block in enumerate(blocks):
         rows = []
-        for ops in _block_options(space, block, candidates_per_block, rng, cost=op_costs):
+        for ops in _block_options(space, block, candidates_per_block, rng):
             costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
             rows.append((ops, float(block_scorer(j, ops)), costs))
             bar.update()
         lookup.append(rows)
+    # A sampled table may miss every combination under a budget that the space's smallest arch
+    # meets (what `bertnas compress` checks before distilling): then each block's cheapest ops
+    # join it. Only then, so a table that already fits the budget searches as before.
+    if any(sum(min(r[2][d] for r in rows) for rows in lookup) > bounds[d] for d in range(3)):
+        for j, block in enumerate(blocks):
+            names = list(space.choices)[block[0]:block[1]]
+            ops = tuple(min(space.choices[n], key=op_costs) for n in names)
+            if all(row[0] != ops for row in lookup[j]):
+                costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+                lookup[j].append((ops, float(block_scorer(j, ops)), costs))
+                bar.update()
     bar.close()
     # Cheapest possible cost of the blocks after each one (to drop hopeless partial paths).
     rest = [(0.0, 0.0, 0.0)] * (len(blocks) + 1)
