@@ -18,7 +18,6 @@ Multi-process gradients: `distributed.py`; checkpoints: `state.py` and
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import time
