@@ -368,6 +368,7 @@ def export(
     overwrite: bool = False,
     verify: bool = True,
     device: str | None = None,  # None: a GPU when one is visible
+    trust_checkpoint: bool = False,
 ) -> list[Path]:
     """Export `arch`, or the `top_k` best entries of a search's `results` (results.json or its
     folder), from the supernet of `checkpoint` (a run dir or a checkpoint folder). Returns the
@@ -376,16 +377,35 @@ def export(
         raise UserError("Give exactly one of arch (--arch) and results (--results)")
     if top_k < 1:
         raise UserError(f"top_k must be >= 1, got {top_k}", "pass --top-k 1 or more")
+    from bertnas.storage.checkpoint import check_output_dir, sibling_lock
+
+    check_output_dir(output_dir)
     if arch is not None:
         check_target(Path(output_dir), overwrite)  # before torch and the model are loaded
+    # Two exports into one folder would both report success and one output would be gone:
+    # the second is refused while the first holds the lock.
+    with sibling_lock(output_dir):
+        return _export(checkpoint, output_dir, arch=arch, results=results, top_k=top_k, push_to_hub=push_to_hub,
+                       private=private, token=token, seq_len=seq_len, overwrite=overwrite, verify=verify,
+                       device=device, trust_checkpoint=trust_checkpoint)
+
+
+def _export(checkpoint, output_dir, *, arch, results, top_k, push_to_hub, private, token, seq_len, overwrite, verify,
+            device, trust_checkpoint) -> list[Path]:
     from bertnas.storage.results import SEARCH_FILE, load_results
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
 
-    task = load_task(verified_checkpoint(checkpoint), device)
+    task = load_task(verified_checkpoint(checkpoint, trust=trust_checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
     processing_class = task.processing_class
+    given_seq_len = seq_len
     seq_len = int(seq_len or (state.get("data") or {}).get("seq_len") or 128)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and seq_len > positions:  # the card's FLOPs would describe impossible inputs
+        where = f"--seq-len {seq_len}" if given_seq_len else f"the run's seq_len {seq_len}"
+        raise UserError(f"{where} is longer than the model's {positions} positions (model card FLOPs)",
+                        f"pass --seq-len {positions} or less")
     base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
             "pre-training objective": state.get("task") or (state.get("config") or {}).get("objective")}
     jobs = []

@@ -91,6 +91,9 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
         for epochs in args.grid_epochs or [settings.epochs]:
             for batch_size in args.grid_batch_size or [settings.batch_size]:
                 check_settings(replace(settings, lr=lr, epochs=epochs, batch_size=batch_size))
+    # bertnas' own model types (a hybrid subnet exported by `bertnas export`) load from the
+    # installed package, not through transformers' remote-code prompt.
+    import bertnas.models  # noqa: F401
     from glue.finetune import finetune
 
     if task in SQUAD_TASKS:
@@ -119,9 +122,15 @@ def check_output_dir(output_dir, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from bertnas.storage.checkpoint import check_output_dir as check_folder, output_lock
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    check_folder(args.output_dir)
     check_output_dir(args.output_dir, getattr(args, "overwrite", False))
-    result = run_task(args, args.task, args.output_dir)
+    # Two fine-tunings into one folder would overwrite each other's model and results.
+    with output_lock(args.output_dir):
+        check_output_dir(args.output_dir, getattr(args, "overwrite", False))  # again, now that we hold it
+        result = run_task(args, args.task, args.output_dir)
     print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"],
                       "model_dir": result.get("model_dir")}), file=getattr(args, "stdout", None) or sys.stdout)
     return result

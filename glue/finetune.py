@@ -13,7 +13,6 @@ the one with the best dev score.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import time
@@ -21,6 +20,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+
+from bertnas.storage import strict_json
 
 from glue.common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
                      save_finetuned)
@@ -246,7 +247,7 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
     }
     for stem, (indices, preds) in best["test_predictions"].items():
         result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)
-    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "results.json").write_text(strict_json.dumps(result, indent=2) + "\n")  # a NaN metric: null
     (out_dir / "results.md").write_text(results_markdown(result))
     remove_if_empty(out_dir / "trainer")
     return result

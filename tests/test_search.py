@@ -24,6 +24,7 @@ from bertnas.search import (
 )
 from bertnas.tasks.bert import mlm_heldout
 from bertnas.search.latency import build_latency_table
+from bertnas.storage.checkpoint import write_manifest
 from bertnas.storage.results import Candidate, load_results, pareto_front, write_results
 from bertnas.search.shrinking import block_ranges, make_bins
 from bertnas.spaces import BertSpace
@@ -48,6 +49,7 @@ def make_run(root, tokenizer, corpus, seq_len=16, step=10, **config_overrides):
              "data": {"source": str(corpus), "seq_len": seq_len, "val_fraction": 0.2, "seed": 3},
              "config": {"batch_size": 4, "mlm_probability": 0.15, "objective": "mlm"}}
     (ckpt / "state.json").write_text(json.dumps(state))
+    write_manifest(ckpt)  # as training writes it last: search and export refuse a checkpoint without one
     return root
 
 
@@ -464,6 +466,7 @@ def test_electra_checkpoint_and_blockwise_search(tmp_path, tiny_tokenizer, tiny_
     bertnas.BertNasForPreTraining(config).save_pretrained(ckpt / "model")
     gen = toy_config(vocab_size=config.vocab_size, arch=["mha12", "ffn"], candidates=["mha12", "ffn"])
     bertnas.BertNasForMaskedLM(gen).save_pretrained(ckpt / "generator")
+    write_manifest(ckpt)  # the files changed: as the ELECTRA run would have written them
     entries = search(run, "random", None, num_samples=3, eval_batches=1, progress=False)
     assert len(entries) == 3 and all(e["metric"] == "electra_disc_loss" for e in entries)
     assert all(0 < e["score"] < 5 for e in entries)

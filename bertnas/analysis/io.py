@@ -135,5 +135,15 @@ def load_values(source: str | Path, role: str = "scores", field: str = "score",
     return loaded
 
 
+def check_truth_fits(truth: str | Path | None, space: str, checkpoint, option: str = "--truth") -> None:
+    """A built-in truth belongs to one space: NAS-Bench-201 accuracies against another space's
+    supernet would share no arch (found only after the search). Checked before any work."""
+    if truth is None or not str(truth).startswith(NB201_PREFIX) or space == "nb201":
+        return
+    raise UserError(f"{option} {truth} holds NAS-Bench-201 accuracies but {checkpoint} is a supernet of the "
+                    f"{space!r} space", "give a truth of this supernet's archs (a JSON mapping arch -> value, or a "
+                    "results list), or an NB201 checkpoint")
+
+
 def direction_word(higher_is_better: bool) -> str:
     return "higher is better" if higher_is_better else "lower is better"

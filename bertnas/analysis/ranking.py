@@ -22,12 +22,16 @@ Ties in the scores are broken by the arch key, so the result is deterministic.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from bertnas.core.errors import UserError
+
+logger = logging.getLogger("bertnas.analysis")
+MIN_ARCHS = 3  # below this a rank correlation is +-1 or undefined whatever the supernet learned
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -215,12 +219,24 @@ def ranking_metrics(scores: Mapping, truth: Mapping, ks=DEFAULT_KS, higher_is_be
     if not used_ks:
         raise UserError(f"no usable k in {list(ks)}", "give positive integers, e.g. 1 5 10")
     truth_best_index = int(np.argmax(t_good))
+    notes = []
+    if n < MIN_ARCHS:
+        note = (f"only {n} archs are in both the scores and the truth: Kendall tau and Spearman rho of {n} archs "
+                "can only be +-1, and their p-values say nothing; score at least 10 archs for a meaningful ranking")
+        logger.warning("%s", note)
+        notes.append(note)
+    values = {"kendall_tau": float(tau.statistic), "kendall_p": float(tau.pvalue),
+              "spearman_rho": float(rho.statistic), "spearman_p": float(rho.pvalue)}
+    undefined = [name for name, value in values.items() if not math.isfinite(value)]
+    if undefined:  # written as null (strict JSON), said here instead of a bare NaN
+        note = f"{', '.join(undefined)} undefined for {n} archs (written as null)"
+        logger.warning("%s", note)
+        notes.append(note)
+        values = {k: (v if math.isfinite(v) else None) for k, v in values.items()}
     return {
         "n": n,
-        "kendall_tau": float(tau.statistic),
-        "kendall_p": float(tau.pvalue),
-        "spearman_rho": float(rho.statistic),
-        "spearman_p": float(rho.pvalue),
+        **values,
+        "notes": notes,
         "higher_is_better_scores": bool(higher_is_better_scores),
         "higher_is_better_truth": bool(higher_is_better_truth),
         "truth_best": float(t[truth_best_index]),

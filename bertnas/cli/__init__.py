@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +60,13 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 class Parser(argparse.ArgumentParser):
     """argparse with a one-line error (`error: ...; see `bertnas pretrain --help``), exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # `--max-params -5M` is a (bad) value, not an option: argparse's own pattern knows only
+        # plain negative numbers and would answer "expected one argument".
+        self._negative_number_matcher = re.compile(
+            r"^-\d+(\.\d*)?([eE]-?\d+)?[a-zA-Z]?$|^-\.\d+[a-zA-Z]?$|^-(inf|infinity|nan)$", re.IGNORECASE)
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
@@ -153,8 +162,15 @@ def execute(run, args: argparse.Namespace) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception as err:  # noqa: BLE001 - user errors get one line, bugs their traceback
-        if debug or not is_user_error(err):
+        full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+        if debug or not (full or is_user_error(err)):
             raise
+        if full:  # the machine's state, not a bug: checkpoints are written atomically, earlier ones stay intact
+            where = f" writing {err.filename}" if err.filename else ""
+            sys.stderr.write(f"error: the disk is full{where} ({err.strerror}); free space (or pass an --output-dir "
+                             "on another disk) and rerun; a pre-training run continues from its last checkpoint with "
+                             "--resume-from-checkpoint latest\n")
+            return EXIT_USER_ERROR
         sys.stderr.write(f"error: {one_line(err)}\n")
         return EXIT_USER_ERROR
     return result if isinstance(result, int) else 0

@@ -151,7 +151,9 @@ def _ranking(args) -> dict:
         "truth": {"source": truth.source, "metric": truth.metric, "direction_from": truth.direction_from}}
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ranking.json").write_text(json.dumps(metrics, indent=2))
+    from bertnas.storage.strict_json import dumps
+
+    (out / "ranking.json").write_text(dumps(metrics, indent=2))
     plot_ranking(scores, truth, metrics, out / "ranking.png")
     return {"kendall_tau": metrics["kendall_tau"], "spearman_rho": metrics["spearman_rho"], "n": metrics["n"],
             "ranking": str(out / "ranking.json"), "plot": str(out / "ranking.png")}
@@ -202,7 +204,9 @@ def _bias(args) -> dict:
               "scores": {"source": scores.source, "higher_is_better": scores.higher_is_better}}
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bias.json").write_text(json.dumps(result, indent=2))
+    from bertnas.storage.strict_json import dumps
+
+    (out / "bias.json").write_text(dumps(result, indent=2))
     return {"params_kendall_tau": result["params"]["kendall_tau"], "bias": str(out / "bias.json")}
 
 
@@ -211,6 +215,12 @@ def _report(args) -> dict:
 
     _positive("archs", args.archs)
     _positive("eval-batches", args.eval_batches)
+    if args.truth:  # a built-in truth of another space: named before any arch is scored
+        from bertnas.analysis.io import check_truth_fits
+        from bertnas.storage.checkpoint import checkpoint_space
+
+        ckpt, space = checkpoint_space(args.checkpoint)
+        check_truth_fits(args.truth, space, ckpt)
     path = write_trust_report(args.checkpoint, args.output_dir, truth=args.truth, scores=args.scores,
                               truth_field=args.truth_field, truth_higher_is_better=args.truth_higher,
                               archs=args.archs, seed=args.seed, eval_batches=args.eval_batches,
@@ -221,8 +231,14 @@ def _report(args) -> dict:
 def run(args) -> int:
     from bertnas.cli import result_stream
 
+    if getattr(args, "output_dir", None):  # under a regular file: one line now, not a traceback after the work
+        from bertnas.storage.checkpoint import check_output_dir
+
+        check_output_dir(args.output_dir)
     handlers = {"ranking": _ranking, "interference": _interference, "entropy": _entropy, "bias": _bias,
                 "report": _report}
     summary = handlers[args.analysis](args)
-    print(json.dumps(summary), file=result_stream(args))
+    from bertnas.storage.strict_json import dumps
+
+    print(dumps(summary), file=result_stream(args))
     return 0

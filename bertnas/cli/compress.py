@@ -11,7 +11,6 @@ student's non-embedding parameters. The summary JSON is printed on stdout. See d
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
                        max_flops=args.max_flops, max_latency_ms=args.max_latency_ms, seq_len=args.seq_len,
                        batch_size=args.batch_size, overwrite=args.overwrite, progress=args.progress)
     if summary:  # empty on the non-main processes of `accelerate launch`
-        print(json.dumps(summary, indent=2), file=result_stream(args))
+        from bertnas.storage.strict_json import dumps
+
+        print(dumps(summary, indent=2), file=result_stream(args))
     return 0
 
 

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--top-k", type=int, default=1, help="entries of --results to export (rank-1, rank-2, ...)")
     a("--output-dir", required=True)
     a("--overwrite", action="store_true", help="replace non-empty output folders")
+    a("--trust-checkpoint", action="store_true",
+      help="read a checkpoint that has no manifest.json (its files cannot be verified)")
     a("--seq-len", type=int, help="sequence length of the FLOPs in the model card (default: the run's)")
     a("--push-to-hub", metavar="REPO_ID", help="upload the exported folder (needs `hf auth login` or HF_TOKEN)")
     a("--private", action="store_true", help="create the Hub repo private")
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     out = result_stream(args)
     folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,
                      push_to_hub=args.push_to_hub, private=args.private, seq_len=args.seq_len,
-                     overwrite=args.overwrite, verify=args.verify)
+                     overwrite=args.overwrite, verify=args.verify, trust_checkpoint=args.trust_checkpoint)
     for folder in folders:
         print(folder, file=out)
     if args.push_to_hub:

@@ -72,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--max-grad-norm", type=float)
     a("--mlm-probability", type=float)
     a("--disc-weight", type=float, help="ELECTRA discriminator loss weight")
-    a("--mixed-precision", choices=MIXED_PRECISION)
+    a("--mixed-precision", choices=MIXED_PRECISION,
+      help="default: accelerate's setting (accelerate launch --mixed_precision, ACCELERATE_MIXED_PRECISION, "
+           "accelerate config), else no")
     a("--gradient-accumulation-steps", type=int)
     a("--deepspeed", help="DeepSpeed JSON config (recipes/configs/deepspeed_zero1.json / deepspeed_zero2.json)")
     a("--report-to", choices=REPORT_TO)
@@ -127,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
+        from bertnas.storage.strict_json import dumps
+
+        print(dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
     return 0
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -94,6 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", help="held-out text source instead of the run's (file, folder, datasets name); "
                                   "with --strategy the training data (vision default: the local CIFAR-10 subset)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="read a checkpoint that has no manifest.json (its files cannot be verified)")
     g.add_argument("--truth", help="ground truth of some archs (JSON arch -> value, a results list, or "
                                    "nb201:cifar10): also write OUT/trust_report.md (bertnas analyze report)")
     a("--seed", type=int, default=0)
@@ -117,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("strategy (train a supernet and search it in one run, instead of --checkpoint)")
     g.add_argument("--strategy", help="darts, gdas, snas, pcdarts, gaea-darts, gaea-gdas, gaea-pcdarts, rsws, spos, "
                                       "reinforce, ppo")
-    g.add_argument("--space", default="bert", help="search space: bert, nb201, darts, cnn (or a registered one)")
+    g.add_argument("--space", help="search space of a --strategy run: bert (default), nb201, darts, cnn (or a "
+                                   "registered one); a --checkpoint search uses the checkpoint's")
     g.add_argument("--max-steps", type=int, help="weight steps (default: the training config's)")
     g.add_argument("--config", help="training YAML (bertnas pretrain's keys; may hold strategy_options)")
     g.add_argument("--strategy-option", dest="strategy_options", action="append", default=[], metavar="KEY=VALUE",
@@ -139,9 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_output_dir(output_dir, overwrite: bool) -> list[Path]:
     """Refuse a folder that holds an earlier search's results (they would be mixed or lost)
     unless --overwrite; returns the files --overwrite deletes."""
-    folder = Path(output_dir)
-    if folder.exists() and not folder.is_dir():
-        raise UserFileExistsError(f"--output-dir {folder} is a file", "give a folder path")
+    from bertnas.storage.checkpoint import check_output_dir as check_folder
+
+    folder = check_folder(output_dir)
     found = [folder / name for name in SEARCH_OUTPUTS if (folder / name).exists()]
     if found and not overwrite:
         raise UserFileExistsError(f"{folder} already holds a search ({', '.join(p.name for p in found)})",
@@ -162,6 +166,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UserError("--blockwise is a variant of --method shrinking", "drop --blockwise or use --method shrinking")
     if args.max_latency_ms is not None and args.max_latency_ms <= 0:
         raise UserError(f"--max-latency-ms must be > 0, got {args.max_latency_ms}", "e.g. --max-latency-ms 2.5")
+    if args.device is not None and not re.fullmatch(r"cpu|mps|(cuda|xpu)(:\d+)?", args.device):
+        raise UserError(f"--device {args.device!r} is not a device", "pass --device cpu, cuda or cuda:N")
     if args.latency_table and not Path(args.latency_table).is_file():
         raise UserError(f"--latency-table {args.latency_table} does not exist",
                         "build one with --build-latency-table OUT.json, or leave it out")
@@ -204,14 +210,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--output-dir is required (results.json and pareto.png go there)",
                         "pass --output-dir runs/NAME-search")
     doomed = check_output_dir(args.output_dir, args.overwrite)
+    if not Path(args.checkpoint).exists():
+        raise UserError(f"--checkpoint {args.checkpoint} does not exist",
+                        "give a pre-training --output-dir or one of its checkpoint-<step> folders")
+    from bertnas.analysis.io import check_truth_fits
+    from bertnas.storage.checkpoint import checkpoint_space
+
+    ckpt, trained_space = checkpoint_space(args.checkpoint)  # before any work: the space and truth fit it
+    if args.space is not None and args.space != trained_space:
+        raise UserError(f"--space {args.space} but {ckpt} is a supernet of the {trained_space!r} space",
+                        "drop --space (a --checkpoint search uses the checkpoint's space), or give a "
+                        f"checkpoint of a {args.space} run")
+    check_truth_fits(args.truth, trained_space, ckpt)
     truth = None
     if args.truth:  # a bad truth file fails now, not after the search
         from bertnas.analysis.io import load_values
 
         truth = load_values(args.truth, "truth")
-    if not Path(args.checkpoint).exists():
-        raise UserError(f"--checkpoint {args.checkpoint} does not exist",
-                        "give a pre-training --output-dir or one of its checkpoint-<step> folders")
     folder = Path(args.output_dir)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -228,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             blockwise=args.blockwise, block_size=args.block_size, base_arch=args.base_arch,
             candidates_per_block=args.candidates_per_block, population=args.population, generations=args.generations,
             parents=args.parents, mutation_k=args.mutation_k, num_samples=args.num_samples,
+            trust_checkpoint=args.trust_checkpoint,
         )
     except InfeasibleBudget as err:
         raise UserError(str(err), "raise --max-params / --max-flops / --max-latency-ms") from None
@@ -252,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
 
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
-                   "build_latency_table", "blockwise", "base_arch", "device", "truth")
+                   "build_latency_table", "blockwise", "base_arch", "device", "truth", "trust_checkpoint")
 
 
 def strategy_config(args: argparse.Namespace) -> dict:
@@ -261,6 +277,7 @@ def strategy_config(args: argparse.Namespace) -> dict:
     from bertnas.tasks.registry import task_name
     from bertnas.strategies import strategy_names
 
+    space = args.space or "bert"
     clashing = [name for name in CHECKPOINT_ONLY if getattr(args, name, None) not in (None, False)]
     if clashing:
         flags = ", ".join("--" + name.replace("_", "-") for name in clashing)
@@ -269,7 +286,7 @@ def strategy_config(args: argparse.Namespace) -> dict:
     if args.strategy not in strategy_names():
         raise UserError(f"unknown strategy {args.strategy!r}", f"choose one of {', '.join(strategy_names())}")
     try:
-        task = task_name(args.space, "mlm")
+        task = task_name(space, "mlm")
     except ValueError as err:
         raise UserError(str(err), "pass --space bert, nb201, darts or cnn") from None
     if task == "classification":
@@ -286,8 +303,8 @@ def strategy_config(args: argparse.Namespace) -> dict:
         raise UserError(f"--config {args.config} does not exist", "give a training YAML, or leave it out")
     if args.output_dir is None:
         raise UserError("--output-dir is required (results.json, log.jsonl and entropy.png go there)",
-                        f"pass --output-dir runs/{args.space}-{args.strategy}")
-    config = {"strategy": args.strategy, "space": args.space, "output_dir": args.output_dir, "seed": args.seed,
+                        f"pass --output-dir runs/{space}-{args.strategy}")
+    config = {"strategy": args.strategy, "space": space, "output_dir": args.output_dir, "seed": args.seed,
               "progress": args.progress, "overwrite": bool(args.overwrite),
               # the strategy alone picks the paths (RS-WS / SPOS: the uniform sampler, no MAGIC-A);
               # MAGIC-T / MAGIC-A supernets: `bertnas pretrain`, then `bertnas search --checkpoint`

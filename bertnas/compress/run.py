@@ -23,8 +23,10 @@ import logging
 import os
 from pathlib import Path
 
-from bertnas.core.errors import UserError, UserFileError
+from bertnas.core.errors import Interrupted, UserError, UserFileError
 from bertnas.compress.budgets import check_budgets, parse_budgets
+from bertnas.storage import strict_json
+from bertnas.storage.checkpoint import check_output_dir, output_lock
 
 logger = logging.getLogger("bertnas.compress")
 SUPERNET_DIR = "supernet"
@@ -196,7 +198,7 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
         raise UserError(f"search method {recipe['search']['method']!r} is not one of shrinking, evolution",
                         "pass --method shrinking or --method evolution")
     corpus = None if corpus in (None, "builtin") else corpus
-    out = Path(output_dir)
+    out = check_output_dir(output_dir)
     # -- 1. checks, before any training ------------------------------------------------------
     t_config = teacher_config(teacher)
     space_config = student_space_config(t_config, recipe["student"])
@@ -220,11 +222,25 @@ def compress(teacher: str, budgets="5M,10M,30M,60M", corpus: str | None = "built
 
     train_cfg = _train_config(teacher, corpus, steps, out / SUPERNET_DIR, recipe, space_config,
                               resume_from_checkpoint, overwrite, progress)
-    run = pretrain(train_cfg)
-    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: search and export on the main process
-        return {}
-    # -- 3. search per budget, 4. export -------------------------------------------------------
-    return search_and_export(out, labels, recipe, teacher, steps, corpus, flops_seq_len, progress, run)
+    if int(os.environ.get("RANK", "0")) != 0:
+        run = _distill(pretrain, train_cfg, out)
+        return {}  # under accelerate launch: search and export on the main process
+    # Two compressions into one OUT would export over each other's winners and summary.
+    with output_lock(out):
+        run = _distill(pretrain, train_cfg, out)
+        # -- 3. search per budget, 4. export ---------------------------------------------------
+        return search_and_export(out, labels, recipe, teacher, steps, corpus, flops_seq_len, progress, run)
+
+
+def _distill(pretrain, train_cfg: dict, out: Path) -> dict:
+    """The distillation run; a stop on a signal names the compress command that continues it
+    (the pre-training hint would name OUT/supernet as --output-dir, which compress reads as OUT)."""
+    try:
+        return pretrain(train_cfg)
+    except Interrupted as err:
+        head = str(err).split("; continue with", 1)[0]
+        raise Interrupted(f"{head}; continue with the same `bertnas compress` command plus "
+                          f"--resume-from-checkpoint latest (--output-dir {out})", err.signum) from None
 
 
 def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps: int, corpus, seq_len: int,
@@ -233,6 +249,7 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     from tqdm.auto import tqdm
 
     from bertnas.export import export_arch
+    from bertnas.search.constraints import InfeasibleBudget
     from bertnas.search.latency import build_latency_table
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
@@ -253,7 +270,12 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
     exports = tqdm(list(labels.items()), desc="search + export", unit="budget", disable=not progress)
     for label, budget in exports:
         exports.set_postfix(budget=label, refresh=True)
-        best = _search_one(task, space, evaluator, scorer, label, budget, recipe, table, seq_len, progress)
+        try:
+            best = _search_one(task, space, evaluator, scorer, label, budget, recipe, table, seq_len, progress)
+        except InfeasibleBudget as err:  # e.g. a latency bound only the measured table shows to be too tight
+            raise UserError(f"budget {label}: {err}",
+                            f"raise the budget or the bounds, then rerun with --resume-from-checkpoint latest "
+                            f"(the distillation in {out / SUPERNET_DIR} is kept)") from None
         ops = list(best.arch.ops)
         fixed = task.model.extract(ops)
         val_loss, teacher_val_loss = task.mlm_losses(batches, ops)
@@ -280,7 +302,7 @@ def search_and_export(out: Path, labels: dict, recipe: dict, teacher: str, steps
         summary[label] = entry
     summary_path = out / SUMMARY_FILE
     tmp = summary_path.with_name(SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.write_text(strict_json.dumps(summary, indent=2) + "\n")
     tmp.replace(summary_path)
     return summary
 

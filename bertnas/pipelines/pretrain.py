@@ -30,7 +30,7 @@ from bertnas.supernet.sampling import build_sampler
 from bertnas.tasks import Task, task_for
 from bertnas.train.config import PretrainConfig, load_config
 from bertnas.train.launch import build_accelerator, reset_accelerate_state
-from bertnas.train.state import resume_checkpoint
+from bertnas.train.state import check_resume, resume_checkpoint
 from bertnas.train.trainer import SupernetTrainer
 
 logger = logging.getLogger("bertnas.pretrain")
@@ -99,6 +99,7 @@ def training_run(cfg: PretrainConfig, task: Task | None = None,
     """A training run's lifecycle: sources checked, the run folder guarded and locked (main
     process), the trainer built from its parts, closed cleanly however the block ends."""
     preflight(cfg)
+    check_resume(cfg)  # intact, and the same fixed options, before anything is built
     task_cls = type(task) if task is not None else task_for(cfg.space, cfg.objective)
     task_cls.check_sources(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process

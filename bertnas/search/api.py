@@ -167,6 +167,7 @@ def search(
     parents: int = 4,
     mutation_k: int = 1,
     num_samples: int = 64,
+    trust_checkpoint: bool = False,
 ) -> list[dict]:
     """Search the supernet of a training checkpoint; returns the ranked entries (best first,
     at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
@@ -174,18 +175,19 @@ def search(
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
     from bertnas.search.latency import LatencyTable
-    from bertnas.storage.results import to_entries, write_results
+    from bertnas.storage.results import start_ranking, to_entries, write_results
 
     SEARCH_METHODS.get(method)  # an unknown name: one line listing the methods
+    start_ranking()
     if blockwise and method != "shrinking":
         raise ValueError("blockwise=True is a variant of --method shrinking")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    options = {k: v for k, v in locals().items() if k not in ("checkpoint", "method", "output_dir")}
+    options = {k: v for k, v in locals().items() if k not in ("checkpoint", "method", "output_dir", "trust_checkpoint")}
     started = time.perf_counter()
     device = device or default_device()
     with hf_progress(progress):
-        task = load_task(verified_checkpoint(checkpoint), device)
+        task = load_task(verified_checkpoint(checkpoint, trust=trust_checkpoint), device)
     model, ckpt, state, space = task.model, task.ckpt, task.run_state, task.space
     seq_len = run_seq_len(state, seq_len)
 

@@ -335,6 +335,17 @@ def blockwise_search(
             rows.append((ops, float(block_scorer(j, ops)), costs))
             bar.update()
         lookup.append(rows)
+    # A sampled table may miss every combination under a budget that the space's smallest arch
+    # meets (what `bertnas compress` checks before distilling): then each block's cheapest ops
+    # join it. Only then, so a table that already fits the budget searches as before.
+    if any(sum(min(r[2][d] for r in rows) for rows in lookup) > bounds[d] for d in range(3)):
+        for j, block in enumerate(blocks):
+            names = list(space.choices)[block[0]:block[1]]
+            ops = tuple(min(space.choices[n], key=op_costs) for n in names)
+            if all(row[0] != ops for row in lookup[j]):
+                costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+                lookup[j].append((ops, float(block_scorer(j, ops)), costs))
+                bar.update()
     bar.close()
     # Cheapest possible cost of the blocks after each one (to drop hopeless partial paths).
     rest = [(0.0, 0.0, 0.0)] * (len(blocks) + 1)

@@ -210,13 +210,21 @@ READ_PARTS = (MODEL_DIR + "/", GENERATOR_DIR + "/", STATE_FILE)  # what search a
 
 
 def verified_checkpoint(path: str | Path, parts: tuple[str, ...] | None = READ_PARTS,
-                        option: str = "--checkpoint") -> Path:
+                        option: str = "--checkpoint", trust: bool = False) -> Path:
     """`find_checkpoint(path)`, with the files search / export read (`parts`; None: all, for a
     resume) verified. A damaged checkpoint raises CheckpointError naming the bad file and the
-    run's intact checkpoints (to pass as `option`)."""
+    run's intact checkpoints (to pass as `option`); one without a manifest is refused unless
+    `trust` (the user's --trust-checkpoint)."""
     ckpt = find_checkpoint(path)
-    if parts is not None and not (ckpt / MANIFEST_FILE).is_file():  # assembled by hand, not by training
-        logger.warning("%s has no %s: its files cannot be verified", ckpt, MANIFEST_FILE)
+    if parts is not None and not (ckpt / MANIFEST_FILE).is_file():
+        # Training always writes the manifest last: without it the files may be a half-copied or
+        # damaged checkpoint, and nothing can tell. Only the user can vouch for them.
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint {ckpt} has no {MANIFEST_FILE}, so its files cannot be verified (a copy that lost it, "
+                "or a folder assembled by hand); pass --trust-checkpoint if you trust these files, or use a "
+                "checkpoint written by bertnas pretrain")
+        logger.warning("%s has no %s: its files are not verified (--trust-checkpoint)", ckpt, MANIFEST_FILE)
         return ckpt
     try:
         verify_checkpoint(ckpt, parts)
@@ -244,6 +252,14 @@ def read_state(ckpt: str | Path) -> dict:
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path} is not a bertnas training state (no 'step')")
     return state
+
+
+def checkpoint_space(path: str | Path) -> tuple[Path, str]:
+    """(checkpoint folder, the name of the space it was trained on), from its state.json alone:
+    cheap, for checks before any model is loaded."""
+    ckpt = find_checkpoint(path)
+    config = read_state(ckpt).get("config") or {}
+    return ckpt, str(config.get("space") or "bert")
 
 
 def check_compatible(ckpt: str | Path, stored: Mapping, expected: Mapping) -> None:
@@ -374,12 +390,77 @@ def run_files(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in run_dir.iterdir() if RUN_FILE_RE.match(p.name))
 
 
+def check_output_dir(path: str | Path, option: str = "--output-dir") -> Path:
+    """An output folder bertnas can create: it is not a regular file and no folder above it is
+    one (mkdir would fail with NotADirectoryError after the work). Checked before any work."""
+    path = Path(path)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = f"{option} {path} is a file" if part == path else \
+                    f"{option} {path} lies under {part}, which is a regular file"
+                raise UserFileExistsError(what, f"give a folder path (not inside {part})")
+            break
+    return path
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | Path, option: str = "--output-dir"):
+    """A command's output folder for the block: checked, created, and locked (`RunLock`) so a
+    second command writing the same folder is refused instead of mixing or replacing outputs.
+    A folder created here and left empty is removed afterwards."""
+    folder = check_output_dir(folder, option)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = RunLock(folder).acquire()
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    try:
+        yield folder
+    finally:
+        lock.release()
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def sibling_lock(folder: str | Path, option: str = "--output-dir"):
+    """A lock beside `folder` (`.<name>.bertnas.lock` in its parent) for commands that replace the
+    folder as a whole (export writes a temporary folder and renames it into place): a second
+    command on the same target is refused while the first holds it. Parents created here and
+    left empty are removed afterwards."""
+    folder = check_output_dir(folder, option)
+    parent = folder.parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(parent, f".{folder.name}{LOCK_FILE}")
+    try:
+        lock.acquire()
+        yield folder
+    finally:
+        lock.release()
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def discard_after(run_dir: str | Path, step: int) -> list[Path]:
+    """Delete `run_dir`'s checkpoints later than `step` (a run resumed from an older checkpoint
+    is a new branch: its later checkpoints would be mixed with the new ones, `latest` could point
+    to the old branch, and `keep_last` would prune the new checkpoints first). Returns them."""
+    later = [p for p in list_checkpoints(run_dir) if checkpoint_step(p) > step]
+    for path in later:
+        shutil.rmtree(path)
+    return later
+
+
 def check_run_dir(run_dir: str | Path, resume: str | None, overwrite: bool) -> list[Path]:
     """Refuse to start a new run in a folder that holds another run (it would mix the two: old
     checkpoints kept, `latest` pointing to them, the log appended). Returns what --overwrite deletes."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserFileExistsError(f"--output-dir {run_dir} is a file", "give a folder path")
+    run_dir = check_output_dir(run_dir)
     if overwrite and resume:
         raise UserError("--overwrite starts the run over and --resume-from-checkpoint continues it",
                         "pass only one of them")
@@ -408,9 +489,15 @@ class RunLock:
     the same folder is refused with the holder named; a lock left by a dead process on this host
     is taken over."""
 
-    def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / LOCK_FILE
+    def __init__(self, run_dir: str | Path, name: str = LOCK_FILE):
+        self.path = Path(run_dir) / name
         self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     def acquire(self) -> RunLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -662,6 +749,10 @@ __all__ = [
     "CheckpointError",
     "verified_checkpoint",
     "check_run_dir",
+    "check_output_dir",
+    "output_lock",
+    "sibling_lock",
+    "discard_after",
     "run_files",
     "run_dir_guard",
     "RunLock",
@@ -672,6 +763,7 @@ __all__ = [
     "find_checkpoint",
     "verify_checkpoint",
     "read_state",
+    "checkpoint_space",
     "check_compatible",
     "save_checkpoint",
     "swap_folder",

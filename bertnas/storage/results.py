@@ -11,8 +11,15 @@ for every evaluated arch with the Pareto front highlighted.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bertnas.core.errors import UserError
+from bertnas.storage import strict_json
+
+logger = logging.getLogger("bertnas.search")
 
 RESULTS_FILE = "results.json"
 EVALUATED_FILE = "evaluated.json"
@@ -45,21 +52,58 @@ def make_candidate(space, constraints, arch, score: float, **extra) -> Candidate
     return Candidate(arch, float(score), costs["params"], costs["flops"], costs["latency_ms"], dict(extra))
 
 
+def is_finite(candidate: Candidate) -> bool:
+    try:
+        return math.isfinite(float(candidate.score))
+    except (TypeError, ValueError):
+        return False
+
+
 def rank(candidates, higher_is_better: bool = False) -> list[Candidate]:
-    """Best first; ties broken by fewer params, then by the arch (a stable, total order)."""
+    """Best first; ties broken by fewer params, then by the arch (a stable, total order).
+    Candidates whose score is not a finite number (a diverged supernet's NaN loss) are left out:
+    NaN compares false with everything, so sorting them would put them anywhere, even first."""
     sign = -1.0 if higher_is_better else 1.0
-    return sorted(candidates, key=lambda c: (sign * c.score, c.params, c.ops))
+    candidates = list(candidates)
+    for c in candidates:
+        if not is_finite(c):
+            _LEFT_OUT[c.ops] = c.score
+    return sorted((c for c in candidates if is_finite(c)), key=lambda c: (sign * c.score, c.params, c.ops))
+
+
+# Archs `rank` left out since the search began (`start_ranking`), reported by `write_results`:
+# the methods rank many times, one warning per search is enough.
+_LEFT_OUT: dict = {}
+
+
+def start_ranking() -> None:
+    """Forget the archs left out by earlier searches in this process."""
+    _LEFT_OUT.clear()
 
 
 def pareto_front(candidates, higher_is_better: bool = False) -> list[Candidate]:
     """Candidates no other candidate beats on both params (fewer) and score (better), by params."""
     sign = -1.0 if higher_is_better else 1.0
     front, best = [], float("inf")
-    for c in sorted(candidates, key=lambda c: (c.params, sign * c.score)):
+    for c in sorted((c for c in candidates if is_finite(c)), key=lambda c: (c.params, sign * c.score)):
         if sign * c.score < best:
             front.append(c)
             best = sign * c.score
     return front
+
+
+def check_finite_scores(finite: int, left_out: dict, metric: str) -> None:
+    """No ranking of a diverged supernet: an error when no arch has a finite score, a warning
+    naming how many were left out otherwise."""
+    if not left_out:
+        return
+    ops, score = next(iter(left_out.items()))
+    if not finite:
+        raise UserError(f"every one of the {len(left_out)} scored archs has a non-finite {metric} (e.g. {score}): "
+                        "the supernet's weights diverged, so no ranking means anything",
+                        "retrain the supernet (e.g. with a lower --lr) and search the new checkpoint")
+    logger.warning("%d of %d scored archs have a non-finite %s (e.g. %s: %s); they are left out of the ranking "
+                   "and the Pareto front", len(left_out), finite + len(left_out), metric, list(ops), score)
 
 
 def to_entries(ranked, metric: str) -> list[dict]:
@@ -105,18 +149,25 @@ def plot_pareto(path: str | Path, evaluated, results, metric: str, higher_is_bet
 def write_results(output_dir: str | Path, results, evaluated, metric: str, higher_is_better: bool = False,
                   meta: dict | None = None) -> dict:
     """Write results.json, evaluated.json, search.json and pareto.png; returns their paths."""
+    evaluated = list(evaluated)
+    left_out = {**_LEFT_OUT, **{c.ops: c.score for c in evaluated if not is_finite(c)}}
+    _LEFT_OUT.clear()
+    check_finite_scores(len([c for c in evaluated if is_finite(c)]), left_out, metric)
+    results = [c for c in results if is_finite(c)]
+    evaluated = [c for c in evaluated if is_finite(c)]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = to_entries(results, metric)
     paths = {"results": out / RESULTS_FILE, "evaluated": out / EVALUATED_FILE, "search": out / SEARCH_FILE,
              "plot": out / PLOT_FILE}
-    paths["results"].write_text(json.dumps(entries, indent=2) + "\n")
-    paths["evaluated"].write_text(json.dumps(to_entries(rank(evaluated, higher_is_better), metric), indent=2) + "\n")
+    paths["results"].write_text(strict_json.dumps(entries, indent=2) + "\n")
+    paths["evaluated"].write_text(strict_json.dumps(to_entries(rank(evaluated, higher_is_better), metric), indent=2)
+                                  + "\n")
     front = pareto_front(evaluated, higher_is_better)
     summary = {**(meta or {}), "metric": metric, "higher_is_better": higher_is_better,
-               "num_results": len(entries), "num_evaluated": len(evaluated),
+               "num_results": len(entries), "num_evaluated": len(evaluated), "num_non_finite": len(left_out),
                "pareto_front": [c.to_dict() for c in front]}
-    paths["search"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    paths["search"].write_text(strict_json.dumps(summary, indent=2, default=str) + "\n")
     plot_pareto(paths["plot"], evaluated, results, metric, higher_is_better,
                 title=f"{summary.get('method', 'search')}: {len(evaluated)} archs scored")
     return paths
@@ -142,5 +193,5 @@ def load_results(path: str | Path) -> list[dict]:
     return entries
 
 
-__all__ = ["Candidate", "make_candidate", "rank", "pareto_front", "to_entries", "plot_pareto", "write_results",
+__all__ = ["Candidate", "make_candidate", "rank", "is_finite", "check_finite_scores", "start_ranking", "pareto_front", "to_entries", "plot_pareto", "write_results",
            "load_results", "RESULTS_FILE", "EVALUATED_FILE", "SEARCH_FILE", "PLOT_FILE"]

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bertnas import models
+from bertnas.core.errors import one_line
 from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining, short_op_name
 from bertnas.spaces import BertSpace
 from bertnas.storage import checkpoint as ckpt_lib
@@ -135,8 +136,20 @@ def load_tokenizer(ckpt: Path):
     try:
         return AutoTokenizer.from_pretrained(ckpt / MODEL_DIR)
     except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"No tokenizer in {ckpt / MODEL_DIR} (pre-training saves it next to the model): "
-                                f"{err}") from err
+        raise ckpt_lib.CheckpointError(f"{ckpt / MODEL_DIR} has no usable tokenizer ({one_line(err)[:120]}); pre-training "
+                              "saves it next to the model: copy the run's tokenizer files (tokenizer.json, "
+                              "tokenizer_config.json) there, or use a checkpoint written by bertnas pretrain") from None
+
+
+def check_vocab(tokenizer, model, folder) -> None:
+    """The tokenizer belongs to the model: a tokenizer with more tokens than the embeddings gives
+    out-of-range ids, one with far fewer (a stand-in built from special tokens alone) scores
+    every text as a few [UNK]s, and either way a score would be reported as if nothing was wrong."""
+    size, vocab = len(tokenizer), int(model.config.vocab_size)
+    # Some BERTs pad their embeddings a little past the tokenizer (to a multiple of 8 or 64).
+    if size > vocab or size < 0.99 * vocab:
+        raise ckpt_lib.CheckpointError(f"the tokenizer in {folder} has {size} tokens but the model's embeddings hold {vocab}: "
+                              "they do not belong together; put the tokenizer the model was trained with next to it")
 
 
 class BertTask(Task):
@@ -235,6 +248,7 @@ class BertTask(Task):
         task.model = model_class.from_pretrained(folder).to(device).eval()
         task.modules = {MODEL_DIR: task.model}
         task.tokenizer = load_tokenizer(ckpt)
+        check_vocab(task.tokenizer, task.model, folder)
         data = dict(state.get("data") or {})
         data.setdefault("split_seed", int(data.get("seed", 0)))
         task.data_options = data

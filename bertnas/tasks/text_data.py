@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -132,6 +133,11 @@ def check_text_files(files: list[Path], source: str) -> None:
         if share > NOT_TEXT_SHARE:
             raise UserError(f"{path} is not text ({share:.0%} of its first bytes are not UTF-8 text)",
                             "give UTF-8 text files (one text per line) or .jsonl with a 'text' field")
+        if share > 0:  # text in another encoding (Latin-1, cp1252): trains on U+FFFD in place of its letters
+            logging.getLogger("bertnas.data").warning(
+                "%s is not all UTF-8 (%.2f%% of its first bytes are not): those characters are read as U+FFFD "
+                "replacement characters; convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)", path,
+                100 * share)
     if all(path.stat().st_size == 0 for path in files):
         raise UserError(f"the corpus {source} is empty", "give a file with text in it, one text per line")
 

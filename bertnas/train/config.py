@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,7 @@ from bertnas.strategies.registry import STRATEGIES
 from bertnas.supernet.registry import SAMPLERS
 from bertnas.tasks.registry import SPACES, TASKS
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("no", "fp16", "bf16")  # None (unset): accelerate's own setting (launcher, env, `accelerate config`)
 REPORT_TO = ("none", "tensorboard")
 BASE_REPLACEMENT = ("none", "beat", "population")
 
@@ -107,7 +108,7 @@ class PretrainConfig:
     warmup_steps: int = 2
     max_grad_norm: float = 1.0
     max_nonfinite_steps: int = 0  # steps with a non-finite loss or gradient skipped before the run stops (mixed precision)
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None  # None: what `accelerate launch` / ACCELERATE_MIXED_PRECISION / `accelerate config` say
     deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-1/2)
     grad_bucket_mb: float = 256.0  # flat all-reduce bucket cap (multi-process, no DeepSpeed)
     # -- search strategy (bertnas/strategies/) --------------------------------------------
@@ -150,6 +151,9 @@ def _number(name: str, value: Any, integer: bool) -> Any:
             number = float(value.strip().replace("_", ""))
         except ValueError:
             number = None
+        if number is not None and not math.isfinite(number):
+            raise UserError(f"config key {name!r} must be a finite number, got {value!r}",
+                            f"write {name}: " + ("8" if integer else "5.0e-4"))
         if number is not None and (not integer or number.is_integer()):
             return int(number) if integer else number
     elif not isinstance(value, bool):
@@ -158,7 +162,11 @@ def _number(name: str, value: Any, integer: bool) -> Any:
         if integer and isinstance(value, float) and value.is_integer():
             return int(value)
         if not integer and isinstance(value, (int, float)):
-            return float(value)
+            value = float(value)
+            if not math.isfinite(value):  # nan / inf train to NaN weights without a word
+                raise UserError(f"config key {name!r} must be a finite number, got {value}",
+                                f"write {name}: 5.0e-4 (a finite number)")
+            return value
     kind = "an integer" if integer else "a number"
     raise UserError(f"config key {name!r} must be {kind}, got {value!r}", f"write {name}: " + ("8" if integer else "5.0e-4"))
 
@@ -193,10 +201,28 @@ def _coerce_model(section: str, value: Mapping) -> dict:
             hint = f"did you mean {section}.{close[0]}?" if close else "see BertNasConfig for the fields"
             raise UserError(f"unknown config key {section}.{key}", hint)
         default = known[key]
-        if isinstance(item, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(default, bool):
+            if not isinstance(item, bool):
+                raise UserError(f"config key {section}.{key} must be true or false, got {item!r}",
+                                f"write {section}.{key}: true")
+        elif isinstance(default, (int, float)) and item is not None:
+            # a fractional layer count or a string size would fail deep inside the model build
             item = _number(f"{section}.{key}", item, isinstance(default, int))
+        elif key in LIST_KEYS and item is not None:
+            item = _op_list(f"{section}.{key}", item)
         out[key] = item
     return out
+
+
+# Model fields that hold a list of op names: a string there would be read letter by letter.
+LIST_KEYS = ("arch", "candidates")
+
+
+def _op_list(name: str, value: Any) -> list:
+    if not (isinstance(value, (list, tuple)) and value and all(isinstance(x, (str, list)) for x in value)):
+        raise UserError(f"config key {name!r} must be a list of op names, got {value!r}",
+                        f"write {name}: [mha12, ffn] (a YAML list), or --set {name}='[mha12, ffn]'")
+    return list(value)
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -210,7 +236,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise UserError(f"config key {name!r} must be true or false, got {value!r}", f"write {name}: true")
     elif isinstance(default, int):
         value = _number(name, value, integer=True)
-    elif isinstance(default, float) or name == "align_max_ratio":
+    elif isinstance(default, float) or name in ("align_max_ratio", "grad_bucket_mb"):
         value = _number(name, value, integer=False)
     elif isinstance(default, dict):
         if not isinstance(value, Mapping):
@@ -266,6 +292,7 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
         values = {_normalise_key(k): v for k, v in values.items()}
         path = values.pop("config", None)
         base = {_normalise_key(k): v for k, v in read_yaml(path).items()} if path else {}
+        base.pop("history", None)  # a run's config.json: its start / resume record, not an option
     values.update({_normalise_key(k): v for k, v in overrides.items()})
 
     merged: dict = {}
@@ -313,13 +340,17 @@ def validate(cfg: PretrainConfig) -> None:
         raise UserError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}", "e.g. --mlm-probability 0.15")
     if not 0.0 < cfg.val_fraction < 1.0:
         raise UserError(f"val_fraction must be in (0, 1), got {cfg.val_fraction}", "e.g. --set val_fraction=0.05")
+    for name in FIELD_NAMES:  # a config built in Python skips _coerce: no nan / inf reaches the optimizer
+        value = getattr(cfg, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"config key {name!r} must be a finite number, got {value}",
+                            f"pass --{name.replace('_', '-')} with a finite value")
     if cfg.lr <= 0:
         raise UserError(f"lr must be > 0, got {cfg.lr}", "e.g. --lr 5e-4")
     if "vocab_size" in cfg.model:
         raise UserError("model.vocab_size comes from the tokenizer", "remove it from the config")
-    if cfg.deepspeed is not None and not Path(cfg.deepspeed).is_file():
-        raise UserFileError(f"DeepSpeed config {cfg.deepspeed} does not exist",
-                            "give recipes/configs/deepspeed_zero2.json or another JSON file")
+    if cfg.deepspeed is not None:
+        read_deepspeed_config(cfg.deepspeed)
     if cfg.sampler == "constant" and cfg.arch is None and cfg.model.get("arch") is None:
         raise UserError("sampler 'constant' trains one arch and none is given", "pass --arch op,op,... (or model.arch)")
     layers = cfg.model.get("num_hidden_layers", 24)
@@ -336,17 +367,37 @@ def validate(cfg: PretrainConfig) -> None:
                         f"use --seq-len {positions} or less, or --set model.max_position_embeddings={cfg.seq_len}")
 
 
+def read_deepspeed_config(path: str | Path) -> dict:
+    """The DeepSpeed JSON of `--deepspeed`, read before anything is built: a missing file or bad
+    JSON is one line naming the file and the place, not a JSONDecodeError from the launcher."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserFileError(f"DeepSpeed config {path} does not exist",
+                            "give recipes/configs/deepspeed_zero2.json or another JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"DeepSpeed config {path} is not valid JSON ({one_line(err)})",
+                        "fix the file (recipes/configs/deepspeed_zero2.json is an example)") from None
+    if not isinstance(data, dict):
+        raise UserError(f"DeepSpeed config {path} must hold a JSON object, got {type(data).__name__}",
+                        "see recipes/configs/deepspeed_zero2.json")
+    return data
+
+
 def check_sources(cfg: PretrainConfig) -> None:
     """The paths and Hub ids a run will read exist / can be reached (a run checks them before it
     creates its folder; `load_config` alone does not, so a config can be inspected offline)."""
     for option, value in (("--tokenizer", cfg.tokenizer), ("--init-from-bert", cfg.init_from_bert)):
         if value is not None:
             check_model_source(value, option)
-    if cfg.mixed_precision == "fp16":
+    if resolved_mixed_precision(cfg) == "fp16":
         import torch
 
         if not torch.cuda.is_available():
-            raise UserError("--mixed-precision fp16 needs a CUDA GPU and none is visible",
+            where = ("--mixed-precision fp16" if cfg.mixed_precision else
+                     "mixed precision fp16 (from accelerate: ACCELERATE_MIXED_PRECISION or `accelerate config`)")
+            raise UserError(f"{where} needs a CUDA GPU and none is visible",
                             "use --mixed-precision bf16 or no on CPU")
     bert_config = Path(cfg.init_from_bert or "") / "config.json"
     if cfg.init_from_bert and bert_config.is_file():  # its positions bound --seq-len (read without transformers)
@@ -364,9 +415,99 @@ def check_sources(cfg: PretrainConfig) -> None:
                                 "pass 'latest' (the run folder's newest checkpoint) or a checkpoint-<step> folder")
 
 
+def resolved_mixed_precision(cfg: PretrainConfig) -> str:
+    """The precision a run of `cfg` uses: the config's when set, else accelerate's own choice
+    (`accelerate launch --mixed_precision` sets ACCELERATE_MIXED_PRECISION; `accelerate config`
+    writes a default config file), else "no". Read without importing accelerate's state."""
+    import os
+
+    if cfg.mixed_precision is not None:
+        return cfg.mixed_precision
+    env = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if env:
+        return env.lower()
+    try:
+        from accelerate.commands.config.config_args import default_config_file
+
+        path = Path(default_config_file)
+        if path.is_file():
+            data = (yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml")
+                    else json.loads(path.read_text())) or {}
+            value = data.get("mixed_precision")
+            if value:
+                return str(value).lower()
+    except Exception:  # noqa: BLE001 - an unreadable accelerate config falls back to accelerate's default
+        pass
+    return "no"
+
+
+# -- what may change when a run is resumed ------------------------------------------------
+# Changeable: read afresh from the config on every resume and applied for real (`lr` by
+# rescaling the loaded scheduler; `max_steps` by rebuilding the schedule; the rest are read by
+# the loop or the launcher each time). Every other option is fixed for the run: the weights,
+# the optimizer's state, the sampler's stream, the data split and the aligner were built from it,
+# so a changed value would be ignored or half-applied; a resume that changes one is refused.
+CHANGEABLE_ON_RESUME = frozenset({
+    "output_dir", "resume_from_checkpoint", "overwrite", "max_steps", "save_steps", "keep_last",
+    "report_to", "progress", "verify_ranks", "lr", "max_grad_norm", "grad_bucket_mb", "mixed_precision",
+    "max_nonfinite_steps",
+})
+FIXED_FOR_RUN = frozenset(FIELD_NAMES) - CHANGEABLE_ON_RESUME
+
+
+# Fixed options that decide what the checkpoint's weights are: a change means another model.
+MODEL_OPTIONS = ("space", "objective", "model", "generator", "space_options", "arch", "init_from_bert")
+
+
+def _differences(name: str, old, new) -> list[str]:
+    """`name: checkpoint A vs this run B`, per key for mappings (model.hidden_size, ...)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [f"{name}.{key}: checkpoint {old.get(key)!r} vs this run {new.get(key)!r}"
+                for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    return [f"{name}: checkpoint {old!r} vs this run {new!r}"]
+
+
+def resume_changes(stored: Mapping, cfg: PretrainConfig, checkpoint="the checkpoint") -> dict:
+    """{option: (checkpoint's value, this run's value)} of the changeable options a resume changes.
+
+    A changed fixed option is refused, every one named: those that define the model (space,
+    objective, model sizes, ...) as a CheckpointError ("written for another model / search
+    space"), the others as a UserError. An option the checkpoint does not record (older
+    checkpoints) is taken as unchanged."""
+    from bertnas.storage.checkpoint import CheckpointError
+
+    current = cfg.to_dict()
+    model, fixed, changed = [], [], {}
+    for name in FIELD_NAMES:
+        if name not in stored:
+            continue
+        old, new = stored[name], current[name]
+        if name == "mixed_precision":  # unset: what accelerate resolves it to
+            old, new = old or "no", resolved_mixed_precision(cfg)
+        if old == new or (isinstance(old, (list, tuple)) and list(old) == list(new or [])):
+            continue
+        if name in MODEL_OPTIONS:
+            model.extend(_differences(name, old, new))
+        elif name in FIXED_FOR_RUN:
+            fixed.append(f"{name} ({old!r} in the checkpoint, {new!r} now)")
+        elif name not in ("output_dir", "resume_from_checkpoint", "overwrite"):
+            changed[name] = (old, new)
+    if model:
+        raise CheckpointError(f"checkpoint {checkpoint} was written for another model / search space "
+                              f"({'; '.join(model)}); resume with the config it was trained with, or start a new "
+                              "run in a fresh --output-dir")
+    if fixed:
+        raise UserError(f"resuming changes {', '.join(fixed)}, which {'is' if len(fixed) == 1 else 'are'} fixed for "
+                        "a run (the weights, optimizer, sampler and data were built from it)",
+                        "resume with the run's own values (its config.json), or start a new run in another "
+                        "--output-dir")
+    return changed
+
+
 def config_to_json(cfg: PretrainConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
 
 
-__all__ = ["PretrainConfig", "load_config", "check_names", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
+__all__ = ["PretrainConfig", "load_config", "resume_changes", "resolved_mixed_precision", "read_deepspeed_config",
+           "CHANGEABLE_ON_RESUME", "FIXED_FOR_RUN", "check_names", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
            "MIXED_PRECISION", "REPORT_TO"]

@@ -4,13 +4,15 @@ plain `python` call."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 from pathlib import Path
 
 import torch
 
-from bertnas.train.config import PretrainConfig
+from bertnas.train.config import PretrainConfig, read_deepspeed_config, resolved_mixed_precision
+
+logger = logging.getLogger("bertnas.pretrain")
 
 
 def fill_deepspeed_config(ds: dict, cfg: PretrainConfig, world_size: int) -> dict:
@@ -24,7 +26,8 @@ def fill_deepspeed_config(ds: dict, cfg: PretrainConfig, world_size: int) -> dic
     for key, value in values.items():
         if ds.get(key, "auto") == "auto":
             ds[key] = value
-    for name, on in (("bf16", cfg.mixed_precision == "bf16"), ("fp16", cfg.mixed_precision == "fp16")):
+    precision = resolved_mixed_precision(cfg)
+    for name, on in (("bf16", precision == "bf16"), ("fp16", precision == "fp16")):
         section = ds.setdefault(name, {})
         if section.get("enabled", "auto") == "auto":
             section["enabled"] = on
@@ -58,7 +61,7 @@ def build_accelerator(cfg: PretrainConfig, project_dir: Path):
     kwargs = {}
     if cfg.deepspeed is not None:
         single_process_env()  # DeepSpeed wants a process group even for one process
-        ds = json.loads(Path(cfg.deepspeed).read_text())
+        ds = read_deepspeed_config(cfg.deepspeed)
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(ds, cfg, world_env))
     if cfg.report_to == "tensorboard":
         try:
@@ -76,9 +79,12 @@ def build_accelerator(cfg: PretrainConfig, project_dir: Path):
         from accelerate.utils import InitProcessGroupKwargs
 
         kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+    # An unset --mixed-precision defers to accelerate (`accelerate launch --mixed_precision`,
+    # ACCELERATE_MIXED_PRECISION, `accelerate config`) instead of overriding it with "no".
+    precision = resolved_mixed_precision(cfg)
     acc = Accelerator(
         cpu=cpu,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=precision,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         step_scheduler_with_optimizer=False,
         **kwargs,
@@ -91,6 +97,9 @@ def build_accelerator(cfg: PretrainConfig, project_dir: Path):
         )
     if use_deepspeed:
         fill_deepspeed_config(acc.state.deepspeed_plugin.deepspeed_config, cfg, acc.num_processes)
+    if acc.is_main_process:
+        source = "--mixed-precision" if cfg.mixed_precision is not None else "accelerate's setting"
+        logger.info("mixed precision: %s (%s)", acc.mixed_precision, source)
     return acc, use_deepspeed
 
 

@@ -18,7 +18,6 @@ Multi-process gradients: `distributed.py`; checkpoints: `state.py` and
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import random
@@ -31,6 +30,7 @@ from torch import nn
 from bertnas.core.errors import Interrupted, UserError
 from bertnas.core.moved import moved_attributes
 from bertnas.storage import checkpoint as ckpt_lib
+from bertnas.storage import strict_json
 from bertnas.supernet.align import step_seed
 from bertnas.supernet.policy import StepContext, restore_train_mode
 from bertnas.supernet.sampling import assert_same_arch
@@ -40,7 +40,7 @@ from bertnas.train.distributed import all_reduce_active_grads, broadcast_paramet
 from bertnas.train.launch import build_accelerator
 from bertnas.storage.logs import SUMMARY_FILE, StepLog
 from bertnas.train.optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
-from bertnas.train.state import TrainState
+from bertnas.train.state import TrainState, write_run_config
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -181,7 +181,7 @@ class SupernetTrainer:
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt_lib.clean_partial(self.output_dir)
-            (self.output_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
+            write_run_config(self)  # the config and its history: what changed on each resume
         acc.wait_for_everyone()
         if cfg.report_to != "none":
             acc.init_trackers("pretrain", config={k: v for k, v in cfg.to_dict().items()
@@ -417,11 +417,11 @@ class SupernetTrainer:
             digests = acc.gather_for_metrics([digest], use_gather_object=True) if self.world_size > 1 else [digest]
             summary["rank_param_sha256"] = list(digests)
             summary["ranks_in_sync"] = len(set(digests)) == 1
-            (self.output_dir / f"summary.rank{self.rank}.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (self.output_dir / f"summary.rank{self.rank}.json").write_text(strict_json.dumps(summary, indent=2) + "\n")
             if not summary["ranks_in_sync"]:
                 raise RuntimeError(f"ranks ended with different weights: {digests}")
         if self.is_main:
-            (self.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            (self.output_dir / SUMMARY_FILE).write_text(strict_json.dumps(summary, indent=2) + "\n")
         return summary
 
     def close(self):
