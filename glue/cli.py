@@ -91,6 +91,7 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
         for epochs in args.grid_epochs or [settings.epochs]:
             for batch_size in args.grid_batch_size or [settings.batch_size]:
                 check_settings(replace(settings, lr=lr, epochs=epochs, batch_size=batch_size))
+    import bertnas.models  # noqa: F401 - registers model_type "bertnas" with the Auto classes (exported subnets)
     from glue.finetune import finetune
 
     if task in SQUAD_TASKS:

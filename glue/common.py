@@ -30,6 +30,22 @@ class Settings:
     bf16: bool = False
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hub's endpoint answers at all (any HTTP status) within `timeout` seconds."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def check_model_path(model_name: str) -> None:
     """A local folder must hold a checkpoint; an export of several subnets holds one per sub-folder;
     a bertnas pre-training run (or one of its checkpoints) must be exported first; a Hub id needs
@@ -39,6 +55,9 @@ def check_model_path(model_name: str) -> None:
     if not path.is_dir():
         if path.exists():
             raise UserError(f"--model {model_name} is a file", "give a checkpoint folder (config.json, weights)")
+        if not hub_reachable():  # transformers would retry for minutes, then print a traceback
+            raise UserError(f"--model {model_name} is not a local folder and the Hugging Face Hub is unreachable",
+                            "give a local checkpoint folder (e.g. an exported subnet), or go online")
         return  # a Hub id
     ckpt = path if (path / "state.json").is_file() and (path / "model").is_dir() else None
     if ckpt is None and any(p.name.startswith("checkpoint-") and (p / "state.json").is_file() for p in path.iterdir()):
