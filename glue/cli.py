@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 
+from bertnas.core.errors import UserError
 from glue.tasks import SQUAD_TASKS, TASK_NAMES
 
 
@@ -52,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
     parser.add_argument("--max-train-samples", type=int, default=None, help="random training subset of this size, taken before tokenising (default: every row)")
     parser.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N dev rows (default: every row)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    parser.add_argument("--fp16", action="store_true", help="fp16 mixed precision")
     parser.add_argument("--no-test-predictions", action="store_true",
                         help="skip the GLUE-server prediction files (saves the test-set forward passes)")
     parser.add_argument("--grid-lr", type=_floats, default=None, help="e.g. 2e-5,5e-5: try each, keep the best dev score")
@@ -65,6 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
                         help="do not save the fine-tuned model (default: OUT/model/, save_pretrained layout)")
     parser.add_argument("--hub-metrics", action="store_true",
                         help="score with the Hub's `evaluate` metric code (remote code) instead of the local modules")
+    from bertnas.cli.options import add_hf_aliases, add_hub_options, add_tracking_options
+
+    g = parser.add_argument_group("logging, model card and the Hub")
+    add_tracking_options(g)
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (Trainer's one-line dicts per --logging-steps instead)")
+    g.add_argument("--license", help="license in the fine-tuned model's card (default: the source model's)")
+    add_hub_options(g)
+    add_hf_aliases(parser)
 
 
 def settings_from_args(args: argparse.Namespace, task: str):
@@ -76,6 +87,9 @@ def settings_from_args(args: argparse.Namespace, task: str):
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         max_length=args.max_length or (384 if is_qa else 128), seed=args.seed,
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, bf16=args.bf16,
+        fp16=getattr(args, "fp16", False), logging_steps=getattr(args, "logging_steps", None),
+        report_to=getattr(args, "report_to", None) or "none", progress=getattr(args, "progress", True),
+        license=getattr(args, "license", None),
     )
 
 
@@ -122,7 +136,19 @@ def check_output_dir(output_dir, overwrite: bool) -> None:
 def run(args: argparse.Namespace) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     check_output_dir(args.output_dir, getattr(args, "overwrite", False))
+    from bertnas.cli.options import hub_repo
+    from bertnas.train.tracking import trackers
+
+    repo = hub_repo(args)  # bad Hub or tracker options fail before any loading
+    trackers(getattr(args, "report_to", None))
+    if repo is not None and not getattr(args, "save_model", True):
+        raise UserError("--push-to-hub uploads the fine-tuned model; --no-save-model does not keep it",
+                        "drop --no-save-model")
     result = run_task(args, args.task, args.output_dir)
+    if repo is not None:
+        from bertnas.export import push_model_folder
+
+        result["hub"] = push_model_folder(result["model_dir"], repo, private=bool(getattr(args, "private", False)))
     print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"],
                       "model_dir": result.get("model_dir")}), file=getattr(args, "stdout", None) or sys.stdout)
     return result

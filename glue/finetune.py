@@ -15,15 +15,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from glue.common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
-                     save_finetuned)
+from glue.common import (Settings, capped_max_length, check_model_path, check_settings, finish_finetuned, remove_if_empty,
+                         results_markdown, save_finetuned, trainer_options)
 from glue.data import load_task
 from glue.metrics import load_metric
 from glue.squad import finetune_squad
@@ -138,15 +137,11 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
         warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay,
         seed=settings.seed,
-        bf16=settings.bf16,
-        use_cpu=settings.bf16 and not torch.cuda.is_available(),  # bf16 on CPU needs it said explicitly
         eval_strategy="no",
         save_strategy="no",
-        logging_steps=max(1, math.ceil(len(train) / settings.batch_size) // 4),
-        report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
-        disable_tqdm=False,
+        **trainer_options(settings, len(train)),
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=compute_metrics)
@@ -171,6 +166,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
                 preds = predictions_from_logits(spec, trainer.predict(ds).predictions)
                 test_predictions[stem] = (list(dataset[split]["idx"]), preds.tolist())
     kept = {"_model": model, "_tokenizer": tokenizer} if keep_model else {}
+    train_output_log = trainer.state.log_history
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {
@@ -183,6 +179,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
         "test_predictions": test_predictions,
+        "log_history": list(train_output_log),
     }
 
 
@@ -248,5 +245,6 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(result))
+    finish_finetuned(out_dir, result, spec, best["log_history"], model, settings.license)
     remove_if_empty(out_dir / "trainer")
     return result

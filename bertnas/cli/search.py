@@ -72,6 +72,8 @@ def _key_value(text: str) -> tuple:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bertnas.cli.options import add_hf_aliases, add_precision_flags, add_tracking_options
+
     a = parser.add_argument
     a("--checkpoint", help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder "
                            "(or --strategy instead)")
@@ -127,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--set", dest="train_options", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="a training config key (bertnas pretrain's), e.g. lr=1e-3, warmup_steps=10, "
                         "model.hidden_size=64")
+    g.add_argument("--resume-from-checkpoint", help="'latest' (the --output-dir's newest checkpoint) or a checkpoint "
+                                                   "folder: continue an interrupted --strategy run")
+    g.add_argument("--lr", type=float, help="peak learning rate of the weights (default: the training config's)")
+    g.add_argument("--keep-last", type=int, help="checkpoints kept")
+    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    add_precision_flags(g)
+    add_tracking_options(g)
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")
@@ -134,6 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--latency-batch-size", type=int, default=1)
     g.add_argument("--latency-check-archs", type=int, default=5, help="random subnets measured for the error")
     g.add_argument("--latency-threads", type=int, help="torch CPU threads while measuring (default: torch's)")
+    add_hf_aliases(parser)
 
 
 def check_output_dir(output_dir, overwrite: bool) -> list[Path]:
@@ -180,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         raise UserError("give --checkpoint (search a trained supernet) or --strategy NAME (train and search in "
                         "one run)", "e.g. --checkpoint runs/toy, or --space nb201 --strategy darts")
+    for name in STRATEGY_TRAINING:
+        if getattr(args, name, None) is not None:
+            raise UserError(f"--{name.replace('_', '-')} is a training option; it goes with --strategy",
+                            "drop it (a --checkpoint search trains nothing), or pass --strategy NAME")
     for name in ("space_options", "strategy_options", "train_options"):
         if getattr(args, name):
             flag = "--set" if name == "train_options" else f"--{name[:-1].replace('_', '-')}"
@@ -250,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# Training options of a --strategy run (pretrain config keys); a --checkpoint search refuses them.
+STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "keep_last", "mixed_precision", "report_to", "logging_steps")
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
                    "build_latency_table", "blockwise", "base_arch", "device", "truth")
@@ -294,7 +310,7 @@ def strategy_config(args: argparse.Namespace) -> dict:
               "align": False}
     if args.config:
         config["config"] = args.config
-    for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len"):
+    for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len", *STRATEGY_TRAINING):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     for key, value in args.train_options:  # validated by load_config (unknown keys name the known ones)
