@@ -249,11 +249,13 @@ def run(args: argparse.Namespace) -> int:
         lock.release()
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch", file=out)
+    header, width = score_header(entries)
+    print(f"{'rank':>4}  {header:>{width}}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch", file=out)
     for e in entries:
         latency = f"{e['latency_ms']:.3f}" if e["latency_ms"] is not None else "-"
-        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {human(e['flops']):>8}  {latency:>7}  "
-              f"{','.join(e['arch'])}", file=out)
+        print(f"{e['rank']:>4}  {score_cell(e):>{width}}  {human(e['params']):>8}  {human(e['flops']):>8}  "
+              f"{latency:>7}  {','.join(e['arch'])}", file=out)
+    print(noise_note(entries, args.eval_batches), file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
     if truth is not None:  # the supernet's scores of this search against the user's truth
         from bertnas.analysis.report import write_trust_report
@@ -262,6 +264,33 @@ def run(args: argparse.Namespace) -> int:
                                     scores=Path(args.output_dir) / "evaluated.json", progress=args.progress)
         print(f"trust report -> {report}", file=out)
     return 0
+
+
+def score_header(entries) -> tuple[str, int]:
+    """The score column's title: the metric and its direction (`mlm_loss (lower better) +- s.e.`)."""
+    first = entries[0] if entries else {}
+    direction = {True: " (higher better)", False: " (lower better)"}.get(first.get("higher_is_better"), "")
+    header = f"{first.get('metric', 'score')}{direction} +- s.e."
+    return header, max(len(header), 18)
+
+
+def score_cell(entry) -> str:
+    stderr = entry.get("score_stderr")
+    return f"{entry['score']:.4f} +- {stderr:.4f}" if stderr is not None else f"{entry['score']:.4f}"
+
+
+def noise_note(entries, eval_batches) -> str:
+    """One line saying whether the ranking's differences are above the held-out noise."""
+    errors = [e["score_stderr"] for e in entries if e.get("score_stderr") is not None]
+    if not errors:
+        return "noise: one held-out batch, no estimate (raise --eval-batches to get one)"
+    scores = [e["score"] for e in entries]
+    spread, typical = max(scores) - min(scores), sorted(errors)[len(errors) // 2]
+    verdict = ("every listed score is within 2 s.e. of the others: this held-out set does not tell them apart "
+               "one score at a time (the batches are shared, so paired differences are less noisy)"
+               if spread < 2 * typical else "differences below 2 s.e. are within the held-out noise")
+    return (f"s.e.: standard error over {eval_batches or 'the'} held-out batches (median {typical:.4f}); {verdict}; "
+            "more --eval-batches narrow it")
 
 
 # Training options of a --strategy run (pretrain config keys); a --checkpoint search refuses them.
@@ -348,13 +377,15 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     summary = run_strategy(strategy_config(args), top_k=args.top_k)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  arch", file=out)
+    header, width = score_header(summary["results"])
+    print(f"{'rank':>4}  {header:>{width}}  {'params':>8}  arch", file=out)
     for e in summary["results"]:
         bench = (e.get("benchmark") or {}).get("cifar10")
         extra = f"  (NB201 CIFAR-10 test {bench:.2f})" if bench is not None else ""
         derived = "  <- derived" if e["arch"] == summary["derived"] else ""
-        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}{derived}",
-              file=out)
+        print(f"{e['rank']:>4}  {score_cell(e):>{width}}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}"
+              f"{derived}", file=out)
+    print(noise_note(summary["results"], args.eval_batches), file=out)
     folder = Path(args.output_dir)
     written = [str(folder / name) for name in ("results.json", "log.jsonl", "entropy.png") if (folder / name).exists()]
     print(f"-> {', '.join(written)}", file=out)
