@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError("--push-to-hub uploads the fine-tuned model; --no-save-model does not keep it",
                         "drop --no-save-model")
     result = run_task(args, args.task, args.output_dir)
+    args.result = result  # what bertnas.finetune() returns
     if repo is not None:
         from bertnas.export import push_model_folder
 

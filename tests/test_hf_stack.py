@@ -227,3 +227,35 @@ def test_search_names_its_metric_direction_and_noise(toy, tmp_path):
     from bertnas.storage.results import batch_stderr
 
     assert batch_stderr([1.0, 3.0]) == pytest.approx(1.0) and batch_stderr([2.0]) is None
+
+
+# -- the Python API ---------------------------------------------------------------------------
+
+def test_python_api_keywords_are_the_command_line():
+    from bertnas.cli import Parser
+    from bertnas.cli.api import to_argv
+    from bertnas.cli.pretrain import add_arguments
+    from bertnas.core.errors import UserError
+
+    parser = Parser()
+    add_arguments(parser)
+    argv = to_argv("pretrain", parser, {"output_dir": "o", "learning_rate": 1e-3, "progress": False, "bf16": True,
+                                        "align": False, "arch": ["conv3", "ffn"], "set": {"eval_batches": 1},
+                                        "seed": None})
+    assert argv == ["--output-dir", "o", "--learning_rate", "0.001", "--no-progress", "--bf16", "--no-align",
+                    "--arch", "conv3,ffn", "--set", "eval_batches=1"]
+    args = parser.parse_args(argv)
+    assert (args.lr, args.progress, args.mixed_precision, args.align, args.arch) == \
+        (1e-3, False, "bf16", False, ["conv3", "ffn"])
+    with pytest.raises(UserError, match="has no option 'learning_rat'"):
+        to_argv("pretrain", parser, {"learning_rat": 1})
+
+
+def test_command_modules_stay_modules_and_are_callable():
+    import bertnas
+    import bertnas.export
+    from bertnas.search import parse_size
+
+    assert callable(bertnas.search) and callable(bertnas.export) and callable(bertnas.compress)
+    assert bertnas.export.MARKER_FILE == ".bertnas-export.json" and parse_size("1k") == 1000
+    assert callable(bertnas.pretrain) and callable(bertnas.finetune)

@@ -119,3 +119,20 @@ def test_readme_flow_runs_as_written(tmp_path, minilm_path):
     assert (runs / "toy-export" / "rank-3" / "README.md").is_file()
     assert json.loads((runs / "rank" / "ranking.json").read_text())
     assert (runs / "compress" / "summary.json").is_file()
+
+
+# -- the Python API page ----------------------------------------------------------------------
+
+def test_python_api_example_runs_as_written(tmp_path, monkeypatch):
+    page = README.parent / "docs" / "python_api.md"
+    code = re.search(r"```python\n(.*?)```", page.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, str(page), "exec"), scope)
+    assert (tmp_path / "runs" / "api-toy" / "training.png").is_file()
+    best = scope["best"]
+    assert best["metric"] == "mlm_loss" and best["higher_is_better"] is False and best["params"] <= 100_000
+    assert scope["folders"] == [Path("runs/api-toy-export/rank-1")]
+    assert scope["tokenizer"].model_max_length == 64
+    card = (tmp_path / "runs" / "api-toy-export" / "rank-1" / "README.md").read_text()
+    assert "license: apache-2.0" in card

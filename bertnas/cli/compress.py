@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                 target = repo if len(summary) == 1 else f"{repo}-{label}"
                 summary[label]["hub"] = push_model_folder(out / label, target, private=bool(args.private))
         print(json.dumps(summary, indent=2), file=result_stream(args))
+    args.result = summary  # what bertnas.compress() returns
     return 0
 
 

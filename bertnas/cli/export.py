@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
                         "use --top-k 1 or --arch")
     folders = export(args.checkpoint, args.output_dir, arch=args.arch, results=args.results, top_k=args.top_k,
                      seq_len=args.seq_len, overwrite=args.overwrite, verify=args.verify)
+    args.result = folders  # what bertnas.export() returns
     for folder in folders:
         if args.license:
             complete_card(folder, {"license": args.license})

@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     summary = pretrain(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         finish_run(cfg, summary)
+        args.result = summary  # what bertnas.pretrain() returns
         print(json.dumps(summary), file=getattr(args, "stdout", None) or sys.stdout)
     return 0
 

@@ -257,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
               f"{latency:>7}  {','.join(e['arch'])}", file=out)
     print(noise_note(entries, args.eval_batches), file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
+    args.result = entries  # what bertnas.search() returns
     if truth is not None:  # the supernet's scores of this search against the user's truth
         from bertnas.analysis.report import write_trust_report
 
@@ -375,6 +376,7 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     from bertnas.strategies import run_strategy
 
     summary = run_strategy(strategy_config(args), top_k=args.top_k)
+    args.result = summary["results"]  # what bertnas.search() returns
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     header, width = score_header(summary["results"])
