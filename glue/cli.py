@@ -1,6 +1,7 @@
 """`bertnas finetune`: fine-tune any Hugging Face checkpoint on a GLUE task or SQuAD.
 
     bertnas finetune --task sst2 --model PATH_OR_ID --output-dir OUT [--data-dir DIR]
+    bertnas finetune --train-file train.csv --validation-file dev.csv --model PATH_OR_ID --output-dir OUT
         [--max-train-samples N] [--epochs E] [--lr LR] [--grid-lr 2e-5,5e-5 --grid-epochs 2,3]
 """
 
@@ -32,8 +33,14 @@ def _ints(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> None:
     """The `bertnas finetune` options (`single_task=False` leaves out --task, for multi-task recipes)."""
     if single_task:
-        parser.add_argument("--task", required=True, type=str.lower, choices=list(TASK_NAMES),
-                            help="GLUE task or squad / squad_v2")
+        parser.add_argument("--task", type=str.lower, choices=list(TASK_NAMES),
+                            help="GLUE task or squad / squad_v2 (or --train-file / --validation-file)")
+        g = parser.add_argument_group("any classification / regression task from files (instead of --task)")
+        g.add_argument("--train-file", help="training rows: .csv, .tsv, .json or .jsonl with a header")
+        g.add_argument("--validation-file", help="scored rows, same columns")
+        g.add_argument("--text-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                       help="one or two text columns, e.g. sentence1,sentence2 (default: found by name)")
+        g.add_argument("--label-column", default="label", help="the label column (fractions: a regression)")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier fine-tuning's results and model in --output-dir")
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
@@ -81,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
 def settings_from_args(args: argparse.Namespace, task: str):
     from glue.common import Settings
 
-    is_qa = task in SQUAD_TASKS
+    is_qa = isinstance(task, str) and task in SQUAD_TASKS
     return Settings(
         lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
@@ -108,7 +115,7 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
     import bertnas.models  # noqa: F401 - registers model_type "bertnas" with the Auto classes (exported subnets)
     from glue.finetune import finetune
 
-    if task in SQUAD_TASKS:
+    if isinstance(task, str) and task in SQUAD_TASKS:
         from glue.squad import finetune_squad
 
         return finetune_squad(task, args.model, output_dir, settings, args.data_dir, args.trust_remote_code,
@@ -118,7 +125,7 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
     grid = {"lr": args.grid_lr, "epochs": args.grid_epochs, "batch_size": args.grid_batch_size}
     return finetune(task, args.model, output_dir, settings, args.data_dir, grid, args.trust_remote_code,
                     predict_test=not args.no_test_predictions, save_model=getattr(args, "save_model", True),
-                    hub_metrics=getattr(args, "hub_metrics", False))
+                    hub_metrics=getattr(args, "hub_metrics", False), dataset=getattr(args, "dataset", None))
 
 
 def check_output_dir(output_dir, overwrite: bool) -> None:
@@ -144,7 +151,16 @@ def run(args: argparse.Namespace) -> dict:
     if repo is not None and not getattr(args, "save_model", True):
         raise UserError("--push-to-hub uploads the fine-tuned model; --no-save-model does not keep it",
                         "drop --no-save-model")
-    result = run_task(args, args.task, args.output_dir)
+    task = args.task
+    if getattr(args, "train_file", None):
+        if task is not None:
+            raise UserError("give --task or --train-file, not both", "drop one of them")
+        from glue.files import load_files
+
+        task, args.dataset = load_files(args.train_file, args.validation_file, args.text_columns, args.label_column)
+    elif task is None:
+        raise UserError("no task", "pass --task sst2 (GLUE / SQuAD) or --train-file TRAIN --validation-file DEV")
+    result = run_task(args, task, args.output_dir)
     args.result = result  # what bertnas.finetune() returns
     if repo is not None:
         from bertnas.export import push_model_folder

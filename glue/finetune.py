@@ -26,6 +26,7 @@ from glue.common import (Settings, capped_max_length, check_model_path, check_se
 from glue.data import load_task
 from glue.metrics import load_metric
 from glue.squad import finetune_squad
+from glue.tasks import GLUE_TASKS as GLUE_NAMES
 from glue.tasks import GlueTask, SquadTask, get_task, task_score
 
 logger = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
     settings = replace(settings, max_length=capped_max_length(settings.max_length, model, tokenizer))
     encoded = tokenize_splits(spec, subset_splits(spec, dataset, settings), tokenizer, settings.max_length)
     train = encoded["train"]
-    metric = load_metric(spec.name, hub=hub_metrics)
+    metric = load_metric(getattr(spec, "metric_task", spec.name), hub=hub_metrics)  # files: the metric of their kind
 
     def compute_metrics(eval_pred):
         preds = predictions_from_logits(spec, eval_pred.predictions)
@@ -172,7 +173,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
     return {
         **kept,
         "eval": eval_results,
-        "score": task_score(spec.name, eval_results),
+        "score": task_score(spec, eval_results),
         "settings": asdict(settings),
         "num_train_samples": len(train),
         "train_loss": float(train_output.training_loss),
@@ -185,11 +186,11 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
 
 def finetune(task: str, model: str, output_dir: str | Path, settings: Settings | None = None,
              data_dir: str | Path | None = None, grid: dict | None = None, trust_remote_code: bool = False,
-             predict_test: bool = True, save_model: bool = True, hub_metrics: bool = False) -> dict:
+             predict_test: bool = True, save_model: bool = True, hub_metrics: bool = False, dataset=None) -> dict:
     """Fine-tune `model` on `task` (one run, or each point of `grid` = {"lr": [...], "epochs": [...],
     "batch_size": [...]}) and write the result files (and, with `save_model`, the best run's model
     in `output_dir/model/`) into `output_dir`. Returns the results dict."""
-    spec = get_task(task)
+    spec = task if isinstance(task, GlueTask) else get_task(task)  # a GlueTask: e.g. read from --train-file
     if isinstance(spec, SquadTask):
         return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code,
                               save_model=save_model, hub_metrics=hub_metrics)
@@ -202,8 +203,8 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = ["train", *spec.dev_splits.values()]
-    dataset = load_task(spec, data_dir, splits=needed)
-    if predict_test:
+    dataset = load_task(spec, data_dir, splits=needed) if dataset is None else dataset
+    if predict_test and spec.test_splits and spec.name in GLUE_NAMES:
         try:  # test splits are optional (only needed for the GLUE-server files)
             dataset.update(load_task(spec, data_dir, splits=list(spec.test_splits.values())))
         except (FileNotFoundError, KeyError, ValueError) as err:

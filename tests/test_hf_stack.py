@@ -259,3 +259,47 @@ def test_command_modules_stay_modules_and_are_callable():
     assert callable(bertnas.search) and callable(bertnas.export) and callable(bertnas.compress)
     assert bertnas.export.MARKER_FILE == ".bertnas-export.json" and parse_size("1k") == 1000
     assert callable(bertnas.pretrain) and callable(bertnas.finetune)
+
+
+# -- fine-tuning from files -------------------------------------------------------------------
+
+def _write_rows(path, n, seed):
+    import random
+
+    rng = random.Random(seed)
+    words = {"pos": ["great", "fine", "lovely"], "neg": ["bad", "awful", "dull"]}
+    with open(path, "w") as f:
+        for _ in range(n):
+            label = rng.choice(["pos", "neg"])
+            row = {"review": " ".join(rng.choice(words[label]) for _ in range(4)), "label": label,
+                   "score": round(rng.random() * 5, 2)}
+            f.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.parametrize("label, expected", [("label", {"f1", "accuracy"}), ("score", {"pearson", "spearmanr"})])
+def test_finetune_from_files_classification_and_regression(toy, tmp_path, label, expected):
+    _write_rows(tmp_path / "train.jsonl", 24, 0)
+    _write_rows(tmp_path / "dev.jsonl", 8, 1)
+    code, stdout, err = run_cli(["finetune", "--train-file", str(tmp_path / "train.jsonl"), "--validation-file",
+                                 str(tmp_path / "dev.jsonl"), "--label-column", label, "--model", str(toy["export"]),
+                                 "--output-dir", str(tmp_path / "out"), "--epochs", "1", "--no-progress"])
+    assert code == 0, err[-2000:]
+    result = json.loads(stdout)
+    assert set(result["eval"]) == expected and result["task"] == "train"
+    config = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    if label == "label":
+        assert config["id2label"] == {"0": "neg", "1": "pos"}
+    else:
+        assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+
+
+def test_finetune_from_files_bad_input_is_one_line(toy, tmp_path):
+    _write_rows(tmp_path / "train.jsonl", 8, 0)
+    for argv, message in [(["--validation-file", str(tmp_path / "missing.csv")], "does not exist"),
+                          ([], "--train-file needs --validation-file"),
+                          (["--validation-file", str(tmp_path / "train.jsonl"), "--label-column", "nope"],
+                           "no label column 'nope'"),
+                          (["--validation-file", str(tmp_path / "train.jsonl"), "--task", "sst2"], "not both")]:
+        code, _, err = run_cli(["finetune", "--train-file", str(tmp_path / "train.jsonl"), *argv, "--model",
+                                str(toy["export"]), "--output-dir", str(tmp_path / "o")])
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
