@@ -303,3 +303,21 @@ def test_finetune_from_files_bad_input_is_one_line(toy, tmp_path):
         code, _, err = run_cli(["finetune", "--train-file", str(tmp_path / "train.jsonl"), *argv, "--model",
                                 str(toy["export"]), "--output-dir", str(tmp_path / "o")])
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+
+
+# -- pre-training data ------------------------------------------------------------------------
+
+def test_pretrain_reads_a_named_text_column_and_caches_its_packed_rows(tmp_path, monkeypatch):
+    from tests.conftest import tiny_texts
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(tiny_texts(200))))
+    monkeypatch.setenv("BERTNAS_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli(["pretrain", "--data", str(corpus), "--text-column", "body", "--max_steps", "1",
+                            "--output_dir", str(tmp_path / "run"), "--no-progress", "--set", "eval_batches=1",
+                            "--set", "tokenizer_vocab_size=120"])
+    assert code == 0, err[-2000:]
+    assert len(list((tmp_path / "cache" / "lm-splits").iterdir())) == 1  # tokenised once, reused by later runs
+    code, _, err = run_cli(["pretrain", "--data", str(corpus), "--max_steps", "1", "--output_dir",
+                            str(tmp_path / "run2"), "--no-progress"])
+    assert code == 2 and "no 'text'" in err and "--text-column" in err

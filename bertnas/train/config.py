@@ -67,6 +67,8 @@ class PretrainConfig:
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
     # -- data ---------------------------------------------------------------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
+    data_split: str = "train"  # the split of a datasets corpus
+    text_column: str = "text"  # the text field of JSON rows / column of a datasets corpus
     tokenizer: str | None = None  # None: train a WordPiece tokenizer on the corpus
     tokenizer_vocab_size: int = 1000  # when training one
     seq_len: int = 32

@@ -33,6 +33,10 @@ REPORT_TO = ("none", "all", *TRACKERS)
 SKIPPED = {"step", "world_size", "tokens", "step_time_s"}
 
 
+class MissingTracker(UserError, ImportError):
+    """A `--report-to` tracker whose package is not installed (one line naming it)."""
+
+
 def installed(name: str) -> bool:
     return importlib.util.find_spec(TRACKERS[name][0]) is not None
 
@@ -51,7 +55,7 @@ def trackers(report_to: str | None) -> list[str]:
             raise UserError(f"--report-to {name} is not a tracker accelerate knows",
                             f"choose one of {', '.join(REPORT_TO)}")
         if not installed(name):
-            raise UserError(f"--report-to {name} needs the {TRACKERS[name][1]} package",
+            raise MissingTracker(f"--report-to {name} needs the {TRACKERS[name][1]} package",
                             f"pip install {TRACKERS[name][1]}, or pass --report-to none")
     return names
 
@@ -100,4 +104,4 @@ class IntervalLog:
         return row
 
 
-__all__ = ["TRACKERS", "REPORT_TO", "trackers", "accelerator_kwargs", "IntervalLog", "installed"]
+__all__ = ["TRACKERS", "REPORT_TO", "MissingTracker", "trackers", "accelerator_kwargs", "IntervalLog", "installed"]
