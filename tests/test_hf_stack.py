@@ -58,8 +58,13 @@ def test_trainer_argument_names_are_aliases_of_every_command():
     assert (args.lr, args.batch_size, args.epochs, args.fp16, args.logging_steps, args.report_to, args.push_to_hub) == \
         (2e-5, 16, 2.0, True, 5, "tensorboard", "me/sst2")
     args = parse("search", ["--strategy", "darts", "--output_dir", "o", "--learning_rate", "1e-3", "--fp16",
-                            "--save_total_limit", "1", "--resume_from_checkpoint", "latest"])
-    assert (args.lr, args.mixed_precision, args.keep_last, args.resume_from_checkpoint) == (1e-3, "fp16", 1, "latest")
+                            "--save_total_limit", "1", "--resume_from_checkpoint", "latest", "--save_steps", "5"])
+    assert (args.lr, args.mixed_precision, args.keep_last, args.resume_from_checkpoint, args.save_steps) == \
+        (1e-3, "fp16", 1, "latest", 5)
+    from bertnas.cli.search import strategy_config
+
+    config = strategy_config(args)  # the training options reach the run's config
+    assert (config["lr"], config["mixed_precision"], config["keep_last"], config["save_steps"]) == (1e-3, "fp16", 1, 5)
     args = parse("compress", ["--teacher", "t", "--steps", "2", "--output_dir", "o", "--learning_rate", "1e-4",
                               "--bf16", "--save_total_limit", "2", "--push_to_hub", "--hub_model_id", "me/small"])
     assert (args.lr, args.mixed_precision, args.keep_last, args.push_to_hub, args.hub_model_id) == \
@@ -321,3 +326,13 @@ def test_pretrain_reads_a_named_text_column_and_caches_its_packed_rows(tmp_path,
     code, _, err = run_cli(["pretrain", "--data", str(corpus), "--max_steps", "1", "--output_dir",
                             str(tmp_path / "run2"), "--no-progress"])
     assert code == 2 and "no 'text'" in err and "--text-column" in err
+
+
+def test_search_strategy_resumes_as_its_message_says(tmp_path):
+    out = str(tmp_path / "spos")
+    common = ["search", "--space", "bert", "--strategy", "spos", "--no-progress", "--strategy-option", "population=2",
+              "--strategy-option", "generations=1", "--top-k", "2", "--eval-batches", "2", "--output-dir", out]
+    assert run_cli([*common, "--max-steps", "2", "--save_steps", "1"])[0] == 0
+    code, _, err = run_cli([*common, "--max-steps", "3", "--resume-from-checkpoint", "latest"])
+    assert code == 0, err[-2000:]
+    assert [json.loads(line)["step"] for line in (tmp_path / "spos" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]

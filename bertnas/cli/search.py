@@ -132,6 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume-from-checkpoint", help="'latest' (the --output-dir's newest checkpoint) or a checkpoint "
                                                    "folder: continue an interrupted --strategy run")
     g.add_argument("--lr", type=float, help="peak learning rate of the weights (default: the training config's)")
+    g.add_argument("--save-steps", type=int, help="checkpoint every N steps (and at the end)")
     g.add_argument("--keep-last", type=int, help="checkpoints kept")
     g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     add_precision_flags(g)
@@ -295,7 +296,8 @@ def noise_note(entries, eval_batches) -> str:
 
 
 # Training options of a --strategy run (pretrain config keys); a --checkpoint search refuses them.
-STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "keep_last", "mixed_precision", "report_to", "logging_steps")
+STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "save_steps", "keep_last", "mixed_precision", "report_to",
+                     "logging_steps")
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
                    "build_latency_table", "blockwise", "base_arch", "device", "truth")
