@@ -159,7 +159,7 @@ def _load_local(files: list[Path], source: str, text_column: str = "text") -> da
         column = text_column if kind == "json" else "text"
         if column not in ds.column_names:
             raise UserError(f"{source} has columns {ds.column_names}, no {column!r}",
-                            "name the text column: --text-column COL")
+                            "a 'text' column is needed, or name yours with --text-column COL")
         parts.append(_as_text(ds, column))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
@@ -221,7 +221,7 @@ def load_texts(source: str | None = None, split: str = "train", text_column: str
     if "text" not in ds.column_names:
         if text_column not in ds.column_names:
             raise UserError(f"{source} has columns {ds.column_names}, no {text_column!r}",
-                            "name the text column: --text-column COL")
+                            "a 'text' column is needed, or name yours with --text-column COL")
         ds = _as_text(ds, text_column)
     ds = ds.select_columns(["text"]).filter(lambda row: bool(row["text"] and row["text"].strip()))
     if len(ds) == 0:
