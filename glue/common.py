@@ -80,6 +80,13 @@ def check_settings(settings: Settings) -> None:
                             f"leave --{name.replace('_', '-')} out to use every row")
     if settings.lr <= 0:
         raise UserError(f"--lr must be > 0, got {settings.lr}", "e.g. --lr 5e-5")
+    if settings.fp16 and settings.bf16:
+        raise UserError("--fp16 and --bf16 both given", "pick one precision")
+    if settings.fp16:
+        import torch
+
+        if not torch.cuda.is_available():  # Trainer's own refusal is a traceback from inside transformers
+            raise UserError("--fp16 needs a CUDA GPU and none is visible", "use --bf16 on CPU, or neither")
     if settings.warmup_steps < 0:
         raise UserError(f"--warmup-steps must be >= 0, got {settings.warmup_steps}", "e.g. --warmup-steps 0")
 
