@@ -375,7 +375,7 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     (on the main process only under `accelerate launch`)."""
     import os
 
-    from bertnas.strategies import run_strategy
+    from bertnas.pipelines.strategy import run_strategy
 
     summary = run_strategy(strategy_config(args), top_k=args.top_k)
     args.result = summary["results"]  # what bertnas.search() returns
