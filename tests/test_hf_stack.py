@@ -336,3 +336,32 @@ def test_search_strategy_resumes_as_its_message_says(tmp_path):
     code, _, err = run_cli([*common, "--max-steps", "3", "--resume-from-checkpoint", "latest"])
     assert code == 0, err[-2000:]
     assert [json.loads(line)["step"] for line in (tmp_path / "spos" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_pretrain_push_to_hub_uploads_the_supernet_with_a_card(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    import bertnas.export as export_lib
+
+    calls = {}
+
+    class Repo:
+        repo_id = "me/supernet"
+
+    def upload_folder(self, **kwargs):
+        calls.update(kwargs)
+        folder = kwargs["folder_path"]
+        calls["files"] = sorted(os.listdir(folder))
+        calls["card"] = open(os.path.join(folder, "README.md")).read()
+        return "https://huggingface.co/me/supernet/commit/0"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: Repo())
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(export_lib, "hub_reachable", lambda timeout=3.0: True)
+    code, out, err = run_cli(["pretrain", "--output_dir", str(tmp_path / "run"), "--max_steps", "2", "--no-progress",
+                              "--push_to_hub", "--hub_model_id", "me/supernet", "--set", "eval_batches=1"])
+    assert code == 0, err[-2000:]
+    assert calls["repo_id"] == "me/supernet" and {"README.md", "config.json", "model.safetensors"} <= set(calls["files"])
+    assert "# bertnas supernet" in calls["card"] and "library_name: transformers" in calls["card"]
+    assert json.loads(out)["hub"].endswith("/commit/0")
+    assert not (tmp_path / "run" / "checkpoint-00000002" / "model" / "README.md").exists()  # the checkpoint is untouched
