@@ -80,6 +80,128 @@ def parse_arch(value, space):
         raise UserError(f"{err}", "give one op per choice of this supernet's space") from None
 
 
+TAGS = ["bertnas", "neural-architecture-search"]
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """True when the Hub's endpoint answers at all (any HTTP status) within `timeout` seconds: a
+    probe before anything that would otherwise retry an unreachable Hub for minutes."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if hub_offline():
+        return False
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _hub_id(value) -> str | None:
+    """`value` when it names a Hub repo (`owner/name` or `name`), not a local path; else None. The
+    metadata spec wants Hub ids in base_model and datasets."""
+    from bertnas.core.errors import looks_like_path
+
+    if not value or not isinstance(value, str) or looks_like_path(value) or Path(value).expanduser().exists():
+        return None
+    return value.split(":", 1)[0]  # a datasets `name:config`
+
+
+def card_data_of(source) -> dict:
+    """The metadata of `source`'s own model card (a local folder's README.md, or a Hub repo's when
+    the Hub answers): {} when there is none."""
+    from huggingface_hub import ModelCard
+
+    if not source:
+        return {}
+    try:
+        local = Path(str(source)).expanduser()
+        if local.is_dir():
+            return ModelCard.load(local / CARD_FILE).data.to_dict() if (local / CARD_FILE).is_file() else {}
+        if _hub_id(source) and hub_reachable():
+            return ModelCard.load(source).data.to_dict()
+    except Exception:  # noqa: BLE001 - a card we cannot read inherits nothing
+        return {}
+    return {}
+
+
+def card_metadata(*, pipeline_tag: str | None = None, base_model=None, datasets=None, license: str | None = None,
+                  language="en", tags=(), eval_results=None, model_name: str | None = None,
+                  inherit_from=None) -> str:
+    """YAML front matter by the Hub's model card metadata spec (huggingface_hub's `ModelCardData`):
+    license (given, else inherited from `inherit_from`'s card), base_model (Hub ids only),
+    datasets, language, pipeline_tag, tags, and a model-index when `eval_results` are given
+    (`huggingface_hub.EvalResult`s)."""
+    from huggingface_hub import ModelCardData
+
+    inherited = card_data_of(inherit_from) if inherit_from and not license else {}
+    datasets = [d for d in ([datasets] if isinstance(datasets, str) else list(datasets or [])) if _hub_id(d)]
+    data = ModelCardData(
+        license=license or inherited.get("license"), base_model=_hub_id(base_model),
+        datasets=[_hub_id(d) for d in datasets] or None, language=language, library_name="transformers",
+        pipeline_tag=pipeline_tag, tags=list(dict.fromkeys([*TAGS, *tags])),
+        eval_results=eval_results or None, model_name=model_name if eval_results else None,
+    )
+    return f"---\n{data.to_yaml()}\n---"
+
+
+def complete_card(folder, info: dict) -> Path:
+    """Fill the metadata of the card in `folder` from `info` (base_model, datasets, license, tags,
+    language, pipeline_tag; a license is inherited from the base model's card when not given)."""
+    from huggingface_hub import ModelCard
+
+    path = Path(folder) / CARD_FILE
+    card = ModelCard.load(path)
+    data = card.data
+    base = info.get("base_model")
+    license_ = info.get("license") or card_data_of(base).get("license")
+    if license_:
+        data.license = license_
+    if _hub_id(base):
+        data.base_model = _hub_id(base)
+    datasets = [_hub_id(d) for d in ([info["datasets"]] if isinstance(info.get("datasets"), str)
+                                     else info.get("datasets") or []) if _hub_id(d)]
+    if datasets:
+        data.datasets = datasets
+    data.language = data.language or info.get("language", "en")
+    data.library_name = data.library_name or "transformers"
+    if info.get("pipeline_tag"):
+        data.pipeline_tag = info["pipeline_tag"]
+    data.tags = list(dict.fromkeys([*(data.tags or []), *TAGS, *info.get("tags", [])]))
+    card.save(path)
+    return path
+
+
+def push_model_folder(folder, repo_id: str, private: bool = False, card_info: dict | None = None,
+                      token: str | None = None) -> str:
+    """Upload a model folder (an export, a fine-tuned model, a run's supernet) to the Hub: copied
+    first, so a card written for the upload (`card_info`, when the folder has none) never touches
+    a checkpoint. One line when the Hub is offline or unreachable."""
+    import tempfile
+
+    folder = Path(folder)
+    if not hub_reachable():
+        raise UserError(f"--push-to-hub {repo_id}: the Hugging Face Hub is offline or unreachable",
+                        f"go online and run the command again, or upload {folder} yourself (hf upload)")
+    with tempfile.TemporaryDirectory(prefix="bertnas-push-") as tmp:
+        staged = Path(tmp) / folder.name
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(MARKER_FILE, ".*"))
+        if card_info is not None and not (staged / CARD_FILE).is_file():
+            kind = card_info.get("kind", "model")
+            (staged / CARD_FILE).write_text(
+                f"{card_metadata(base_model=card_info.get('base_model'), datasets=card_info.get('datasets'), inherit_from=card_info.get('base_model'), pipeline_tag=card_info.get('pipeline_tag'), tags=card_info.get('tags', ['supernet']))}\n\n"
+                f"# bertnas {kind}\n\nUploaded by bertnas ({card_info.get('objective') or 'training'} run). "
+                "A supernet holds every candidate op of every chain layer; cut a subnet with "
+                "`bertnas export` before use.\n")
+        return push_folder(staged, repo_id, private=private, token=token,
+                           commit_message=f"Upload bertnas {card_info.get('kind', 'model') if card_info else 'model'}")
+
+
 def model_card(ops, *, layout: str, space, params_total: int, seq_len: int, provenance: dict,
                base_class: str, name: str = "PATH_OR_REPO") -> str:
     """README.md: front matter, how to load, the arch table, sizes, and where it came from."""
@@ -93,10 +215,10 @@ def model_card(ops, *, layout: str, space, params_total: int, seq_len: int, prov
     prov = "\n".join(f"- {k}: {_card_value(_portable(v))}" for k, v in provenance.items() if v is not None)
     pipeline = "fill-mask" if base_class.endswith("MaskedLM") else None
     params, flops, c = space.params(list(ops)), space.flops(list(ops), seq_len), space.config
-    front = ["---", "library_name: transformers", "tags:", "- bertnas", "- neural-architecture-search"]
-    if pipeline:
-        front += [f"pipeline_tag: {pipeline}"]
-    front += ["---"]
+    base = provenance.get("teacher") or provenance.get("initial BERT")
+    front = [card_metadata(pipeline_tag=pipeline, base_model=base, datasets=provenance.get("corpus"),
+                           license=provenance.get("license"), inherit_from=base,
+                           tags=["distillation"] if provenance.get("teacher") else ["supernet-subnet"])]
     layout_text = (
         "a fixed-arch bertnas model; its modeling code (`modeling_bertnas.py`, `configuration_bertnas.py`) ships "
         "in this folder and runs with `trust_remote_code=True` (read it before trusting it)"
@@ -114,7 +236,7 @@ A subnet cut from a weight-sharing hybrid BERT supernet trained with bertnas
 ```python
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{name}")
+tokenizer = AutoTokenizer.from_pretrained("{name}"{", trust_remote_code=False" if remote else ""})  # no remote code
 model = AutoModelForMaskedLM.from_pretrained("{name}"{load_args})
 ```
 
@@ -155,12 +277,9 @@ def generic_model_card(ops, *, layout: str, space, params_total: int, seq_len: i
         flops = f"{space.flops(list(ops), seq_len):,}"
     except (NotImplementedError, TypeError):
         flops = "n/a"
-    return f"""---
-library_name: transformers
-tags:
-- bertnas
-- neural-architecture-search
----
+    pipeline = "image-classification" if "ImageClassification" in base_class else None
+    return f"""{card_metadata(pipeline_tag=pipeline, datasets=provenance.get("corpus"), license=provenance.get("license"),
+                          language=None, tags=["supernet-subnet"])}
 
 # bertnas subnet ({type(space).__name__})
 
@@ -322,6 +441,10 @@ def _write_subnet(model, space, processing_class, arch, folder: Path, provenance
             raise RuntimeError(f"The exported subnet {ops} does not reproduce the supernet path "
                                f"(max |diff| {diff:.2e})")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    positions = getattr(out.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and hasattr(processing_class, "model_max_length"):
+        # a tokenizer longer than the position table makes a pipeline on long text index past it
+        processing_class.model_max_length = positions
     tmp = _temp_folder(folder, "tmp-export")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -406,7 +529,9 @@ def _export(checkpoint, output_dir, *, arch, results, top_k, push_to_hub, privat
         where = f"--seq-len {seq_len}" if given_seq_len else f"the run's seq_len {seq_len}"
         raise UserError(f"{where} is longer than the model's {positions} positions (model card FLOPs)",
                         f"pass --seq-len {positions} or less")
-    base = {"supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
+    run_cfg = state.get("config") or {}
+    base = {"initial BERT": run_cfg.get("init_from_bert"), "corpus": run_cfg.get("data"),
+            "supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
             "pre-training objective": state.get("task") or (state.get("config") or {}).get("objective")}
     jobs = []
     if arch is not None:
@@ -459,4 +584,5 @@ def _export(checkpoint, output_dir, *, arch, results, top_k, push_to_hub, privat
     return folders
 
 
-__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card", "generic_model_card"]
+__all__ = ["export", "export_arch", "check_target", "MARKER_FILE", "push_folder", "is_bert_arch", "parse_arch", "model_card",
+           "generic_model_card", "card_metadata", "complete_card", "push_model_folder", "card_data_of", "hub_reachable"]

@@ -1,6 +1,7 @@
 """`bertnas finetune`: fine-tune any Hugging Face checkpoint on a GLUE task or SQuAD.
 
     bertnas finetune --task sst2 --model PATH_OR_ID --output-dir OUT [--data-dir DIR]
+    bertnas finetune --train-file train.csv --validation-file dev.csv --model PATH_OR_ID --output-dir OUT
         [--max-train-samples N] [--epochs E] [--lr LR] [--grid-lr 2e-5,5e-5 --grid-epochs 2,3]
 """
 
@@ -11,6 +12,7 @@ import json
 import logging
 import sys
 
+from bertnas.core.errors import UserError
 from glue.tasks import SQUAD_TASKS, TASK_NAMES
 
 
@@ -31,8 +33,14 @@ def _ints(text: str) -> list[int]:
 def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> None:
     """The `bertnas finetune` options (`single_task=False` leaves out --task, for multi-task recipes)."""
     if single_task:
-        parser.add_argument("--task", required=True, type=str.lower, choices=list(TASK_NAMES),
-                            help="GLUE task or squad / squad_v2")
+        parser.add_argument("--task", type=str.lower, choices=list(TASK_NAMES),
+                            help="GLUE task or squad / squad_v2 (or --train-file / --validation-file)")
+        g = parser.add_argument_group("any classification / regression task from files (instead of --task)")
+        g.add_argument("--train-file", help="training rows: .csv, .tsv, .json or .jsonl with a header")
+        g.add_argument("--validation-file", help="scored rows, same columns")
+        g.add_argument("--text-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
+                       help="one or two text columns, e.g. sentence1,sentence2 (default: found by name)")
+        g.add_argument("--label-column", default="label", help="the label column (fractions: a regression)")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier fine-tuning's results and model in --output-dir")
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
@@ -52,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
     parser.add_argument("--max-train-samples", type=int, default=None, help="random training subset of this size, taken before tokenising (default: every row)")
     parser.add_argument("--max-eval-samples", type=int, default=None, help="score only the first N dev rows (default: every row)")
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    parser.add_argument("--fp16", action="store_true", help="fp16 mixed precision")
     parser.add_argument("--no-test-predictions", action="store_true",
                         help="skip the GLUE-server prediction files (saves the test-set forward passes)")
     parser.add_argument("--grid-lr", type=_floats, default=None, help="e.g. 2e-5,5e-5: try each, keep the best dev score")
@@ -65,17 +74,29 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
                         help="do not save the fine-tuned model (default: OUT/model/, save_pretrained layout)")
     parser.add_argument("--hub-metrics", action="store_true",
                         help="score with the Hub's `evaluate` metric code (remote code) instead of the local modules")
+    from bertnas.cli.options import add_hf_aliases, add_hub_options, add_tracking_options
+
+    g = parser.add_argument_group("logging, model card and the Hub")
+    add_tracking_options(g)
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (Trainer's one-line dicts per --logging-steps instead)")
+    g.add_argument("--license", help="license in the fine-tuned model's card (default: the source model's)")
+    add_hub_options(g)
+    add_hf_aliases(parser)
 
 
 def settings_from_args(args: argparse.Namespace, task: str):
     from glue.common import Settings
 
-    is_qa = task in SQUAD_TASKS
+    is_qa = isinstance(task, str) and task in SQUAD_TASKS
     return Settings(
         lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         max_length=args.max_length or (384 if is_qa else 128), seed=args.seed,
         max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples, bf16=args.bf16,
+        fp16=getattr(args, "fp16", False), logging_steps=getattr(args, "logging_steps", None),
+        report_to=getattr(args, "report_to", None) or "none", progress=getattr(args, "progress", True),
+        license=getattr(args, "license", None),
     )
 
 
@@ -91,12 +112,10 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
         for epochs in args.grid_epochs or [settings.epochs]:
             for batch_size in args.grid_batch_size or [settings.batch_size]:
                 check_settings(replace(settings, lr=lr, epochs=epochs, batch_size=batch_size))
-    # bertnas' own model types (a hybrid subnet exported by `bertnas export`) load from the
-    # installed package, not through transformers' remote-code prompt.
-    import bertnas.models  # noqa: F401
+    import bertnas.models  # noqa: F401 - registers model_type "bertnas" with the Auto classes (exported subnets)
     from glue.finetune import finetune
 
-    if task in SQUAD_TASKS:
+    if isinstance(task, str) and task in SQUAD_TASKS:
         from glue.squad import finetune_squad
 
         return finetune_squad(task, args.model, output_dir, settings, args.data_dir, args.trust_remote_code,
@@ -106,7 +125,7 @@ def run_task(args: argparse.Namespace, task: str, output_dir) -> dict:
     grid = {"lr": args.grid_lr, "epochs": args.grid_epochs, "batch_size": args.grid_batch_size}
     return finetune(task, args.model, output_dir, settings, args.data_dir, grid, args.trust_remote_code,
                     predict_test=not args.no_test_predictions, save_model=getattr(args, "save_model", True),
-                    hub_metrics=getattr(args, "hub_metrics", False))
+                    hub_metrics=getattr(args, "hub_metrics", False), dataset=getattr(args, "dataset", None))
 
 
 def check_output_dir(output_dir, overwrite: bool) -> None:
@@ -127,10 +146,32 @@ def run(args: argparse.Namespace) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     check_folder(args.output_dir)
     check_output_dir(args.output_dir, getattr(args, "overwrite", False))
+    from bertnas.cli.options import hub_repo
+    from bertnas.train.tracking import trackers
+
+    repo = hub_repo(args)  # bad Hub or tracker options fail before any loading
+    trackers(getattr(args, "report_to", None))
+    if repo is not None and not getattr(args, "save_model", True):
+        raise UserError("--push-to-hub uploads the fine-tuned model; --no-save-model does not keep it",
+                        "drop --no-save-model")
+    task = args.task
+    if getattr(args, "train_file", None):
+        if task is not None:
+            raise UserError("give --task or --train-file, not both", "drop one of them")
+        from glue.files import load_files
+
+        task, args.dataset = load_files(args.train_file, args.validation_file, args.text_columns, args.label_column)
+    elif task is None:
+        raise UserError("no task", "pass --task sst2 (GLUE / SQuAD) or --train-file TRAIN --validation-file DEV")
     # Two fine-tunings into one folder would overwrite each other's model and results.
     with output_lock(args.output_dir):
         check_output_dir(args.output_dir, getattr(args, "overwrite", False))  # again, now that we hold it
-        result = run_task(args, args.task, args.output_dir)
+        result = run_task(args, task, args.output_dir)
+    args.result = result  # what bertnas.finetune() returns
+    if repo is not None:
+        from bertnas.export import push_model_folder
+
+        result["hub"] = push_model_folder(result["model_dir"], repo, private=bool(getattr(args, "private", False)))
     print(json.dumps({"task": result["task"], "eval": result["eval"], "train_seconds": result["train_seconds"],
                       "model_dir": result.get("model_dir")}), file=getattr(args, "stdout", None) or sys.stdout)
     return result

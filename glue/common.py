@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertnas.core.errors import UserError, UserFileError, check_model_source
+from bertnas.export import hub_reachable
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ class Settings:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     bf16: bool = False
+    fp16: bool = False
+    logging_steps: int | None = None  # None: a quarter of an epoch
+    report_to: str = "none"  # Trainer's trackers (none, all, tensorboard, wandb, mlflow, ...)
+    progress: bool = True  # False: Trainer's one-line dicts per logging step instead of a bar
+    license: str | None = None  # of the fine-tuned model's card (default: the source model's)
 
 
 def check_model_path(model_name: str) -> None:
@@ -39,6 +45,9 @@ def check_model_path(model_name: str) -> None:
     if not path.is_dir():
         if path.exists():
             raise UserError(f"--model {model_name} is a file", "give a checkpoint folder (config.json, weights)")
+        if not hub_reachable():  # transformers would retry for minutes, then print a traceback
+            raise UserError(f"--model {model_name} is not a local folder and the Hugging Face Hub is unreachable",
+                            "give a local checkpoint folder (e.g. an exported subnet), or go online")
         return  # a Hub id
     ckpt = path if (path / "state.json").is_file() and (path / "model").is_dir() else None
     if ckpt is None and any(p.name.startswith("checkpoint-") and (p / "state.json").is_file() for p in path.iterdir()):
@@ -71,6 +80,13 @@ def check_settings(settings: Settings) -> None:
                             f"leave --{name.replace('_', '-')} out to use every row")
     if settings.lr <= 0:
         raise UserError(f"--lr must be > 0, got {settings.lr}", "e.g. --lr 5e-5")
+    if settings.fp16 and settings.bf16:
+        raise UserError("--fp16 and --bf16 both given", "pick one precision")
+    if settings.fp16:
+        import torch
+
+        if not torch.cuda.is_available():  # Trainer's own refusal is a traceback from inside transformers
+            raise UserError("--fp16 needs a CUDA GPU and none is visible", "use --bf16 on CPU, or neither")
     if settings.warmup_steps < 0:
         raise UserError(f"--warmup-steps must be >= 0, got {settings.warmup_steps}", "e.g. --warmup-steps 0")
 
@@ -125,3 +141,79 @@ def remove_if_empty(folder: Path) -> None:
     """Trainer creates its output_dir even when it saves nothing there; do not leave it behind empty."""
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
+
+
+def trainer_options(settings: Settings, train_rows: int) -> dict:
+    """The `TrainingArguments` of precision, logging interval, trackers and progress bar."""
+    import torch
+
+    from bertnas.train.tracking import trackers
+
+    names = trackers(settings.report_to)  # a tracker's missing package: one line naming it
+    return dict(
+        bf16=settings.bf16, fp16=settings.fp16,
+        use_cpu=(settings.bf16 or settings.fp16) and not torch.cuda.is_available(),  # CPU autocast, said explicitly
+        logging_steps=settings.logging_steps or max(1, math.ceil(train_rows / settings.batch_size) // 4),
+        report_to=names or "none", disable_tqdm=not settings.progress,
+    )
+
+
+def finish_finetuned(out_dir: Path, result: dict, spec, log_history: list, model_source: str,
+                     license: str | None = None) -> None:
+    """`training.png` from the Trainer's log, and the fine-tuned model's card (Hub metadata with a
+    model-index of the dev results) in OUT/model/README.md."""
+    from bertnas.storage.plots import plot_training
+
+    plot_training(log_history, out_dir / "training.png", title=f"finetune {spec.name}")
+    model_dir = out_dir / "model"
+    if result.get("model_dir") and model_dir.is_dir():
+        (model_dir / "README.md").write_text(finetuned_card(result, spec, model_source, model_dir, license))
+
+
+def finetuned_card(result: dict, spec, model_source: str, model_dir: Path, license: str | None = None) -> str:
+    import json
+
+    from huggingface_hub import EvalResult
+
+    from bertnas.export import _portable, card_metadata
+    from glue.tasks import SQUAD_TASKS
+
+    qa = spec.name in SQUAD_TASKS
+    pipeline, auto = (("question-answering", "AutoModelForQuestionAnswering") if qa
+                      else ("text-classification", "AutoModelForSequenceClassification"))
+    config = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
+    remote = bool(config.get("auto_map"))
+    name = model_dir.parent.name
+    from_files = getattr(spec, "source", "")  # --train-file: a local file, not a Hub dataset
+    evals = [EvalResult(task_type=pipeline, task_name=spec.name, dataset_type=spec.hub_name,
+                        dataset_name=from_files or f"{'SQuAD' if qa else 'GLUE'} {spec.name.upper()}",
+                        dataset_config=None if qa else spec.hub_config, dataset_split="validation",
+                        metric_type=metric, metric_value=round(float(value), 4))
+             for metric, value in result["eval"].items()]
+    front = card_metadata(pipeline_tag=pipeline, base_model=model_source, datasets=[] if from_files else [spec.hub_name],
+                          license=license, inherit_from=model_source,
+                          tags=["squad" if qa else "glue", spec.name] if not from_files else [],
+                          eval_results=evals, model_name=name)
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in result["eval"].items())
+    settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items() if v is not None and k != "license")
+    load = ", trust_remote_code=True" if remote else ""
+    return f"""{front}
+
+# {name}: `{_portable(model_source)}` fine-tuned on {spec.name}
+
+Fine-tuned with `bertnas finetune` (transformers `Trainer`) on the {from_files or spec.name} training set
+({result['num_train_samples']:,} rows); scores on the validation split:
+
+| metric | value |
+|---|---|
+{rows}
+
+```python
+from transformers import AutoTokenizer, {auto}
+
+tokenizer = AutoTokenizer.from_pretrained("PATH_OR_REPO"{", trust_remote_code=False" if remote else ""})  # no remote code
+model = {auto}.from_pretrained("PATH_OR_REPO"{load})
+```
+
+Settings: {settings}. Training time: {result['train_seconds']:.0f} s.
+"""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import datasets
 
+from glue.common import hub_reachable
 from glue.tasks import GlueTask, SquadTask, get_task
 
 logger = logging.getLogger(__name__)
@@ -190,10 +191,16 @@ def load_task(task, data_dir: str | Path | None = None, splits=None) -> datasets
     folder = task_folder(spec, data_dir)
     if folder.is_dir() and any((folder / f).exists() for f in _local_files(spec).values()):
         return load_local(spec, folder, splits)
+    first = next(iter(_local_files(spec).values()))
+    where = "pass --data-dir DIR or set BERTNAS_DATA_DIR (the folder that holds glue/ and squad/)"
     if data_dir is not None or _offline():
-        first = next(iter(_local_files(spec).values()))
         why = "" if data_dir is not None else " and the Hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"
-        raise FileNotFoundError(f"Task {spec.name}: {folder / first} not found{why}; {_layout_help(spec)}")
+        raise FileNotFoundError(f"Task {spec.name}: {folder / first} not found{why}; {where}; {_layout_help(spec)}")
+    # datasets retries an unreachable Hub for minutes and ends in a ConnectionError traceback:
+    # one short probe first turns that into one line naming the local alternative
+    if not hub_reachable():
+        raise FileNotFoundError(f"Task {spec.name}: {folder / first} not found and the Hugging Face Hub is "
+                                f"unreachable; {where}")
     logger.info("%s: no local files under %s, loading %s from the Hub", spec.name, folder, spec.hub_name)
     if isinstance(spec, SquadTask):
         ds = datasets.load_dataset(spec.hub_name)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,11 +22,12 @@ import numpy as np
 
 from bertnas.storage import strict_json
 
-from glue.common import (Settings, capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown,
-                     save_finetuned)
+from glue.common import (Settings, capped_max_length, check_model_path, check_settings, finish_finetuned, remove_if_empty,
+                         results_markdown, save_finetuned, trainer_options)
 from glue.data import load_task
 from glue.metrics import load_metric
 from glue.squad import finetune_squad
+from glue.tasks import GLUE_TASKS as GLUE_NAMES
 from glue.tasks import GlueTask, SquadTask, get_task, task_score
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
     settings = replace(settings, max_length=capped_max_length(settings.max_length, model, tokenizer))
     encoded = tokenize_splits(spec, subset_splits(spec, dataset, settings), tokenizer, settings.max_length)
     train = encoded["train"]
-    metric = load_metric(spec.name, hub=hub_metrics)
+    metric = load_metric(getattr(spec, "metric_task", spec.name), hub=hub_metrics)  # files: the metric of their kind
 
     def compute_metrics(eval_pred):
         preds = predictions_from_logits(spec, eval_pred.predictions)
@@ -139,15 +139,11 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
         warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay,
         seed=settings.seed,
-        bf16=settings.bf16,
-        use_cpu=settings.bf16 and not torch.cuda.is_available(),  # bf16 on CPU needs it said explicitly
         eval_strategy="no",
         save_strategy="no",
-        logging_steps=max(1, math.ceil(len(train) / settings.batch_size) // 4),
-        report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps host-to-GPU copies
-        disable_tqdm=False,
+        **trainer_options(settings, len(train)),
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=compute_metrics)
@@ -172,28 +168,30 @@ def train_once(spec: GlueTask, model_name: str, dataset, settings: Settings, out
                 preds = predictions_from_logits(spec, trainer.predict(ds).predictions)
                 test_predictions[stem] = (list(dataset[split]["idx"]), preds.tolist())
     kept = {"_model": model, "_tokenizer": tokenizer} if keep_model else {}
+    train_output_log = trainer.state.log_history
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {
         **kept,
         "eval": eval_results,
-        "score": task_score(spec.name, eval_results),
+        "score": task_score(spec, eval_results),
         "settings": asdict(settings),
         "num_train_samples": len(train),
         "train_loss": float(train_output.training_loss),
         "train_seconds": round(train_seconds, 2),
         "eval_seconds": round(eval_seconds, 2),
         "test_predictions": test_predictions,
+        "log_history": list(train_output_log),
     }
 
 
 def finetune(task: str, model: str, output_dir: str | Path, settings: Settings | None = None,
              data_dir: str | Path | None = None, grid: dict | None = None, trust_remote_code: bool = False,
-             predict_test: bool = True, save_model: bool = True, hub_metrics: bool = False) -> dict:
+             predict_test: bool = True, save_model: bool = True, hub_metrics: bool = False, dataset=None) -> dict:
     """Fine-tune `model` on `task` (one run, or each point of `grid` = {"lr": [...], "epochs": [...],
     "batch_size": [...]}) and write the result files (and, with `save_model`, the best run's model
     in `output_dir/model/`) into `output_dir`. Returns the results dict."""
-    spec = get_task(task)
+    spec = task if isinstance(task, GlueTask) else get_task(task)  # a GlueTask: e.g. read from --train-file
     if isinstance(spec, SquadTask):
         return finetune_squad(spec.name, model, output_dir, settings or Settings(), data_dir, trust_remote_code,
                               save_model=save_model, hub_metrics=hub_metrics)
@@ -206,8 +204,8 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = ["train", *spec.dev_splits.values()]
-    dataset = load_task(spec, data_dir, splits=needed)
-    if predict_test:
+    dataset = load_task(spec, data_dir, splits=needed) if dataset is None else dataset
+    if predict_test and spec.test_splits and spec.name in GLUE_NAMES:
         try:  # test splits are optional (only needed for the GLUE-server files)
             dataset.update(load_task(spec, data_dir, splits=list(spec.test_splits.values())))
         except (FileNotFoundError, KeyError, ValueError) as err:
@@ -249,5 +247,6 @@ def finetune(task: str, model: str, output_dir: str | Path, settings: Settings |
         result["prediction_files"].append(write_submission(spec, stem, indices, preds, out_dir).name)
     (out_dir / "results.json").write_text(strict_json.dumps(result, indent=2) + "\n")  # a NaN metric: null
     (out_dir / "results.md").write_text(results_markdown(result))
+    finish_finetuned(out_dir, result, spec, best["log_history"], model, settings.license)
     remove_if_empty(out_dir / "trainer")
     return result

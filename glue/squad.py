@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from glue.common import capped_max_length, check_model_path, check_settings, remove_if_empty, results_markdown, save_finetuned
+from glue.common import (capped_max_length, check_model_path, check_settings, finish_finetuned, remove_if_empty,
+                         results_markdown, save_finetuned, trainer_options)
 from glue.data import load_task
 from glue.metrics import load_metric
 from glue.tasks import SquadTask, get_task, task_score
@@ -163,9 +164,8 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
         output_dir=str(out_dir / "trainer"), learning_rate=settings.lr, num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.eval_batch_size,
         warmup_steps=settings.warmup_steps, weight_decay=settings.weight_decay, seed=settings.seed,
-        bf16=settings.bf16, use_cpu=settings.bf16 and not torch.cuda.is_available(), eval_strategy="no",
-        save_strategy="no", report_to="none", dataloader_pin_memory=torch.cuda.is_available(),
-        logging_steps=max(1, math.ceil(len(train_features) / settings.batch_size) // 4),
+        eval_strategy="no", save_strategy="no", dataloader_pin_memory=torch.cuda.is_available(),
+        **trainer_options(settings, len(train_features)),
     )
     trainer = Trainer(model=qa_model, args=args, train_dataset=train_features, data_collator=default_data_collator)
     start = time.perf_counter()
@@ -203,5 +203,6 @@ def finetune_squad(task: str, model: str, output_dir, settings, data_dir=None, t
     (out_dir / "predictions.json").write_text(json.dumps({p["id"]: p["prediction_text"] for p in predictions}, indent=1))
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out_dir / "results.md").write_text(results_markdown(result))
+    finish_finetuned(out_dir, result, spec, trainer.state.log_history, model, settings.license)
     remove_if_empty(out_dir / "trainer")
     return result

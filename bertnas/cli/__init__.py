@@ -87,7 +87,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-OUR_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep for name in ("bertnas", "glue"))
+# the repository root (this file is bertnas/cli/__init__.py): its bertnas/ and glue/ are our code
+OUR_CODE = tuple(str(Path(__file__).resolve().parents[2] / name) + os.sep for name in ("bertnas", "glue"))
 VALIDATION_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 

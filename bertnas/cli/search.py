@@ -73,6 +73,8 @@ def _key_value(text: str) -> tuple:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bertnas.cli.options import add_hf_aliases, add_precision_flags, add_tracking_options
+
     a = parser.add_argument
     a("--checkpoint", help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder "
                            "(or --strategy instead)")
@@ -131,6 +133,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--set", dest="train_options", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="a training config key (bertnas pretrain's), e.g. lr=1e-3, warmup_steps=10, "
                         "model.hidden_size=64")
+    g.add_argument("--resume-from-checkpoint", help="'latest' (the --output-dir's newest checkpoint) or a checkpoint "
+                                                   "folder: continue an interrupted --strategy run")
+    g.add_argument("--lr", type=float, help="peak learning rate of the weights (default: the training config's)")
+    g.add_argument("--save-steps", type=int, help="checkpoint every N steps (and at the end)")
+    g.add_argument("--keep-last", type=int, help="checkpoints kept")
+    g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    add_precision_flags(g)
+    add_tracking_options(g)
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")
@@ -138,6 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--latency-batch-size", type=int, default=1)
     g.add_argument("--latency-check-archs", type=int, default=5, help="random subnets measured for the error")
     g.add_argument("--latency-threads", type=int, help="torch CPU threads while measuring (default: torch's)")
+    add_hf_aliases(parser)
 
 
 def check_output_dir(output_dir, overwrite: bool) -> list[Path]:
@@ -186,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is None:
         raise UserError("give --checkpoint (search a trained supernet) or --strategy NAME (train and search in "
                         "one run)", "e.g. --checkpoint runs/toy, or --space nb201 --strategy darts")
+    for name in STRATEGY_TRAINING:
+        if getattr(args, name, None) is not None:
+            raise UserError(f"--{name.replace('_', '-')} is a training option; it goes with --strategy",
+                            "drop it (a --checkpoint search trains nothing), or pass --strategy NAME")
     for name in ("space_options", "strategy_options", "train_options"):
         if getattr(args, name):
             flag = "--set" if name == "train_options" else f"--{name[:-1].replace('_', '-')}"
@@ -251,12 +266,15 @@ def run(args: argparse.Namespace) -> int:
         lock.release()
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch", file=out)
+    header, width = score_header(entries)
+    print(f"{'rank':>4}  {header:>{width}}  {'params':>8}  {'FLOPs':>8}  {'lat ms':>7}  arch", file=out)
     for e in entries:
         latency = f"{e['latency_ms']:.3f}" if e["latency_ms"] is not None else "-"
-        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {human(e['flops']):>8}  {latency:>7}  "
-              f"{','.join(e['arch'])}", file=out)
+        print(f"{e['rank']:>4}  {score_cell(e):>{width}}  {human(e['params']):>8}  {human(e['flops']):>8}  "
+              f"{latency:>7}  {','.join(e['arch'])}", file=out)
+    print(noise_note(entries, args.eval_batches), file=out)
     print(f"-> {Path(args.output_dir) / 'results.json'}, {Path(args.output_dir) / 'pareto.png'}", file=out)
+    args.result = entries  # what bertnas.search() returns
     if truth is not None:  # the supernet's scores of this search against the user's truth
         from bertnas.analysis.report import write_trust_report
 
@@ -266,6 +284,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def score_header(entries) -> tuple[str, int]:
+    """The score column's title: the metric and its direction (`mlm_loss (lower better) +- s.e.`)."""
+    first = entries[0] if entries else {}
+    direction = {True: " (higher better)", False: " (lower better)"}.get(first.get("higher_is_better"), "")
+    header = f"{first.get('metric', 'score')}{direction} +- s.e."
+    return header, max(len(header), 18)
+
+
+def score_cell(entry) -> str:
+    stderr = entry.get("score_stderr")
+    return f"{entry['score']:.4f} +- {stderr:.4f}" if stderr is not None else f"{entry['score']:.4f}"
+
+
+def noise_note(entries, eval_batches) -> str:
+    """One line saying whether the ranking's differences are above the held-out noise."""
+    errors = [e["score_stderr"] for e in entries if e.get("score_stderr") is not None]
+    if not errors:
+        return "noise: one held-out batch, no estimate (raise --eval-batches to get one)"
+    scores = [e["score"] for e in entries]
+    spread, typical = max(scores) - min(scores), sorted(errors)[len(errors) // 2]
+    verdict = ("every listed score is within 2 s.e. of the others: this held-out set does not tell them apart "
+               "one score at a time (the batches are shared, so paired differences are less noisy)"
+               if spread < 2 * typical else "differences below 2 s.e. are within the held-out noise")
+    return (f"s.e.: standard error over {eval_batches or 'the'} held-out batches (median {typical:.4f}); {verdict}; "
+            "more --eval-batches narrow it")
+
+
+# Training options of a --strategy run (pretrain config keys); a --checkpoint search refuses them.
+STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "save_steps", "keep_last", "mixed_precision", "report_to",
+                     "logging_steps")
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
                    "build_latency_table", "blockwise", "base_arch", "device", "truth", "trust_checkpoint")
@@ -311,7 +359,7 @@ def strategy_config(args: argparse.Namespace) -> dict:
               "align": False}
     if args.config:
         config["config"] = args.config
-    for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len"):
+    for key in ("max_steps", "data", "eval_batches", "batch_size", "seq_len", *STRATEGY_TRAINING):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     for key, value in args.train_options:  # validated by load_config (unknown keys name the known ones)
@@ -344,18 +392,21 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     (on the main process only under `accelerate launch`)."""
     import os
 
-    from bertnas.strategies import run_strategy
+    from bertnas.pipelines.strategy import run_strategy
 
     summary = run_strategy(strategy_config(args), top_k=args.top_k)
+    args.result = summary["results"]  # what bertnas.search() returns
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"{'rank':>4}  {'score':>8}  {'params':>8}  arch", file=out)
+    header, width = score_header(summary["results"])
+    print(f"{'rank':>4}  {header:>{width}}  {'params':>8}  arch", file=out)
     for e in summary["results"]:
         bench = (e.get("benchmark") or {}).get("cifar10")
         extra = f"  (NB201 CIFAR-10 test {bench:.2f})" if bench is not None else ""
         derived = "  <- derived" if e["arch"] == summary["derived"] else ""
-        print(f"{e['rank']:>4}  {e['score']:8.4f}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}{derived}",
-              file=out)
+        print(f"{e['rank']:>4}  {score_cell(e):>{width}}  {human(e['params']):>8}  {json.dumps(e['arch'])}{extra}"
+              f"{derived}", file=out)
+    print(noise_note(summary["results"], args.eval_batches), file=out)
     folder = Path(args.output_dir)
     written = [str(folder / name) for name in ("results.json", "log.jsonl", "entropy.png") if (folder / name).exists()]
     print(f"-> {', '.join(written)}", file=out)

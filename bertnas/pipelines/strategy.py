@@ -24,7 +24,7 @@ from bertnas.pipelines.checks import check_names
 from bertnas.pipelines.pretrain import training_run
 from bertnas.search.api import SEARCH_METHODS
 from bertnas.search.constraints import Constraints
-from bertnas.storage.results import Candidate, rank, to_entries, write_results
+from bertnas.storage.results import Candidate, batch_stderr, rank, to_entries, write_results
 from bertnas.strategies.pcdarts import DEFAULT_K
 from bertnas.strategies.plots import plot_entropy
 from bertnas.strategies.registry import STRATEGIES
@@ -89,7 +89,9 @@ def score_candidates(trainer, strategy, top_k: int) -> tuple[list, dict]:
                 costs = constraints.costs(task.space, arch)
             except NotImplementedError:  # a space without a cost model
                 costs = {"params": 0, "flops": 0, "latency_ms": None}
-            extra = {"strategy": strategy.name, **task.result_info(arch)}
+            # the score's noise: its spread over the held-out batches
+            extra = {"strategy": strategy.name, "score_stderr": batch_stderr(evaluator.batch_scores(arch)),
+                     **task.result_info(arch)}
             scored.append(Candidate(arch, float(evaluator(arch)), costs["params"], costs["flops"], costs["latency_ms"],
                                     extra))
     return rank(scored, evaluator.higher_is_better), {**heldout, "higher_is_better": evaluator.higher_is_better}
@@ -121,7 +123,7 @@ def run_strategy(config: Mapping | str | None = None, top_k: int = 10, **overrid
             }
             write_results(cfg.output_dir, ranked, ranked, heldout["metric"], heldout["higher_is_better"], meta)
             plot_entropy(trainer.output_dir / "log.jsonl", trainer.output_dir / "entropy.png")  # none: RS-WS / SPOS
-    return {**summary, "derived": derived.to_list(), "results": to_entries(ranked, heldout["metric"])}
+    return {**summary, "derived": derived.to_list(), "results": to_entries(ranked, heldout["metric"], heldout["higher_is_better"])}
 
 
 __all__ = ["prepare_config", "run_strategy", "score_candidates", "search_function"]

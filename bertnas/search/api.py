@@ -175,7 +175,7 @@ def search(
     from bertnas.tasks import load_task
     from bertnas.storage.checkpoint import verified_checkpoint
     from bertnas.search.latency import LatencyTable
-    from bertnas.storage.results import start_ranking, to_entries, write_results
+    from bertnas.storage.results import batch_stderr, start_ranking, to_entries, write_results
 
     SEARCH_METHODS.get(method)  # an unknown name: one line listing the methods
     start_ranking()
@@ -213,6 +213,8 @@ def search(
         candidate.extra.update(task.result_info(candidate.arch))  # e.g. NB201's real benchmark accuracy
 
     results = outcome.results[:top_k] if top_k else outcome.results
+    for candidate in results:  # the noise of each reported score: its spread over the held-out batches
+        candidate.extra["score_stderr"] = batch_stderr(evaluator.batch_scores(candidate.arch))
     elapsed = time.perf_counter() - started
     meta = {
         "method": method + ("-blockwise" if blockwise else ""),
@@ -232,7 +234,7 @@ def search(
     }
     if output_dir is not None:
         write_results(output_dir, results, outcome.evaluated, heldout["metric"], evaluator.higher_is_better, meta)
-    return to_entries(results, heldout["metric"])
+    return to_entries(results, heldout["metric"], evaluator.higher_is_better)
 
 
 __all__ = ["search", "build_table", "SEARCH_METHODS", "register_search_method", "default_device", "run_seq_len"]

@@ -106,8 +106,21 @@ def check_finite_scores(finite: int, left_out: dict, metric: str) -> None:
                    "and the Pareto front", len(left_out), finite + len(left_out), metric, list(ops), score)
 
 
-def to_entries(ranked, metric: str) -> list[dict]:
-    return [{**c.to_dict(), "rank": i + 1, "metric": metric} for i, c in enumerate(ranked)]
+def to_entries(ranked, metric: str, higher_is_better: bool | None = None) -> list[dict]:
+    direction = {} if higher_is_better is None else {"higher_is_better": bool(higher_is_better)}
+    return [{**c.to_dict(), "rank": i + 1, "metric": metric, **direction} for i, c in enumerate(ranked)]
+
+
+def batch_stderr(batch_scores) -> float | None:
+    """The noise of a held-out score: the standard error of its per-batch values (None for one
+    batch). Two archs whose scores differ by less than about twice this are not told apart."""
+    values = [float(v) for v in batch_scores]
+    if len(values) < 2:
+        return None
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) ** 0.5
+
+
 
 
 def plot_pareto(path: str | Path, evaluated, results, metric: str, higher_is_better: bool = False,
@@ -127,6 +140,11 @@ def plot_pareto(path: str | Path, evaluated, results, metric: str, higher_is_bet
                label=f"evaluated ({len(evaluated)})")
     ax.scatter([c.params / scale for c in results], [c.score for c in results], s=22, c="tab:blue",
                label=f"results ({len(results)})")
+    noisy = [c for c in results if c.extra.get("score_stderr") is not None]
+    if noisy:  # held-out noise: +- 2 standard errors over the batches
+        ax.errorbar([c.params / scale for c in noisy], [c.score for c in noisy],
+                    yerr=[2 * c.extra["score_stderr"] for c in noisy], fmt="none", ecolor="tab:blue", alpha=0.5,
+                    capsize=2, label="results +- 2 s.e. (held-out batches)")
     ax.plot([c.params / scale for c in front], [c.score for c in front], "o-", c="tab:red", ms=5, lw=1.5,
             label=f"Pareto front ({len(front)})", drawstyle="steps-post")
     if results:
@@ -157,12 +175,12 @@ def write_results(output_dir: str | Path, results, evaluated, metric: str, highe
     evaluated = [c for c in evaluated if is_finite(c)]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    entries = to_entries(results, metric)
+    entries = to_entries(results, metric, higher_is_better)
     paths = {"results": out / RESULTS_FILE, "evaluated": out / EVALUATED_FILE, "search": out / SEARCH_FILE,
              "plot": out / PLOT_FILE}
     paths["results"].write_text(strict_json.dumps(entries, indent=2) + "\n")
-    paths["evaluated"].write_text(strict_json.dumps(to_entries(rank(evaluated, higher_is_better), metric), indent=2)
-                                  + "\n")
+    paths["evaluated"].write_text(strict_json.dumps(to_entries(rank(evaluated, higher_is_better), metric,
+                                                               higher_is_better), indent=2) + "\n")
     front = pareto_front(evaluated, higher_is_better)
     summary = {**(meta or {}), "metric": metric, "higher_is_better": higher_is_better,
                "num_results": len(entries), "num_evaluated": len(evaluated), "num_non_finite": len(left_out),
@@ -193,5 +211,6 @@ def load_results(path: str | Path) -> list[dict]:
     return entries
 
 
-__all__ = ["Candidate", "make_candidate", "rank", "is_finite", "check_finite_scores", "start_ranking", "pareto_front", "to_entries", "plot_pareto", "write_results",
+__all__ = ["Candidate", "make_candidate", "rank", "is_finite", "check_finite_scores", "start_ranking", "pareto_front",
+           "to_entries", "batch_stderr", "plot_pareto", "write_results",
            "load_results", "RESULTS_FILE", "EVALUATED_FILE", "SEARCH_FILE", "PLOT_FILE"]

@@ -44,15 +44,19 @@ def load_lm_data(options: dict, tokenizer_source: str | None, vocab_size: int = 
     """(tokenizer, training rows, held-out rows) for data options {source, val_data, seq_len,
     val_fraction, split_seed}. Kept for the life of the process, so repeated runs on the same
     data (a demo, tests) tokenise and pack it once."""
+    split, column = options.get("split", "train"), options.get("text_column", "text")
     key = (options.get("source"), options.get("val_data"), tokenizer_source, vocab_size, options["seq_len"],
-           options["val_fraction"], options["split_seed"])
+           options["val_fraction"], options["split_seed"], split, column)
     if key not in _DATA_CACHE:
-        texts = data_lib.load_texts(options.get("source"))
+        texts = data_lib.load_texts(options.get("source"), split=split, text_column=column)
         tokenizer = data_lib.build_tokenizer(tokenizer_source, texts, vocab_size=vocab_size)
+        # packed rows cached on disk across runs, keyed by the corpus, the tokenizer and the options
         train, val = data_lib.build_lm_splits(texts, tokenizer, options["seq_len"],
-                                              val_fraction=options["val_fraction"], seed=options["split_seed"])
+                                              val_fraction=options["val_fraction"], seed=options["split_seed"],
+                                              cache_dir=data_lib.cache_dir() / "lm-splits")
         if options.get("val_data"):  # a held-out file of its own; the corpus's held-out part is left unused
-            val = data_lib.pack_lm_rows(data_lib.load_texts(options["val_data"]), tokenizer, options["seq_len"],
+            val = data_lib.pack_lm_rows(data_lib.load_texts(options["val_data"], split=split, text_column=column),
+                                        tokenizer, options["seq_len"],
                                         "held-out (--val-data)").with_format("torch")
         _DATA_CACHE.clear()  # one corpus at a time: memory stays bounded
         _DATA_CACHE[key] = (tokenizer, train, val)
@@ -188,6 +192,9 @@ class BertTask(Task):
         self.data_options = {"source": absolute_if_local(cfg.data), "val_data": absolute_if_local(cfg.val_data),
                              "seq_len": cfg.seq_len, "val_fraction": cfg.val_fraction, "split_seed": cfg.data_seed,
                              "tokenizer": cfg.tokenizer}
+        for key, value, default in (("split", cfg.data_split, "train"), ("text_column", cfg.text_column, "text")):
+            if value != default:  # only when set: checkpoints of earlier runs keep their data signature
+                self.data_options[key] = value
         self.run_options = {"batch_size": cfg.batch_size, "mlm_probability": cfg.mlm_probability,
                             "eval_batches": cfg.eval_batches}
         # A resumed run reads the tokenizer its checkpoint saved: a WordPiece trained again on the

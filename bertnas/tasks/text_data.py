@@ -142,7 +142,7 @@ def check_text_files(files: list[Path], source: str) -> None:
         raise UserError(f"the corpus {source} is empty", "give a file with text in it, one text per line")
 
 
-def _load_local(files: list[Path], source: str) -> datasets.Dataset:
+def _load_local(files: list[Path], source: str, text_column: str = "text") -> datasets.Dataset:
     """JSON files by their "text" field, every other file one row per line (UTF-8; a stray byte
     in another encoding becomes U+FFFD instead of failing the whole corpus)."""
     import datasets
@@ -162,9 +162,11 @@ def _load_local(files: list[Path], source: str) -> datasets.Dataset:
                 raise
             raise UserError(f"{source} could not be read as JSON lines ({type(err).__name__})",
                             "give one JSON object with a 'text' field per line") from None
-        if "text" not in ds.column_names:
-            raise UserError(f"{source} has columns {ds.column_names}", "a 'text' column is needed")
-        parts.append(ds.select_columns(["text"]))
+        column = text_column if kind == "json" else "text"
+        if column not in ds.column_names:
+            raise UserError(f"{source} has columns {ds.column_names}, no {column!r}",
+                            "a 'text' column is needed, or name yours with --text-column COL")
+        parts.append(_as_text(ds, column))
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
@@ -191,24 +193,31 @@ def check_corpus(source: str | None, option: str = "--data") -> None:
                             "give a local .txt/.jsonl file or folder, or go online for a datasets name")
 
 
-def load_texts(source: str | None = None) -> datasets.Dataset:
+def _as_text(ds, column: str):
+    """The one column `column` of `ds`, named "text"."""
+    ds = ds.select_columns([column])
+    return ds.rename_column(column, "text") if column != "text" else ds
+
+
+def load_texts(source: str | None = None, split: str = "train", text_column: str = "text") -> datasets.Dataset:
     """A Dataset with one "text" column of non-empty texts. `source`: None (the embedded corpus); a
     text file (one row per non-empty line; any suffix but .json/.jsonl, e.g. .txt, .raw,
     .tokens); a .jsonl/.json file with a "text" field; a folder of those (sorted, read
-    recursively); or a `datasets` name with optional ":config" (its train split)."""
+    recursively); or a `datasets` name with optional ":config" (its `split`, default train).
+    `text_column`: the field of JSON rows / the column of a datasets corpus that holds the text."""
     import datasets
 
     if source is None:
         return datasets.Dataset.from_dict({"text": embedded_corpus()})
     path = Path(source).expanduser()
     if path.exists():
-        ds = _load_local(_local_files(path), source)
+        ds = _load_local(_local_files(path), source, text_column)
     elif _looks_local(source):
         raise UserFileError(f"Training text {source!r} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
     else:
         name, _, config = source.partition(":")
         try:
-            ds = datasets.load_dataset(name, config or None, split="train")
+            ds = datasets.load_dataset(name, config or None, split=split)
         except Exception as err:  # offline, unknown name, ...: say what was tried
             raise UserFileError(
                 f"{source!r} is not a local file or folder and could not be loaded with datasets.load_dataset "
@@ -216,7 +225,10 @@ def load_texts(source: str | None = None) -> datasets.Dataset:
                 "give a local .txt/.jsonl file or folder (or go online for a datasets name)"
             ) from err
     if "text" not in ds.column_names:
-        raise UserError(f"{source} has columns {ds.column_names}", "a 'text' column is needed")
+        if text_column not in ds.column_names:
+            raise UserError(f"{source} has columns {ds.column_names}, no {text_column!r}",
+                            "a 'text' column is needed, or name yours with --text-column COL")
+        ds = _as_text(ds, text_column)
     ds = ds.select_columns(["text"]).filter(lambda row: bool(row["text"] and row["text"].strip()))
     if len(ds) == 0:
         raise UserError(f"the corpus {source} holds no non-empty text", "give a file with text in it, one text per line")

@@ -25,9 +25,9 @@ from bertnas.core.errors import UserError, UserFileError, check_model_source, on
 from bertnas.strategies.registry import STRATEGIES
 from bertnas.supernet.registry import SAMPLERS
 from bertnas.tasks.registry import SPACES, TASKS
+from bertnas.train.tracking import REPORT_TO  # none, all, and accelerate's trackers
 
 MIXED_PRECISION = ("no", "fp16", "bf16")  # None (unset): accelerate's own setting (launcher, env, `accelerate config`)
-REPORT_TO = ("none", "tensorboard")
 BASE_REPLACEMENT = ("none", "beat", "population")
 
 
@@ -55,6 +55,9 @@ class PretrainConfig:
     resume_from_checkpoint: str | None = None  # None | "latest" | a checkpoint folder
     overwrite: bool = False  # start over in a folder that holds a run (deletes only the run's files)
     report_to: str = "none"
+    logging_steps: int = 10  # trackers and console lines (when progress is off) get one row per interval
+    push_to_hub: bool = False  # upload the final supernet (model folder + card) to hub_model_id
+    hub_model_id: str | None = None
     progress: bool = True
     verify_ranks: bool = False  # at the end, check every rank holds the same weights
     # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
@@ -65,6 +68,8 @@ class PretrainConfig:
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
     # -- data ---------------------------------------------------------------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
+    data_split: str = "train"  # the split of a datasets corpus
+    text_column: str = "text"  # the text field of JSON rows / column of a datasets corpus
     tokenizer: str | None = None  # None: train a WordPiece tokenizer on the corpus
     tokenizer_vocab_size: int = 1000  # when training one
     seq_len: int = 32

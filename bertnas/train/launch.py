@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from bertnas.train.config import PretrainConfig, read_deepspeed_config, resolved_mixed_precision
+from bertnas.train.tracking import accelerator_kwargs
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -63,12 +64,7 @@ def build_accelerator(cfg: PretrainConfig, project_dir: Path):
         single_process_env()  # DeepSpeed wants a process group even for one process
         ds = read_deepspeed_config(cfg.deepspeed)
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(ds, cfg, world_env))
-    if cfg.report_to == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            raise ImportError("--report-to tensorboard needs the tensorboard package: pip install tensorboard") from None
-        kwargs.update(log_with="tensorboard", project_dir=str(project_dir))
+    kwargs.update(accelerator_kwargs(cfg.report_to, project_dir))  # trackers; a missing package is one line
     # Without a GPU, ask for CPU explicitly: then `accelerate launch --multi_gpu` (or a
     # MULTI_GPU config with use_cpu) and torchrun give N gloo ranks instead of N world-1 runs.
     # (Not with DeepSpeed: accelerate drops the DeepSpeed plugin on `cpu=True`.)

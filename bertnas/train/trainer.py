@@ -41,6 +41,7 @@ from bertnas.train.launch import build_accelerator
 from bertnas.storage.logs import SUMMARY_FILE, StepLog
 from bertnas.train.optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
 from bertnas.train.state import TrainState, write_run_config
+from bertnas.train.tracking import IntervalLog
 
 logger = logging.getLogger("bertnas.pretrain")
 
@@ -187,6 +188,8 @@ class SupernetTrainer:
             acc.init_trackers("pretrain", config={k: v for k, v in cfg.to_dict().items()
                                                   if isinstance(v, (int, float, str, bool))})
         log = StepLog(self.output_dir, self.is_main)
+        rows = IntervalLog(acc, cfg.logging_steps, tracking=cfg.report_to != "none",
+                           console=self.is_main and not cfg.progress)  # one averaged row per interval
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (self.is_main and cfg.progress),
                    desc="pretrain", dynamic_ncols=True)
         last = {}
@@ -219,9 +222,7 @@ class SupernetTrainer:
                         record["base_replaced"] = True
                 line = {"step": self.step, **record}
                 log.write(line)
-                if cfg.report_to != "none":
-                    acc.log({k: v for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                            step=self.step)
+                rows.update(line)
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}",
                                 arch=" ".join(self.task.short_name(op) for op in arch.ops),
@@ -234,6 +235,7 @@ class SupernetTrainer:
                     self._stop_on_signal(saved_at)
             if saved_at != self.step:
                 self.save()
+            rows.flush()
         finally:
             self._stop.__exit__(None, None, None)
             bar.close()
