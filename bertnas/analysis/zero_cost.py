@@ -146,15 +146,19 @@ def snip(pm: ProxyModel) -> float:
 
 def grasp(pm: ProxyModel) -> float:
     """-sum W * (H g): g the gradient (a constant), then the gradient of g . grad L."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     layers = weight_layers(pm.model)
     weights = [layer.weight for layer in layers]
     _zero_grads(pm.model)
-    g = torch.autograd.grad(pm.loss(), weights, allow_unused=True)
-    grads = torch.autograd.grad(pm.loss(), weights, create_graph=True, allow_unused=True)
-    z = sum((gi.detach() * fi).sum() for gi, fi in zip(g, grads) if gi is not None and fi is not None)
-    if not torch.is_tensor(z) or not z.requires_grad:
-        return 0.0
-    hg = torch.autograd.grad(z, weights, allow_unused=True)
+    # the fused attention kernels have no second derivative: the math kernel has
+    with sdpa_kernel(SDPBackend.MATH):
+        g = torch.autograd.grad(pm.loss(), weights, allow_unused=True)
+        grads = torch.autograd.grad(pm.loss(), weights, create_graph=True, allow_unused=True)
+        z = sum((gi.detach() * fi).sum() for gi, fi in zip(g, grads) if gi is not None and fi is not None)
+        if not torch.is_tensor(z) or not z.requires_grad:
+            return 0.0
+        hg = torch.autograd.grad(z, weights, allow_unused=True)
     return float(sum((-w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None))
 
 
@@ -196,23 +200,33 @@ def jacob_cov(pm: ProxyModel) -> float:
     return float(-np.sum(np.log(eig + JACOB_K) + 1.0 / (eig + JACOB_K)))
 
 
-# The activations whose on/off codes NASWOT reads: the remote-code models call the functional
-# forms (F.relu inside ReLUConvBN, nn.ReLU / nn.ReLU6 -> F.relu / F.hardtanh, BERT's GELU ->
-# F.gelu), so the functional forms are what is wrapped; module hooks would miss the first.
+# The activations whose on/off codes NASWOT reads. The remote-code models call functional forms
+# (F.relu inside ReLUConvBN; nn.ReLU / nn.ReLU6 / nn.GELU call F.relu / F.hardtanh / F.gelu when
+# they run), so those are wrapped; transformers' activation modules hold a reference to the
+# function taken when they were built, so they get a forward pre-hook instead.
 _ACTIVATIONS = ("relu", "hardtanh", "gelu", "silu")
 
 
+def _code(x: torch.Tensor) -> torch.Tensor:
+    return (x.detach() > 0).reshape(x.shape[0], -1) if x.dim() > 1 else (x.detach() > 0)[None]
+
+
 @contextlib.contextmanager
-def recorded_activations(codes: list):
-    """Inside the block, each call of an activation appends its input's code (x > 0, per item)."""
+def recorded_activations(codes: list, model: nn.Module | None = None):
+    """Inside the block, each activation appends its input's code (x > 0, one row per item)."""
     originals = {name: getattr(F, name) for name in _ACTIVATIONS}
 
     def wrap(fn):
         def recorder(x, *args, **kwargs):
-            codes.append((x.detach() > 0).reshape(x.shape[0], -1) if x.dim() > 1 else (x.detach() > 0)[None])
+            codes.append(_code(x))
             return fn(x, *args, **kwargs)
         return recorder
 
+    hooks = []
+    if model is not None:
+        for module in model.modules():
+            if type(module).__module__.startswith("transformers.activations"):
+                hooks.append(module.register_forward_pre_hook(lambda m, args: codes.append(_code(args[0]))))
     try:
         for name, fn in originals.items():
             setattr(F, name, wrap(fn))
@@ -220,12 +234,14 @@ def recorded_activations(codes: list):
     finally:
         for name, fn in originals.items():
             setattr(F, name, fn)
+        for hook in hooks:
+            hook.remove()
 
 
 def nwot(pm: ProxyModel) -> float:
     codes: list = []
     x = pm.input()
-    with torch.no_grad(), recorded_activations(codes):
+    with torch.no_grad(), recorded_activations(codes, pm.model):
         pm.forward(x)
     n = x.shape[0]
     mask = pm.token_mask()

@@ -96,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     g.add_argument("--truth", help="ground truth of some archs (JSON arch -> value, a results list, or "
                                    "nb201:cifar10): also write OUT/trust_report.md (bertnas analyze report)")
+    g.add_argument("--ranker", help="score archs with a hybrid ranker (OUT/ranker.json of bertnas calibrate) instead of "
+                                    "the raw supernet score; constraints and methods unchanged")
     a("--seed", type=int, default=0)
     a("--top-k", type=int, default=10, help="entries kept in results.json")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -228,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
             blockwise=args.blockwise, block_size=args.block_size, base_arch=args.base_arch,
             candidates_per_block=args.candidates_per_block, population=args.population, generations=args.generations,
             parents=args.parents, mutation_k=args.mutation_k, num_samples=args.num_samples,
+            rescore=_rescore(args),
         )
     except InfeasibleBudget as err:
         raise UserError(str(err), "raise --max-params / --max-flops / --max-latency-ms") from None
@@ -250,9 +253,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rescore(args):
+    if not getattr(args, "ranker", None):
+        return None
+    from bertnas.analysis.calibration import ranker_rescorer
+
+    return ranker_rescorer(args.ranker)
+
+
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
-                   "build_latency_table", "blockwise", "base_arch", "device", "truth")
+                   "build_latency_table", "blockwise", "base_arch", "device", "truth", "ranker")
 
 
 def strategy_config(args: argparse.Namespace) -> dict:
