@@ -138,14 +138,26 @@ def op_counts(space, arch) -> dict:
     return counts
 
 
+def encoding(space, arch) -> dict:
+    """One-hot of each choice's pick ("choice=op"; an input choice: each picked input)."""
+    arch = space.arch(arch)
+    out = {}
+    for name, cands in space.choices.items():
+        picked = arch[name] if isinstance(arch[name], tuple) else (arch[name],)
+        for c in getattr(cands, "candidates", cands):
+            out[f"{name}={c}"] = int(c in picked)
+    return out
+
+
 def feature_table(archs: Sequence, signals: Mapping[str, Mapping], space=None) -> tuple[list[str], np.ndarray]:
-    """(names, matrix): one column per signal ({name: {arch: value}}, higher = better), then op
-    counts when `space` is given. Columns constant over `archs` are kept (the model ignores them)."""
+    """(names, matrix): one column per signal ({name: {arch: value}}, higher = better), then, when
+    `space` is given, op counts and the one-hot encoding of the arch. Columns constant over
+    `archs` are kept (the regularised models give them no weight)."""
     names = list(signals)
     rows = [[signals[n].get(a, float("nan")) for n in names] for a in archs]
     if space is not None:
-        counts = [op_counts(space, a) for a in archs]
-        op_names = sorted({k for c in counts for k in c})
+        counts = [{**op_counts(space, a), **encoding(space, a)} for a in archs]
+        op_names = list(counts[0]) if counts else []
         names += op_names
         rows = [r + [c.get(k, 0) for k in op_names] for r, c in zip(rows, counts)]
     x = np.asarray(rows, dtype=float)
@@ -215,9 +227,15 @@ def cross_validated_predictions(name: str, x: np.ndarray, truth, folds: int = 5,
 def compare_rankers(x: np.ndarray, truth, names: Sequence[str] = tuple(RANKERS), seed: int = 0, n_boot: int = 1000,
                     folds: int = 5) -> dict:
     """{model: metrics of its out-of-fold predictions} (Kendall / Spearman, bootstrap 95 %)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     out = {}
     for name in names:
-        pred = cross_validated_predictions(name, x, truth, folds, seed)
+        with warnings.catch_warnings():  # LassoCV's weakest alphas may stop early: they are not chosen
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            pred = cross_validated_predictions(name, x, truth, folds, seed)
         out[name] = {**bootstrap_metrics(pred, truth, n_boot, seed), "description": RANKERS[name]}
     return out
 

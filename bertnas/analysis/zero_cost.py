@@ -193,7 +193,8 @@ def jacob_cov(pm: ProxyModel) -> float:
     out = pm.forward(x).logits
     out.backward(torch.ones_like(out))
     jac = x.grad.detach().reshape(x.shape[0], -1).double().numpy()
-    corr = np.corrcoef(jac)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant Jacobian row: no score (NaN)
+        corr = np.corrcoef(jac)
     if not np.all(np.isfinite(corr)):
         return float("nan")
     eig = np.linalg.eigvalsh(corr)
