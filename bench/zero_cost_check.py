@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import platform
+import random
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--num-archs", type=int, default=0, help="first N archs of the file (0: all)")
     p.add_argument("--cache", default=str(REPO / "bench" / "results" / "zero_cost_values.json"))
     p.add_argument("--json", default=str(REPO / "bench" / "results" / "zero_cost_check.json"))
+    p.add_argument("--compare-only", action="store_true",
+                   help="compute nothing: compare the archs already in --cache (a partial run)")
     return p.parse_args(argv)
 
 
@@ -110,7 +113,11 @@ def main(argv=None) -> dict:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     values = cache.get("values", {}) if cache.get("setting") == setting else {}
     start = time.time()
-    todo = [a for a in archs if a not in values]
+    todo = [] if args.compare_only else [a for a in archs if a not in values]
+    # a seeded random order, so that a run stopped early (--compare-only) still covers the space
+    random.Random(args.seed).shuffle(todo)
+    if args.compare_only:
+        archs = [a for a in archs if a in values]
     for i, arch in enumerate(todo, 1):
         values[arch] = scorer.score(arch)
         if i % 20 == 0 or i == len(todo):
@@ -118,7 +125,7 @@ def main(argv=None) -> dict:
             cache_path.write_text(json.dumps({"setting": setting, "values": values}))
             print(f"{len(values)}/{len(archs)} archs, {time.time() - start:.0f} s", flush=True)
     rows = compare(values, naslib, truth)
-    out = {"setting": {**setting, "num_archs": len(archs), "proxies": list(PROXIES),
+    out = {"setting": {**setting, "num_archs": len(archs), "compare_only": bool(args.compare_only), "proxies": list(PROXIES),
                        "truth": "NB201 CIFAR-10 test accuracy, 200 epochs (NATS-Bench tss)",
                        "init": "one seeded supernet (bertnas init: kaiming normal fan_out); each arch its extracted path",
                        "seconds_this_run": round(time.time() - start, 1), "python": platform.python_version(),
