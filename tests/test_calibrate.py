@@ -101,6 +101,8 @@ def test_calibrate_on_the_toy_supernet(calibrated):
     ranker = json.loads((out / "ranker.json").read_text())
     assert len(ranker["rows"]) == 6 and ranker["space"]["choices"]
     assert len(json.loads((out / "predictions.json").read_text())) == 49  # the whole toy space
+    md = (out / "calibration.md").read_text()
+    assert "**Which signal to use.** Use the " in md and "| hybrid (" in md
 
 
 def test_calibrate_reuses_the_trained_archs(calibrated, toy_run):

@@ -103,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-batches", type=int, default=4, help="held-out batches (split in two for stability)")
     t.add_argument("--no-interference", dest="interference", action="store_false",
                    help="skip the interference check")
+    t.add_argument("--calibration", help="OUT/calibration.json of bertnas calibrate: the report says which signal "
+                                         "(supernet, a proxy, the hybrid) to use")
     t.add_argument("--seed", type=int, default=0)
     _output(t, required=False)
     t.set_defaults(output_dir=None)
@@ -234,7 +236,8 @@ def _report(args) -> dict:
     path = write_trust_report(args.checkpoint, args.output_dir, truth=args.truth, scores=args.scores,
                               truth_field=args.truth_field, truth_higher_is_better=args.truth_higher,
                               archs=args.archs, seed=args.seed, eval_batches=args.eval_batches,
-                              interference=args.interference, progress=True)
+                              interference=args.interference, progress=True,
+                              calibration=getattr(args, "calibration", None))
     return {"report": str(path)}
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from bertnas.analysis.calibration import (MIN_TRUTH, RANKERS, HybridRanker, bootstrap_metrics, check_truth,
                                           choose_covering_archs, compare_rankers, cross_validated_predictions,
                                           feature_table, space_identity, verdict)
+from bertnas.analysis.report import render_calibration
 from bertnas.analysis.zero_cost import PROXIES, ZeroCostScorer
 from bertnas.core.errors import UserError
 from bertnas.storage.checkpoint import MODEL_DIR, verified_checkpoint
@@ -163,6 +164,7 @@ def calibrate(checkpoint, num_archs: int, steps: int, output_dir, *, truth=None,
         "seconds": time.perf_counter() - started,
     }
     (out / "calibration.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "calibration.md").write_text(render_calibration(json.loads((out / "calibration.json").read_text())))
     return report
 
 
