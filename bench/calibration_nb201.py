@@ -70,7 +70,7 @@ def plot(path: Path, rows: dict, ks: list, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
     singles = sorted((n for n in rows if n != "hybrid"), key=lambda n: -np.mean(rows[n]["mean"]))[:6]
     for name in ["hybrid", *singles]:
         mean, std = np.asarray(rows[name]["mean"]), np.asarray(rows[name]["std"])
@@ -80,7 +80,7 @@ def plot(path: Path, rows: dict, ks: list, title: str) -> None:
     ax.set_xlabel("K labelled archs")
     ax.set_ylabel("Kendall tau on the held-out archs")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

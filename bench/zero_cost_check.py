@@ -44,7 +44,11 @@ def parse_args(argv=None):
     p.add_argument("--cells", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-archs", type=int, default=0, help="first N archs of the file (0: all)")
+    p.add_argument("--num-archs", type=int, default=0, help="N archs of the file drawn with --seed (0: all)")
+    p.add_argument("--proxies", default="", help="comma-separated subset (default: every proxy)")
+    p.add_argument("--init", choices=("bertnas", "pytorch"), default="bertnas",
+                   help="the network's initialisation: bertnas's (Kaiming normal, fan out) or PyTorch's layer "
+                        "defaults (what NASLib's networks use)")
     p.add_argument("--cache", default=str(REPO / "bench" / "results" / "zero_cost_values.json"))
     p.add_argument("--json", default=str(REPO / "bench" / "results" / "zero_cost_check.json"))
     p.add_argument("--compare-only", action="store_true",
@@ -59,13 +63,15 @@ def ranked(values: dict) -> dict:
     return {k: (v if math.isfinite(v) else (max(finite) + 1.0 if v == math.inf else low)) for k, v in values.items()}
 
 
-def compare(ours: dict, naslib: dict, truth: dict) -> dict:
+def compare(ours: dict, naslib: dict, truth: dict, proxies=tuple(NASLIB_NAMES)) -> dict:
     from scipy import stats
 
     archs = sorted(set(ours) & set(naslib) & set(truth))
     t = [truth[a] for a in archs]
     rows = {}
     for name, ref in NASLIB_NAMES.items():
+        if name not in proxies:
+            continue
         mine = ranked({a: ours[a][name] for a in archs})
         m = [mine[a] for a in archs]
         row = {"n": len(archs), "nonfinite_ours": sum(not math.isfinite(ours[a][name]) for a in archs),
@@ -95,7 +101,7 @@ def main(argv=None) -> dict:
     naslib = load_zero_cost(Path(args.zero_cost))
     archs = sorted(naslib)
     if args.num_archs:
-        archs = archs[: args.num_archs]
+        archs = sorted(random.Random(args.seed).sample(archs, args.num_archs))
     bench = Nb201Benchmark()
     truth = {a: bench.accuracy(a, "cifar10") for a in archs}
 
@@ -105,11 +111,18 @@ def main(argv=None) -> dict:
     batch = {"pixel_values": normalise(images.images[pick], mean, std), "labels": images.labels[pick]}
     torch.manual_seed(args.seed)
     model, space = build_nb201({"C": args.channels, "N": args.cells}, 10)
-    scorer = ZeroCostScorer(model, space, [batch], PROXIES, seed=args.seed)
+    if args.init == "pytorch":
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)):
+                module.reset_parameters()
+    proxies = tuple(p for p in args.proxies.split(",") if p) or PROXIES
+    scorer = ZeroCostScorer(model, space, [batch], proxies, seed=args.seed)
 
     cache_path = Path(args.cache)
     setting = {"channels": args.channels, "cells": args.cells, "batch_size": args.batch_size, "seed": args.seed,
                "data": str(args.data)}
+    if args.init != "bertnas" or proxies != PROXIES:
+        setting.update(init=args.init, proxies=list(proxies))
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     values = cache.get("values", {}) if cache.get("setting") == setting else {}
     start = time.time()
@@ -124,10 +137,10 @@ def main(argv=None) -> dict:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps({"setting": setting, "values": values}))
             print(f"{len(values)}/{len(archs)} archs, {time.time() - start:.0f} s", flush=True)
-    rows = compare(values, naslib, truth)
-    out = {"setting": {**setting, "num_archs": len(archs), "compare_only": bool(args.compare_only), "proxies": list(PROXIES),
+    rows = compare(values, naslib, truth, proxies)
+    out = {"setting": {**setting, "num_archs": len(archs), "compare_only": bool(args.compare_only), "proxies": list(proxies), "init_scheme": args.init,
                        "truth": "NB201 CIFAR-10 test accuracy, 200 epochs (NATS-Bench tss)",
-                       "init": "one seeded supernet (bertnas init: kaiming normal fan_out); each arch its extracted path",
+                       "init": f"one seeded supernet ({args.init} initialisation); each arch its extracted path",
                        "seconds_this_run": round(time.time() - start, 1), "python": platform.python_version(),
                        "torch": torch.__version__,
                        "command": "OMP_NUM_THREADS=1 python bench/zero_cost_check.py " + " ".join(sys.argv[1:])},
