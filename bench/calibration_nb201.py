@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--label", default="naslib")
     p.add_argument("--json", help="default bench/results/calibration_nb201_<label>.json")
     p.add_argument("--plot", help="default docs/img/calibration_nb201_<label>.png")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot from the --label's JSON")
     return p.parse_args(argv)
 
 
@@ -89,6 +90,15 @@ def plot(path: Path, rows: dict, ks: list, title: str) -> None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.replot:
+        data = json.loads(Path(args.json or REPO / "bench" / "results" / f"calibration_nb201_{args.label}.json").read_text())
+        ks = data["ks"]
+        rows = {n: {"mean": [data["per_k"][str(k)]["summary"][n]["kendall_tau_mean"] for k in ks],
+                    "std": [data["per_k"][str(k)]["summary"][n]["kendall_tau_std"] for k in ks]}
+                for n in ["hybrid", *data["signals"]]}
+        plot(Path(data["plot"]), rows, ks, f"NB201 CIFAR-10, pool {data['pool']} archs: hybrid vs single signals "
+                                           f"({args.label}); mean +- std over {data['repeats']} draws")
+        return data
     from nb201_ranking import load_zero_cost
 
     from bertnas.analysis.calibration import (RANKERS, HybridRanker, bootstrap_metrics, choose_covering_archs,
