@@ -190,6 +190,31 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
+def calibration_lines(calibration: dict) -> list[str]:
+    """The calibration's verdict (which signal to use) and every signal's numbers, best first."""
+    rows = {k: v for k, v in calibration.items() if isinstance(v, dict) and "ci95" in v}
+    verdict = (calibration.get("verdict") or {}).get("text", "")
+    settings = calibration.get("settings") or {}
+    lines = [f"**Which signal to use.** {verdict}", "",
+             f"On {settings.get('num_archs', '?')} labelled archs (truth: {settings.get('truth', '?')}); the hybrid's "
+             "numbers are cross-validated (no arch is predicted by a fit that saw it).", "",
+             "| signal | Kendall tau | 95 % interval | Spearman rho |", "|---|---|---|---|"]
+    ordered = sorted(rows, key=lambda k: -(rows[k]["kendall_tau"] if rows[k]["kendall_tau"] == rows[k]["kendall_tau"]
+                                           else -2))
+    for name in ordered:
+        m = rows[name]
+        lo, hi = m["ci95"]["kendall_tau"]
+        label = f"hybrid ({m.get('model')})" if name == "hybrid" else name
+        lines.append(f"| {label} | {_fmt(m['kendall_tau'])} | {_fmt(lo, 2)} .. {_fmt(hi, 2)} | "
+                     f"{_fmt(m['spearman_rho'])} |")
+    return lines
+
+
+def render_calibration(calibration: dict) -> str:
+    return "\n".join(["# Which signal ranks this space best?", "", *calibration_lines(calibration), "",
+                       "Details: calibration.json; search with the hybrid: `bertnas search --ranker ranker.json`."]) + "\n"
+
+
 def render_report(checks: dict) -> str:
     answer, steps = _verdict(checks)
     lines = ["# Can this supernet's ranking be trusted?", "", f"**Answer.** {answer}", "",
@@ -234,6 +259,8 @@ def render_report(checks: dict) -> str:
         cells = ", ".join(f"{k} {v:.3f}" for k, v in inter["rows"].items())
         lines.append(f"| interference (gradient cosine at {inter['layer']}) | {cells} | 1 = subnets train the shared op "
                      "alike; lower with more changed layers / across op types = interference |")
+    if checks.get("calibration"):
+        lines += ["", "## Calibration: which signal to use", "", *calibration_lines(checks["calibration"])]
     lines += ["", "## What to do next", ""]
     lines += [f"- {step}" for step in steps] or ["- Nothing urgent: search with this supernet."]
     lines += ["", "Details: trust_report.json. How to read each check: docs/analysis.md."]
@@ -242,7 +269,8 @@ def render_report(checks: dict) -> str:
 
 def write_trust_report(checkpoint, output_dir=None, truth=None, scores=None, truth_field: str = "score",
                        truth_higher_is_better: bool | None = None, archs: int = 24, seed: int = 0,
-                       eval_batches: int = 4, interference: bool = True, progress: bool = False) -> Path:
+                       eval_batches: int = 4, interference: bool = True, progress: bool = False,
+                       calibration=None) -> Path:
     """Run the checks and write OUT/trust_report.md and .json (OUT default: the checkpoint's run
     folder). `truth` / `scores`: paths, `nb201:<dataset>` or loaded `ScoreSet`s. Returns the .md path."""
     from bertnas.storage.checkpoint import find_checkpoint
@@ -255,6 +283,9 @@ def write_trust_report(checkpoint, output_dir=None, truth=None, scores=None, tru
         scores = load_values(scores, "scores")
     checks = trust_checks(checkpoint, truth, scores, archs=archs, seed=seed, eval_batches=eval_batches,
                           interference=interference, progress=progress)
+    if calibration is not None:  # bertnas calibrate's calibration.json: the verdict names a signal
+        checks["calibration"] = (calibration if isinstance(calibration, dict)
+                                 else json.loads(Path(calibration).read_text()))
     out = Path(output_dir) if output_dir is not None else find_checkpoint(checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     (out / REPORT_JSON).write_text(json.dumps(checks, indent=2, default=str))

@@ -6,6 +6,7 @@
     bertnas analyze entropy --log runs/darts/log.jsonl --output-dir A
     bertnas analyze bias --scores OUT/evaluated.json --output-dir A
     bertnas analyze report --checkpoint runs/supernet [--truth truth.json]
+    bertnas analyze zero-cost --space nb201 --archs 100 --output-dir A   (or --archs archs.json)
 
 Each writes its files under the output folder and prints a one-line JSON summary on stdout.
 """
@@ -24,6 +25,8 @@ SUBCOMMANDS = {
     "entropy": "Architecture-weight entropy over training, from a strategy run's log.jsonl",
     "bias": "Correlation of scores with parameter count; scores by operator and layer",
     "report": "A plain-words trust report for a supernet checkpoint (Markdown)",
+    "zero-cost": "Zero-cost proxies (params, FLOPs, synflow, snip, grasp, jacob_cov, nwot, zen, grad_norm) of archs "
+                 "at initialisation",
 }
 
 
@@ -47,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = {name: sub.add_parser(name, help=text, description=text, formatter_class=DefaultsFormatter)
          for name, text in SUBCOMMANDS.items()}
+    _zero_cost_arguments(p["zero-cost"])
+    _output(p["zero-cost"])
 
     r = p["ranking"]
     r.add_argument("--scores", required=True, help="supernet scores: results.json / evaluated.json of bertnas search, "
@@ -98,9 +103,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--eval-batches", type=int, default=4, help="held-out batches (split in two for stability)")
     t.add_argument("--no-interference", dest="interference", action="store_false",
                    help="skip the interference check")
+    t.add_argument("--calibration", help="OUT/calibration.json of bertnas calibrate: the report says which signal "
+                                         "(supernet, a proxy, the hybrid) to use")
     t.add_argument("--seed", type=int, default=0)
     _output(t, required=False)
     t.set_defaults(output_dir=None)
+
+
+def _zero_cost_arguments(z) -> None:
+    from bertnas.analysis.zero_cost import PROXIES
+
+    z.add_argument("--space", default="bert", help="search space: bert, nb201, darts, cnn (or a registered one)")
+    z.add_argument("--config", help="a pretrain recipe YAML giving the supernet's sizes (e.g. recipes/configs/toy.yaml)")
+    z.add_argument("--checkpoint", help="a run whose config (sizes, data) is used; its weights are not: proxies "
+                                        "are defined at initialisation")
+    z.add_argument("--archs", required=True, help="N (archs sampled with --seed) or a JSON file: a list of arch "
+                                                   "strings / op lists, or a results file of bertnas search")
+    z.add_argument("--data", help="the task's data source (vision default: the local CIFAR-10 subset)")
+    z.add_argument("--batch-size", type=int, default=16, help="items of the one batch every proxy sees")
+    z.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated")
+    z.add_argument("--seed", type=int, default=0, help="initialisation, batch and zen's Gaussian draws")
 
 
 def _positive(name: str, value) -> None:
@@ -224,8 +246,95 @@ def _report(args) -> dict:
     path = write_trust_report(args.checkpoint, args.output_dir, truth=args.truth, scores=args.scores,
                               truth_field=args.truth_field, truth_higher_is_better=args.truth_higher,
                               archs=args.archs, seed=args.seed, eval_batches=args.eval_batches,
-                              interference=args.interference, progress=True)
+                              interference=args.interference, progress=True,
+                              calibration=getattr(args, "calibration", None))
     return {"report": str(path)}
+
+
+def _read_archs(spec: str, space, seed: int) -> list:
+    """N archs sampled with `seed`, or the archs of a JSON file (a list of arch strings / op
+    lists, or a results / evaluated file of bertnas search: entries with an "arch")."""
+    import random
+
+    if spec.isdigit():
+        n = int(spec)
+        _positive("archs", n)
+        if n >= space.size():
+            return list(space.enumerate())
+        rng, seen = random.Random(seed), {}
+        while len(seen) < n:
+            seen.setdefault(space.sample(rng), None)
+        return list(seen)
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"--archs {spec}: no such file and not a number", "give N or a JSON list of archs")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"--archs {spec} is not JSON ({err})", "give a JSON list of archs") from None
+    entries = data.get("results") or data.get("evaluated") if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise UserError(f"--archs {spec} holds no list of archs", "give a JSON list of arch strings or op lists")
+    archs = []
+    for entry in entries:
+        value = entry.get("arch") if isinstance(entry, dict) else entry
+        try:
+            archs.append(space.arch(value))
+        except (ValueError, TypeError) as err:
+            raise UserError(f"--archs {spec}: {value!r} is not an arch of the {space_name(space)} space ({err})",
+                            "give archs of this space") from None
+    return archs
+
+
+def space_name(space) -> str:
+    return type(space).__name__
+
+
+def _zero_cost(args) -> dict:
+    import torch
+
+    from bertnas.analysis.zero_cost import PROXIES, ZeroCostScorer
+    from bertnas.pipelines.pretrain import build_task
+    from bertnas.train.config import load_config
+
+    proxies = [p for p in args.proxies.split(",") if p]
+    unknown = [p for p in proxies if p not in PROXIES]
+    if unknown:
+        raise UserError(f"unknown proxies {unknown}", f"choose from {', '.join(PROXIES)}")
+    _positive("batch-size", args.batch_size)
+    overrides = {"space": args.space}
+    if args.checkpoint:
+        from bertnas.storage.checkpoint import find_checkpoint, read_state
+
+        base = dict(read_state(find_checkpoint(args.checkpoint)).get("config") or {})
+        base.pop("resume_from_checkpoint", None)
+        overrides = {**base, "space": base.get("space", args.space)}
+    elif args.config:
+        overrides["config"] = args.config
+    if args.data:
+        overrides["data"] = args.data
+    out = Path(args.output_dir)
+    overrides.update(output_dir=str(out / "unused-run"), seed=args.seed, batch_size=args.batch_size, progress=False)
+    cfg = load_config(overrides)
+    torch.manual_seed(args.seed)
+    task = build_task(cfg)
+    task.setup(cfg)  # a freshly initialised supernet and the task's data
+    archs = _read_archs(args.archs, task.space, args.seed)
+    batches, info = task.heldout(batch_size=args.batch_size, eval_batches=1)
+    scorer = ZeroCostScorer(task.model, task.space, batches, proxies, seed=args.seed)
+    to_string = getattr(task.space, "to_string", None)
+    keyed = {}
+    for arch in archs:
+        key = to_string(arch) if to_string is not None else ",".join(
+            "+".join(v) if isinstance(v, tuple) else str(v) for v in arch.ops)
+        keyed[key] = scorer.score(arch)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "zero_cost.json").write_text(json.dumps(keyed, indent=1) + "\n")
+    settings = {"space": cfg.space, "proxies": proxies, "batch_size": args.batch_size, "seed": args.seed,
+                "data": info.get("source"), "archs": len(keyed), "init": "a freshly initialised supernet (seeded); "
+                "each arch its extracted path", "higher_is_better": True}
+    (out / "zero_cost_settings.json").write_text(json.dumps(settings, indent=1, default=str) + "\n")
+    return {"archs": len(keyed), "zero_cost": str(out / "zero_cost.json")}
 
 
 def run(args) -> int:
@@ -236,7 +345,7 @@ def run(args) -> int:
 
         check_output_dir(args.output_dir)
     handlers = {"ranking": _ranking, "interference": _interference, "entropy": _entropy, "bias": _bias,
-                "report": _report}
+                "report": _report, "zero-cost": _zero_cost}
     summary = handlers[args.analysis](args)
     from bertnas.storage.strict_json import dumps
 

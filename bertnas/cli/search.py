@@ -101,6 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="read a checkpoint that has no manifest.json (its files cannot be verified)")
     g.add_argument("--truth", help="ground truth of some archs (JSON arch -> value, a results list, or "
                                    "nb201:cifar10): also write OUT/trust_report.md (bertnas analyze report)")
+    g.add_argument("--ranker", help="score archs with a hybrid ranker (OUT/ranker.json of bertnas calibrate) instead of "
+                                    "the raw supernet score; constraints and methods unchanged")
     a("--seed", type=int, default=0)
     a("--top-k", type=int, default=10, help="entries kept in results.json")
     a("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -259,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
             candidates_per_block=args.candidates_per_block, population=args.population, generations=args.generations,
             parents=args.parents, mutation_k=args.mutation_k, num_samples=args.num_samples,
             trust_checkpoint=args.trust_checkpoint,
+            rescore=_rescore(args),
         )
     except InfeasibleBudget as err:
         raise UserError(str(err), "raise --max-params / --max-flops / --max-latency-ms") from None
@@ -282,6 +285,14 @@ def run(args: argparse.Namespace) -> int:
                                     scores=Path(args.output_dir) / "evaluated.json", progress=args.progress)
         print(f"trust report -> {report}", file=out)
     return 0
+
+
+def _rescore(args):
+    if not getattr(args, "ranker", None):
+        return None
+    from bertnas.analysis.calibration import ranker_rescorer
+
+    return ranker_rescorer(args.ranker)
 
 
 def score_header(entries) -> tuple[str, int]:
@@ -316,7 +327,7 @@ STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "save_steps", "keep_last", 
                      "logging_steps")
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
-                   "build_latency_table", "blockwise", "base_arch", "device", "truth", "trust_checkpoint")
+                   "build_latency_table", "blockwise", "base_arch", "device", "truth", "trust_checkpoint", "ranker")
 
 
 def strategy_config(args: argparse.Namespace) -> dict:

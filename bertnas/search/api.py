@@ -168,6 +168,8 @@ def search(
     mutation_k: int = 1,
     num_samples: int = 64,
     trust_checkpoint: bool = False,
+    # a scorer in place of the evaluator (e.g. a calibrated hybrid ranker): (task, evaluator) -> scorer
+    rescore=None,
 ) -> list[dict]:
     """Search the supernet of a training checkpoint; returns the ranked entries (best first,
     at most `top_k`) and, with `output_dir`, writes results.json, evaluated.json, search.json
@@ -183,7 +185,8 @@ def search(
         raise ValueError("blockwise=True is a variant of --method shrinking")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    options = {k: v for k, v in locals().items() if k not in ("checkpoint", "method", "output_dir", "trust_checkpoint")}
+    options = {k: v for k, v in locals().items()
+               if k not in ("checkpoint", "method", "output_dir", "trust_checkpoint", "rescore")}
     started = time.perf_counter()
     device = device or default_device()
     with hf_progress(progress):
@@ -208,6 +211,9 @@ def search(
 
     batches, heldout = task.heldout(data=data, seq_len=seq_len, batch_size=batch_size, eval_batches=eval_batches)
     evaluator = task.evaluator(batches)
+    if rescore is not None:  # same methods and constraints, another score per arch
+        evaluator = rescore(task, evaluator)
+        heldout = {**heldout, "metric": evaluator.metric}
     outcome, settings = SEARCH_METHODS[method](task, space, evaluator, constraints, options)
     for candidate in {id(c): c for c in [*outcome.results, *outcome.evaluated]}.values():
         candidate.extra.update(task.result_info(candidate.arch))  # e.g. NB201's real benchmark accuracy
