@@ -277,6 +277,54 @@ def weight_sharing_rows(path: Path) -> dict:
 # CLI
 # ------------------------------------------------------------------------------------------------
 
+NAMES = {"random": "random search", "rea": "regularised evolution (REA)", "reinforce": "REINFORCE",
+         "ppo": "PPO"}
+
+
+def _pm(mean, std, n=None):
+    return f"{mean:.2f} +- {std:.2f}" + (f" ({n} runs)" if n else "")
+
+
+def report(doc: dict) -> str:
+    """The docs/results.md tables of a results JSON: the methods against their published rows, the
+    zero-cost floor and the smoke-scale weight-sharing runs; then the sensitivity variants."""
+    p = doc["protocol"]
+    budget = f"{p['budget_s']:,.0f} s simulated"
+    lines = ["| method | protocol | budget | ours (mean +- std over seeds) | published | median rank of the found archs (of 15,625) |",
+             "|---|---|---|---|---|---|"]
+    for m, r in doc["methods"].items():
+        pub = r.get("published")
+        pub_s = f"{pub['mean']:.2f} +- {pub['std']:.2f}" if pub else "-"
+        lines.append(f"| {NAMES.get(m, m)} | table-lookup (guide: {p['guide']} acc., cost: {p['cost']}) | {budget}, "
+                     f"{r['mean_queries']:.0f} queries | {_pm(r['mean'], r['std'], r['n'])} | {pub_s} | {r['median_rank']:g} |")
+    for proxy, z in doc.get("zero_cost_pick", {}).items():
+        lines.append(f"| zero-cost pick ({proxy}) | best NASLib proxy score among {z['archs']} archs, no training | "
+                     f"{z['archs']} proxy evaluations | {z['accuracy']:.2f} (one arch) | - | {z['rank']} |")
+    for name, w in doc.get("weight_sharing_smoke", {}).items():
+        accs = ", ".join(f"{a:.2f}" for a in w["accuracies"])
+        pub = f"{w['published']:.2f}" if w.get("published") else "-"
+        lines.append(f"| {name} (weight sharing, **smoke scale**) | C=8, N=1, 5k-image subset | {w['steps']} steps of 32 "
+                     f"images | {_pm(w['mean'], w['std'])} (seeds {', '.join(map(str, w['seeds']))}: {accs}) | {pub} | "
+                     f"{', '.join(map(str, w['ranks']))} |")
+    best = doc.get("table_best")
+    if best:
+        lines.append(f"| table optimum | - | - | {best['accuracy']:.2f} | 94.37 | 1 |")
+    out = "\n".join(lines)
+    if doc.get("variants"):
+        methods = list(doc["methods"])
+        head = "| variant | " + " | ".join(NAMES.get(m, m) for m in methods) + " |"
+        rows = [head, "|---" * (len(methods) + 1) + "|"]
+        rows.append("| main protocol (above) | " + " | ".join(
+            f"{doc['methods'][m]['mean']:.2f} +- {doc['methods'][m]['std']:.2f} ({doc['methods'][m]['mean_queries']:.0f} q.)"
+            for m in methods) + " |")
+        for name, res in doc["variants"].items():
+            cells = [f"{res[m]['mean']:.2f} +- {res[m]['std']:.2f} ({res[m]['mean_queries']:.0f} q.)" if m in res else "-"
+                     for m in methods]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        out += "\n\n" + "\n".join(rows)
+    return out
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=500, help="seeded runs per method (NB201: 500); seeds 0..runs-1")
@@ -294,6 +342,7 @@ def parse_args(argv=None):
     p.add_argument("--zero-cost", default=str(REPO.parent / "shared" / "data" / "nasbench" / "naslib" / "zc_nasbench201.json"))
     p.add_argument("--ws-json", default=str(REPO / "bench" / "results" / "nb201_strategies.json"))
     p.add_argument("--json", default="bench/results/nb201_table_search.json")
+    p.add_argument("--report", default=None, metavar="JSON", help="print the Markdown tables of a results JSON and exit")
     return p.parse_args(argv)
 
 
@@ -310,6 +359,9 @@ def run_methods(methods, runs, oracle, space, args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())))
+        return None
     import torch
 
     torch.set_num_threads(1)
