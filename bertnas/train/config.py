@@ -111,6 +111,14 @@ class PretrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
     warmup_steps: int = 2
+    # The weights' optimizer and LR shape. adamw + linear: the default (warm-up, linear decay).
+    # sgd + cosine: the NB201 / DARTS protocols' SGD with (Nesterov) momentum and a cosine decay
+    # from `lr` to `lr_min` (DARTS: 0.025 -> 0.001, momentum 0.9; NB201: 0.1 -> 0, Nesterov).
+    optimizer: str = "adamw"  # adamw | sgd
+    lr_schedule: str = "linear"  # linear | cosine (both after `warmup_steps` of linear warm-up)
+    lr_min: float = 0.0  # cosine's final LR
+    sgd_momentum: float = 0.9
+    sgd_nesterov: bool = False
     max_grad_norm: float = 1.0
     max_nonfinite_steps: int = 0  # steps with a non-finite loss or gradient skipped before the run stops (mixed precision)
     mixed_precision: str | None = None  # None: what `accelerate launch` / ACCELERATE_MIXED_PRECISION / `accelerate config` say

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 
@@ -33,6 +36,48 @@ def warmup_linear_decay(warmup_steps: int, total_steps: int):
         return max(0.0, (total_steps - step) / (total_steps - warmup_steps + 1))
 
     return factor
+
+
+def warmup_cosine_decay(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+    """LR factor of optimizer step `step` (0-based): the same warm-up as `warmup_linear_decay`,
+    then min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2 with t = (step - warmup) / (total -
+    warmup): step `warmup_steps` runs at the full LR, the last step (total - 1) just above
+    min_ratio (torch's CosineAnnealingLR with T_max = total - warmup, eta_min = min_ratio * lr,
+    as DARTS and NB201 step it once per epoch, here once per step)."""
+    span = max(1, total_steps - warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(1.0, (step - warmup_steps) / span)
+        return min_ratio + (1.0 - min_ratio) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+    return factor
+
+
+OPTIMIZERS = ("adamw", "sgd")
+LR_SCHEDULES = ("linear", "cosine")
+
+
+def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    """The weights' optimizer of `cfg.optimizer` over `groups`: AdamW (betas, eps from cfg) or SGD
+    with `sgd_momentum` / `sgd_nesterov`; each group keeps its own weight decay."""
+    name = getattr(cfg, "optimizer", "adamw")
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.sgd_momentum, nesterov=cfg.sgd_nesterov)
+    raise ValueError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_factor(cfg):
+    """The LR factor function of `cfg.lr_schedule` (for `LambdaLR`)."""
+    name = getattr(cfg, "lr_schedule", "linear")
+    if name == "linear":
+        return warmup_linear_decay(cfg.warmup_steps, cfg.max_steps)
+    if name == "cosine":
+        return warmup_cosine_decay(cfg.warmup_steps, cfg.max_steps, getattr(cfg, "lr_min", 0.0) / cfg.lr)
+    raise ValueError(f"lr_schedule {name!r} is not one of {', '.join(LR_SCHEDULES)}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -78,4 +123,4 @@ def gate_param_groups(param_groups_, arch, lrs) -> None:
         group["weight_decay"] = group.get("initial_weight_decay", group["weight_decay"]) if on_path else 0.0
 
 
-__all__ = ["param_groups", "warmup_linear_decay", "candidate_param_groups", "gate_param_groups"]
+__all__ = ["param_groups", "warmup_linear_decay", "warmup_cosine_decay", "build_optimizer", "lr_factor", "candidate_param_groups", "gate_param_groups"]

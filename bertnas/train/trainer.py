@@ -39,7 +39,8 @@ from bertnas.train.config import PretrainConfig
 from bertnas.train.distributed import all_reduce_active_grads, broadcast_parameters, params_sha256
 from bertnas.train.launch import build_accelerator
 from bertnas.storage.logs import SUMMARY_FILE, StepLog
-from bertnas.train.optim import candidate_param_groups, gate_param_groups, param_groups, warmup_linear_decay
+from bertnas.train.optim import (build_optimizer, candidate_param_groups, gate_param_groups, lr_factor,
+                                 param_groups)
 from bertnas.train.state import TrainState, write_run_config
 from bertnas.train.tracking import IntervalLog
 
@@ -84,13 +85,8 @@ class SupernetTrainer:
         # gated per step, keeps off-path candidates bit-identical (optim.py).
         groups = (candidate_param_groups(self.trainable, cfg.weight_decay, self.task.choice_layers())
                   if self.use_deepspeed else param_groups(self.trainable, cfg.weight_decay))
-        self.optimizer = torch.optim.AdamW(
-            groups, lr=cfg.lr,
-            betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_linear_decay(cfg.warmup_steps, cfg.max_steps)
-        )
+        self.optimizer = build_optimizer(groups, cfg)  # AdamW, or SGD with momentum (cfg.optimizer)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
 
         # Masking randomness: one generator per rank (ranks see different data, so different masks).
