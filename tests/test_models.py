@@ -167,8 +167,10 @@ def test_remote_code_loads_without_bertnas(tmp_path, config):
     result = subprocess.run(
         [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(tmp_path / "fixed"), str(tmp_path / "ids.pt"),
          str(tmp_path / "out.pt")],
-        capture_output=True, text=True, cwd=tmp_path, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                                          "HF_HOME": str(tmp_path / "hf")},
+        capture_output=True, text=True, cwd=tmp_path,
+        # the same intra-op threads as this process: another count sums in another order (1e-8 apart)
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(tmp_path / "hf"),
+             "OMP_NUM_THREADS": str(torch.get_num_threads())},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "OK BertNasForMaskedLM BertNasModel" in result.stdout
