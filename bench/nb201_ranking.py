@@ -418,8 +418,10 @@ def main(argv=None) -> dict:
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     if args.plot:
         data = "CIFAR-10 train half" if args.reference else "the CIFAR-10 subset"
+        trained = ", ".join(f"{v} {runs[v].get('steps', args.steps)} steps ({runs[v].get('epochs') or 0:.1f} ep)"
+                            for v in args.variants)
         plot(Path(args.plot), rows, f"NB201 ({args.label}): {len(zc_archs)} NASLib archs; supernets C={args.channels}, "
-                                    f"N={args.cells}, {args.steps} steps on {data}; proxies from NASLib")
+                                    f"N={args.cells}, {trained} on {data}; proxies from NASLib")
     for r in rows:
         print(f"{r['name']:28s} tau {r['kendall_tau']:+.3f} {r.get('ci95')}  rho {r['spearman_rho']:+.3f}")
     return report
