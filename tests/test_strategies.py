@@ -222,7 +222,7 @@ def test_argmax_discretisation_and_options_errors():
     assert discretise(space, {"a": [0.1, 0.7, 0.2], "n": [0.5, 0.1, 0.4]}).to_list() == ["y", ["0", "2"]]
     with pytest.raises(ValueError, match="no option.*arch_lr"):
         build_strategy("darts", space, arch_lrr=0.1)
-    with pytest.raises(ValueError, match="unknown strategy 'dart'.*darts"):
+    with pytest.raises(ValueError, match="Unknown strategy 'dart'.*darts"):
         build_strategy("dart", space)
 
 
