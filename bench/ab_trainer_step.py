@@ -1,7 +1,7 @@
 """Trainer step time of two source trees side by side (before / after a change). Not a test.
 
-    git archive <base> | tar -x -C /tmp/before
-    .venv/bin/python bench/ab_trainer_step.py /tmp/before . --rounds 10 --steps 3
+    git archive <base> | tar -x -C ../before
+    .venv/bin/python bench/ab_trainer_step.py ../before . --rounds 10 --steps 3
 
 One worker process per tree (1 thread each, both alive at once), each holding three trainers of
 bench_pretrain.py's dims (4 chain layers x hidden 240, batch 8 x 128): SPOS (uniform), MAGIC-A

@@ -13,6 +13,7 @@ import json
 import random
 import time
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -48,8 +49,9 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--replacement", default="population")
 p.add_argument("--every", type=int, default=100)
 p.add_argument("--out", default=None)
-p.add_argument("--text", default="/work/shared/data/text/gutenberg/austen-emma.txt")
-p.add_argument("--cache", default="/tmp/bertnas-align-collapse")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the clone
+p.add_argument("--text", default=str(DATA / "text" / "gutenberg" / "austen-emma.txt"))
+p.add_argument("--cache", default="runs/align-collapse")
 a = p.parse_args()
 v = VARIANTS[a.variant]
 torch.set_num_threads(1)

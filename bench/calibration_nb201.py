@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from portable import portable_json  # bench/ is on sys.path when a bench script runs
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +194,7 @@ def main(argv=None) -> dict:
            "truth": "NB201 CIFAR-10 test accuracy, 200 epochs (NATS-Bench tss)", "rankers": RANKERS,
            "python": platform.python_version(), "seconds": round(time.time() - started, 1), "per_k": per_k,
            "plot": str(plot_path)}
-    json_path.write_text(json.dumps(out, indent=1) + "\n")
+    json_path.write_text(portable_json(out, indent=1) + "\n")
     print(json.dumps({k: {n: round(v["kendall_tau_mean"], 3) for n, v in per_k[k]["summary"].items()
                           if isinstance(v, dict) and "kendall_tau_mean" in v} for k in per_k}, indent=1))
     return out

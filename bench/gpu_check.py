@@ -1,7 +1,7 @@
 """Everything a GPU loan should check, in one command. Not a test (but `--dry-run` is one).
 
     python bench/gpu_check.py --output-dir bench/results/gpu          # on a CUDA machine, ~5 min
-    python bench/gpu_check.py --dry-run --output-dir /tmp/gpu_check   # every step, tiny, on the CPU
+    python bench/gpu_check.py --dry-run --output-dir runs/gpu_check   # every step, tiny, on the CPU
 
 Prints a table and writes `gpu_check.json` (+ `gpu_check.md`, the table) to --output-dir. Checks, in
 order (each runs even when an earlier one failed; a failure is a row with its error):

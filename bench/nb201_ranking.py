@@ -33,6 +33,8 @@ import time
 import warnings
 from pathlib import Path
 
+from portable import portable_json  # bench/ is on sys.path when a bench script runs
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_DATA = SHARED / "vision" / "cifar10_subset" / "cifar10_subset_5k_1k.npz"
@@ -415,7 +417,7 @@ def main(argv=None) -> dict:
                             for name, entry in scored.items()},
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    Path(args.json).write_text(portable_json(report, indent=1) + "\n")
     if args.plot:
         data = "CIFAR-10 train half" if args.reference else "the CIFAR-10 subset"
         trained = ", ".join(f"{v} {runs[v].get('steps', args.steps)} steps ({runs[v].get('epochs') or 0:.1f} ep)"

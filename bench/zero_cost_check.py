@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from portable import portable_json  # bench/ is on sys.path when a bench script runs
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
@@ -145,7 +147,7 @@ def main(argv=None) -> dict:
                        "torch": torch.__version__,
                        "command": "OMP_NUM_THREADS=1 python bench/zero_cost_check.py " + " ".join(sys.argv[1:])},
            "proxies": rows}
-    Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    Path(args.json).write_text(portable_json(out, indent=2) + "\n")
     print(json.dumps(rows, indent=1))
     return out
 
