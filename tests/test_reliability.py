@@ -8,36 +8,23 @@ the fix, no traceback, nothing on stdout and every file of the test's folder byt
 result. The classes and the run-time contract are in docs/reliability.md.
 """
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import tiny_texts
+from conftest import BERTNAS_CLI, CLI_ENV, expect_one_line_error, run_cli, tiny_texts
 
-BERTNAS = [sys.executable, "-m", "bertnas.cli"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-       "PYTHONWARNINGS": "ignore"}
-ENV.pop("ACCELERATE_MIXED_PRECISION", None)
+BERTNAS, ENV = BERTNAS_CLI, CLI_ENV
 TRAIN = ["--data", "tiny.txt", "--seq-len", "16", "--no-progress", "--no-align"]
 LATIN1_LINE = "caf\xe9 cr\xe8me br\xfbl\xe9e na\xefve gar\xe7on"  # written in Latin-1: not UTF-8
 
 
 def bertnas(args, cwd, env=None, timeout=300):
-    # stdin closed: a prompt (transformers' remote-code question) fails instead of waiting
-    return subprocess.run([*BERTNAS, *args], cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def snapshot(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return run_cli(args, cwd, env, timeout)
 
 
 def rewrite_manifest(ckpt: Path) -> None:
@@ -63,17 +50,7 @@ def world(tmp_path_factory):
 
 
 def expect_error(world, argv, fix, env=None):
-    """Exit 2, one `error:` line matching `fix`, no traceback, no stdout, every file unchanged."""
-    before = snapshot(world)
-    done = bertnas(argv, world, env)
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
-    assert len(errors) == 1, done.stderr[-3000:]
-    assert re.search(fix, errors[0]), errors[0]
-    assert done.stdout == ""
-    assert snapshot(world) == before
-    return errors[0]
+    return expect_one_line_error(world, argv, fix, env)
 
 
 def copy_run(world, name) -> Path:

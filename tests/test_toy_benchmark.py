@@ -1,26 +1,15 @@
 """bench/toy_nas_benchmark.py end to end on a tiny setting, its leave-one-out baseline, and the
 NASLib -> NB201 arch encoding of bench/nb201_ranking.py."""
 
-import importlib.util
 import json
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_bench_script
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _load("toy_nas_benchmark")
+toy = load_bench_script("toy_nas_benchmark")
 
 
 @pytest.fixture
@@ -96,14 +85,14 @@ def test_ridge_loo_never_sees_the_target_it_predicts():
 
 
 def test_naslib_indices_to_nb201_string():
-    nb = _load("nb201_ranking")
+    nb = load_bench_script("nb201_ranking")
     # NASLib edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); ops skip, none, conv3, conv1, pool
     assert nb.naslib_to_string((0, 1, 2, 3, 4, 0)) == (
         "|skip_connect~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|skip_connect~2|")
 
 
 def test_zero_cost_infinite_scores_rank_last_or_first_and_nan_is_dropped():
-    nb = _load("nb201_ranking")
+    nb = load_bench_script("nb201_ranking")
     values, infinite = nb.finite_ranks({"a": 2.0, "b": float("-inf"), "c": 5.0, "d": float("inf"), "e": float("nan")})
     assert infinite == 2 and set(values) == {"a", "b", "c", "d"}
     assert values["b"] < values["a"] < values["c"] < values["d"]
