@@ -47,6 +47,10 @@ VARIANTS = {
     "magic-a": dict(sampler="uniform", align=True),
     "magic-t+a": dict(sampler="walk", walk_k=1, align=True),
     "fair": dict(sampler="fair", align=False),
+    "deiso": dict(sampler="deiso", align=False),
+    # few-shot NAS: the --split-parent variant's final supernet split on --split-choice, one child
+    # per candidate trained --split-epochs more (bertnas/pipelines/fewshot.py)
+    "few-shot": None,
 }
 FULL_CIFAR10 = SHARED / "vision" / "cifar10_jpeg" / "cifar10-jpeg.zip"
 # NASLib's NB201 encoding: op index -> NB201 op, edges (from, to) in index order
@@ -133,6 +137,9 @@ def parse_args(argv=None):
     p.add_argument("--score-only", action="store_true",
                    help="score each variant's latest checkpoint as it is (a run stopped before --steps)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of every 95%% interval")
+    p.add_argument("--split-parent", default="spos", help="few-shot: the variant whose supernet is split")
+    p.add_argument("--split-choice", default=None, help="few-shot: the choice split on (default: the first edge)")
+    p.add_argument("--split-epochs", type=float, default=1.0, help="few-shot: epochs each child trains on")
     p.add_argument("--reference", action="store_true",
                    help="NB201's reference protocol: C=16, N=5, the complete CIFAR-10 zip, 25,000 / 25,000 split")
     args = p.parse_args(argv)
@@ -163,6 +170,17 @@ def train_supernet(args, variant: str) -> float:
 
     folder = Path(args.output_dir) / variant
     started = time.perf_counter()
+    if variant == "few-shot":
+        from bertnas.pipelines.fewshot import split_supernet
+
+        parent = Path(args.output_dir) / args.split_parent
+        if not (parent / "summary.json").is_file():
+            raise SystemExit(f"few-shot splits the finished {args.split_parent} supernet; train it first "
+                             f"(--variants {args.split_parent} --train-only)")
+        resume = (folder / "few_shot.json").is_file()
+        split_supernet(parent, folder, steps=args.split_steps, choice=args.split_choice, save_steps=args.save_steps,
+                       keep_last=1, progress=False)
+        return _record_wall(folder, time.perf_counter() - started, resume)
     if (folder / "summary.json").is_file():
         return 0.0
     resume = folder.is_dir() and any(folder.glob("checkpoint-*"))
@@ -174,8 +192,12 @@ def train_supernet(args, variant: str) -> float:
                   space_options={"C": args.channels, "N": args.cells, "metric": args.metric,
                                  "calibration_batches": args.calibration_batches},
                   **VARIANTS[variant]))
-    spent = time.perf_counter() - started
-    # wall time summed over every process that trained this variant (a resumed run adds to it)
+    return _record_wall(folder, time.perf_counter() - started, resume)
+
+
+def _record_wall(folder: Path, spent: float, resume: bool) -> float:
+    """Add `spent` seconds to the variant's train_wall.json: wall time summed over every process
+    that trained it (a resumed run adds to it)."""
     record = folder / "train_wall.json"
     before = json.loads(record.read_text()) if record.is_file() else {"seconds": 0.0, "sessions": []}
     before["seconds"] += spent
@@ -200,28 +222,69 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     train_s = 0.0 if args.score_only else train_supernet(args, variant)
     if args.train_only:
         return {}
-    task = load_task(verified_checkpoint(folder), default_device())
-    batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
-    scores, noise = score_both(task, batches, archs, variant)
-    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
-    tail = log[-50:]
-    wall = folder / "train_wall.json"
-    result = {"scores": scores["cross_entropy"], "scores_accuracy": scores["accuracy"],
-              "noise_cross_entropy": noise, "higher_is_better": False, "heldout": heldout,
-              "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
-              "steps": task.run_state["step"],
-              "epochs": task.run_state["step"] * args.batch_size / task.data_options["train_rows"],
-              "train_wall_s": json.loads(wall.read_text())["seconds"] if wall.is_file() else None,
-              "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
-              "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
+    if variant == "few-shot":  # each arch by the child supernet that holds its candidate on the split choice
+        from bertnas.pipelines.fewshot import child_for, read_split
+        from bertnas.spaces.nb201 import Nb201Space
+
+        split = read_split(folder)
+        space = Nb201Space(args.channels, args.cells)
+        groups: dict = {}
+        for arch in archs:
+            groups.setdefault(child_for(split, space.from_string(arch)), []).append(arch)
+        runs = [score_run(args, child, group, f"{variant} {child.name}") for child, group in sorted(groups.items())]
+        parent = json.loads((Path(args.output_dir) / args.split_parent / "train_wall.json").read_text())["seconds"]
+        result = {key: {a: v for r in runs for a, v in r[key].items()}
+                  for key in ("scores", "scores_accuracy", "noise_cross_entropy")}
+        result.update(higher_is_better=False, heldout=runs[0]["heldout"], split={**split, "children": {
+                          c: p.name for c, p in split["children"].items()}, "parent_variant": args.split_parent},
+                      child_steps={r["label"]: r["steps"] for r in runs},
+                      steps=split["parent_step"] + sum(r["steps"] for r in runs),
+                      epochs=(split["parent_step"] + sum(r["steps"] for r in runs)) * args.batch_size
+                      / runs[0]["train_rows"],
+                      train_s=train_s, score_s=time.perf_counter() - started - train_s,
+                      train_wall_s=parent + _wall(folder))
+    else:
+        run = score_run(args, folder, archs, variant)
+        log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+        tail = log[-50:]
+        result = {**{k: v for k, v in run.items() if k not in ("label", "train_rows")},
+                  "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
+                  "epochs": run["steps"] * args.batch_size / run["train_rows"],
+                  "train_wall_s": _wall(folder),
+                  "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
+                  "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
     done.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-def score_both(task, batches, archs: list[str], label: str) -> tuple[dict, dict]:
+def _wall(folder: Path) -> float | None:
+    wall = folder / "train_wall.json"
+    return json.loads(wall.read_text())["seconds"] if wall.is_file() else None
+
+
+def score_run(args, folder: Path, archs: list[str], label: str) -> dict:
+    """Scores of `archs` by the supernet of the run at `folder` (its latest checkpoint). Resumable:
+    scores are saved to `scores.partial.json` as they come, kept only for the same checkpoint."""
+    from bertnas.search.api import default_device
+    from bertnas.storage.checkpoint import verified_checkpoint
+    from bertnas.tasks import load_task
+
+    ckpt = verified_checkpoint(folder)
+    task = load_task(ckpt, default_device())
+    batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
+    partial = Path(folder) / "scores.partial.json"
+    scores, noise = score_both(task, batches, archs, label, partial, ckpt.name)
+    return {"label": label, "scores": scores["cross_entropy"], "scores_accuracy": scores["accuracy"],
+            "noise_cross_entropy": noise, "higher_is_better": False, "heldout": heldout,
+            "steps": task.run_state["step"], "train_rows": task.data_options["train_rows"]}
+
+
+def score_both(task, batches, archs: list[str], label: str, partial: Path | None = None,
+               checkpoint: str = "") -> tuple[dict, dict]:
     """Held-out cross-entropy and top-1 accuracy of every arch in one pass (the same fixed batches
     and per-arch BatchNorm recalibration as `bertnas search`), plus each arch's noise: the standard
-    error of its cross-entropy over the held-out batches."""
+    error of its cross-entropy over the held-out batches. With `partial`, the scores so far are
+    saved there every 20 archs and an interrupted call picks them up (same `checkpoint` only)."""
     import statistics
 
     import torch.nn.functional as F
@@ -239,16 +302,33 @@ def score_both(task, batches, archs: list[str], label: str) -> tuple[dict, dict]
     evaluator = Evaluator(task.model, batches, loss_fn=cross_entropy_and_count_correct, metric="cross_entropy",
                           space=task.space, calibration_batches=task.calibration_batches(), cache=False)
     rows = sum(len(b["labels"]) for b in batches)
-    scores = {"cross_entropy": {}, "accuracy": {}}
-    noise = {}
-    for arch in tqdm(archs, desc=f"score {label}", mininterval=30, dynamic_ncols=True):
+    saved = json.loads(partial.read_text()) if partial is not None and partial.is_file() else {}
+    if saved.get("checkpoint") != checkpoint or saved.get("eval_batches") != len(batches):
+        saved = {}
+    scores = {"cross_entropy": dict(saved.get("cross_entropy", {})), "accuracy": dict(saved.get("accuracy", {}))}
+    noise = dict(saved.get("noise", {}))
+
+    def save():
+        if partial is not None:
+            tmp = partial.with_name(partial.name + ".tmp")
+            tmp.write_text(json.dumps({"checkpoint": checkpoint, "eval_batches": len(batches), **scores,
+                                       "noise": noise}) + "\n")
+            os.replace(tmp, partial)
+
+    todo = [a for a in archs if a not in scores["cross_entropy"]]
+    for i, arch in enumerate(tqdm(todo, desc=f"score {label}", mininterval=30, dynamic_ncols=True)):
         ops = task.space.from_string(arch).ops
         correct.pop(ops, None)
         per_batch = evaluator.batch_scores(task.space.from_string(arch))
         scores["cross_entropy"][arch] = sum(per_batch) / len(per_batch)
         scores["accuracy"][arch] = correct[ops] / rows
         noise[arch] = statistics.stdev(per_batch) / len(per_batch) ** 0.5 if len(per_batch) > 1 else None
-    return scores, noise
+        if (i + 1) % 20 == 0:
+            save()
+    save()
+    keep = set(archs)
+    return ({k: {a: v for a, v in d.items() if a in keep} for k, d in scores.items()},
+            {a: v for a, v in noise.items() if a in keep})
 
 
 def bn_check(args, variant: str, archs: list[str]) -> dict:
@@ -315,11 +395,14 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore")
     started, load_before = time.perf_counter(), os.getloadavg()
 
-    if args.epochs:
+    args.split_steps = 0
+    if args.epochs or "few-shot" in args.variants:
         from bertnas.tasks.vision import load_images
 
         train_rows = round(len(load_images(args.data).labels) * (1 - args.val_fraction))
-        args.steps = math.ceil(args.epochs * train_rows / args.batch_size)
+        if args.epochs:
+            args.steps = math.ceil(args.epochs * train_rows / args.batch_size)
+        args.split_steps = math.ceil(args.split_epochs * train_rows / args.batch_size)
     if args.train_only:
         for variant in args.variants:
             train_supernet(args, variant)

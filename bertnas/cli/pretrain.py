@@ -33,6 +33,14 @@ def _arch_list(text: str) -> list:
     return [op.strip() for op in text.split(",") if op.strip()]
 
 
+def _choice_pair(text: str) -> tuple[str, str]:
+    """`edge_1_0=nor_conv_3x3` on the command line."""
+    name, sep, candidate = text.partition("=")
+    if not sep or not name.strip() or not candidate.strip():
+        raise argparse.ArgumentTypeError(f"expected CHOICE=CANDIDATE (e.g. edge_1_0=nor_conv_3x3), got {text!r}")
+    return name.strip(), candidate.strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `bertnas pretrain` and `recipes/pretrain_supernet.py`. Unset options keep the
     YAML's value (or the built-in toy default). TrainingArguments' names work too (`--learning_rate`,
@@ -63,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", choices=SAMPLERS.names(),
                    help="uniform (SPOS), walk (MAGIC-T), fair (FairNAS); constant comes with --arch")
     g.add_argument("--walk-k", type=int, help="layers changed per walk step")
+    g.add_argument("--fixed-choice", dest="fixed_choices", type=_choice_pair, action="append", default=None,
+                   metavar="CHOICE=CANDIDATE", help="hold a choice to one candidate every step (a few-shot child "
+                   "supernet; repeatable)")
+    g.add_argument("--init-from-supernet", help="start from a trained supernet's weights (its run folder or a "
+                   "checkpoint folder): a few-shot child")
     g.add_argument("--align", action=argparse.BooleanOptionalAction, default=None, help="MAGIC-A alignment to a base subnet")
     g.add_argument("--align-weight", type=float)
     g.add_argument("--align-block-size", type=int, help="chain layers per aligned block")
@@ -116,6 +129,8 @@ def args_to_config(args: argparse.Namespace) -> dict:
     repo = hub_repo(args)
     if repo is not None:  # config keys, so a YAML's push_to_hub / hub_model_id work the same
         values.update(push_to_hub=True, hub_model_id=repo)
+    if values.get("fixed_choices"):
+        values["fixed_choices"] = dict(values["fixed_choices"])
     for item in getattr(args, "set_items", []) or []:
         if "=" not in item:
             raise UserError(f"--set expects KEY=VALUE, got {item!r}", "e.g. --set model.hidden_size=64")

@@ -21,6 +21,7 @@ import os
 import random
 from collections.abc import Iterator, Mapping
 
+from bertnas.core.errors import UserError
 from bertnas.storage import checkpoint as ckpt_lib
 from bertnas.pipelines.checks import check_names, preflight
 from bertnas.strategies import STRATEGIES, Strategy
@@ -63,14 +64,20 @@ def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = No
         return build_sampler("constant", task.space, cfg.seed, arch=fixed)
     if cfg.sampler == "constant":
         raise ValueError("sampler 'constant' trains one arch: give it with --arch op,op,... (or model.arch)")
-    return build_sampler(cfg.sampler, task.space, cfg.seed, k=cfg.walk_k)
+    return build_sampler(cfg.sampler, sampled_space(cfg, task), cfg.seed, k=cfg.walk_k)
+
+
+def sampled_space(cfg: PretrainConfig, task: Task):
+    """The space the run's subnets are drawn from: the task's, with `cfg.fixed_choices` held (a
+    few-shot child supernet)."""
+    return task.space.restrict(cfg.fixed_choices) if cfg.fixed_choices else task.space
 
 
 def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligner | None:
     """MAGIC-A's aligner for a sampled supernet (`cfg.align`), else None."""
     if not cfg.align or task.fixed_arch is not None or getattr(policy, "chooses_archs", False):
         return None
-    space = task.space
+    space = sampled_space(cfg, task)
     if cfg.base_arch is not None:
         base = space.arch(cfg.base_arch)
     else:  # a random subnet, from a generator of its own (the sampler's stream is untouched)
@@ -86,11 +93,30 @@ def build_trainer(cfg: PretrainConfig, task: Task | None = None, strategy: Strat
     accelerator, use_deepspeed = build_accelerator(cfg, cfg.output_dir)
     set_seed(cfg.seed)  # identical on every rank: identical initial weights and samplers
     task = task if task is not None else build_task(cfg)
+    resume = resume_checkpoint(cfg)
     with accelerator.main_process_first():
-        task.setup(cfg, resume_checkpoint(cfg))
+        task.setup(cfg, resume)
+    if cfg.init_from_supernet and resume is None:  # a resumed child keeps its own weights
+        init_from_supernet(cfg, task)
     policy = build_policy(cfg, task, strategy)
     aligner = build_aligner(cfg, task, policy)
     return SupernetTrainer(cfg, task, policy, aligner, accelerator=accelerator, use_deepspeed=use_deepspeed)
+
+
+def init_from_supernet(cfg: PretrainConfig, task: Task) -> None:
+    """Start `task`'s modules from the weights of the supernet at `cfg.init_from_supernet` (a run
+    folder's latest checkpoint or one checkpoint), which must be the same model and space."""
+    parent = ckpt_lib.verified_checkpoint(cfg.init_from_supernet, option="--init-from-supernet")
+    stored = ckpt_lib.read_state(parent).get("config") or {}
+    mine = cfg.to_dict()
+    differ = [f"{name}: {stored.get(name)!r} in the parent, {mine[name]!r} here"
+              for name in ("space", "objective", "model", "generator", "space_options")
+              if name in stored and stored[name] != mine[name]]
+    if differ:
+        raise UserError(f"--init-from-supernet {cfg.init_from_supernet} is another model ({'; '.join(differ)})",
+                        "give this run the parent's model and space options (few-shot children copy its config)")
+    task.load(parent)
+    logger.info("weights from the supernet at %s", parent)
 
 
 @contextlib.contextmanager
@@ -125,4 +151,5 @@ def pretrain(config: Mapping | PretrainConfig | str | None = None, task: Task | 
         return trainer.train()
 
 
-__all__ = ["build_aligner", "build_policy", "build_task", "build_trainer", "pretrain", "training_run"]
+__all__ = ["build_aligner", "build_policy", "build_task", "build_trainer", "init_from_supernet", "pretrain",
+           "sampled_space", "training_run"]

@@ -18,6 +18,7 @@ space.arch({"node_2": ["1", "0"], "op_0": "skip"})  # -> values ("0", "1") and "
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -293,6 +294,25 @@ class SearchSpace:
         probability (evolution). Spaces whose choices are coupled override it."""
         rng = as_rng(rng)
         return self.arch([x if rng.random() < 0.5 else y for x, y in zip(a.ops, b.ops)])
+
+    def restrict(self, fixed: Mapping[str, str]) -> SearchSpace:
+        """This space with each choice of `fixed` held to its one candidate: the sub-space a
+        few-shot child supernet trains (Zhao et al. 2021). A shallow copy, so the space's cost
+        model and builders still apply; archs of the full space outside it fail `arch()`."""
+        narrowed = dict(self.choices)
+        for name, candidate in fixed.items():
+            if name not in self.choices:
+                raise ValueError(f"Unknown choice {name!r} to fix; the space's choices are {list(self.choices)}")
+            if name in self.input_choices:
+                raise ValueError(f"Choice {name!r} is an input choice; only layer / edge choices can be fixed")
+            if candidate not in self.choices[name]:
+                raise ValueError(f"Unknown candidate {candidate!r} for {name}; allowed: {', '.join(self.choices[name])}")
+            narrowed[name] = (candidate,)
+        sub = copy.copy(self)
+        sub.choices = narrowed
+        for cached in ("_classes",):  # per-space caches computed over the full space
+            sub.__dict__.pop(cached, None)
+        return sub
 
     # -- size ---------------------------------------------------------------------------
     def size(self) -> int:

@@ -292,6 +292,9 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+write_json_atomic = _write_json  # for other run files (a few-shot split's record)
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

@@ -66,6 +66,9 @@ class PretrainConfig:
     space: str = "bert"  # bert (the chain of `model`, task = objective) or a registered space (SPACES in tasks/registry.py)
     space_options: dict = field(default_factory=dict)  # knobs of a non-BERT space (channels, cells, ...)
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
+    # few-shot NAS: a child supernet starts from its parent's weights with some choices held fixed
+    init_from_supernet: str | None = None  # a supernet run folder / checkpoint whose weights start this run
+    fixed_choices: dict | None = None  # {choice: candidate} held for every step (the sampler draws the rest)
     # -- data ---------------------------------------------------------------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
     data_split: str = "train"  # the split of a datasets corpus
@@ -366,6 +369,14 @@ def validate(cfg: PretrainConfig) -> None:
         read_deepspeed_config(cfg.deepspeed)
     if cfg.sampler == "constant" and cfg.arch is None and cfg.model.get("arch") is None:
         raise UserError("sampler 'constant' trains one arch and none is given", "pass --arch op,op,... (or model.arch)")
+    if cfg.fixed_choices is not None:
+        if not (isinstance(cfg.fixed_choices, dict) and cfg.fixed_choices
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.fixed_choices.items())):
+            raise UserError(f"fixed_choices must map choice names to one candidate each, got {cfg.fixed_choices!r}",
+                            "e.g. fixed_choices: {edge_1_0: nor_conv_3x3}")
+        if cfg.arch is not None or cfg.strategy:
+            raise UserError("fixed_choices restricts a sampled supernet; a fixed arch or a strategy run takes none",
+                            "drop fixed_choices, or --arch / --strategy")
     layers = cfg.model.get("num_hidden_layers", 24)
     # model.num_hidden_layers counts chain layers (a BERT layer is two: attention, FFN); other
     # spaces' sizes are checked by their sampler when the space is built
@@ -421,6 +432,9 @@ def check_sources(cfg: PretrainConfig) -> None:
         if isinstance(positions, int) and cfg.seq_len > positions:
             raise UserError(f"--seq-len {cfg.seq_len} is longer than the {positions} positions of the BERT at "
                             f"{cfg.init_from_bert}", f"use --seq-len {positions} or less")
+    if cfg.init_from_supernet is not None and not Path(cfg.init_from_supernet).exists():
+        raise UserFileError(f"--init-from-supernet {cfg.init_from_supernet} does not exist",
+                            "pass the parent supernet's run folder (its latest checkpoint) or a checkpoint-<step> folder")
     # the data sources are checked by the run's task (`Task.check_sources`)
     for option, value in (("--resume-from-checkpoint", cfg.resume_from_checkpoint),):
         if value not in (None, "latest") and not Path(value).exists():
