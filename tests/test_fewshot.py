@@ -149,3 +149,10 @@ def test_cli_fixed_choice_flag():
     assert values["fixed_choices"] == {"edge_1_0": "none", "edge_2_0": "skip_connect"}
     with pytest.raises(SystemExit):
         parser.parse_args(["--fixed-choice", "edge_1_0"])
+
+
+def test_split_command_names_a_missing_parent_in_one_line(tmp_path):
+    from conftest import expect_one_line_error
+
+    expect_one_line_error(tmp_path, ["split", "--parent", "no-such-run", "--output-dir", "out", "--steps", "2"],
+                          "no-such-run does not exist")

@@ -36,6 +36,7 @@ COMMANDS = Registry("command", {
     "export": ("bertnas.cli.export", "Export subnets of a supernet checkpoint with save_pretrained"),
     "finetune": ("glue.cli", "Fine-tune any checkpoint on a GLUE task or SQuAD"),
     "analyze": ("bertnas.cli.analyze", "Check whether a supernet ranks subnets like the ground truth (ranking, interference, bias, report)"),
+    "split": ("bertnas.cli.split", "Few-shot NAS: split a trained supernet into one child per candidate of a choice"),
     "calibrate": ("bertnas.cli.calibrate", "Which signal ranks archs best (supernet, zero-cost proxies, a hybrid), from K stand-alone archs"),
     "compress": ("bertnas.cli.compress", "Distil a BERT into small searched BERTs, one per parameter budget"),
 })
