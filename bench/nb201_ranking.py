@@ -242,7 +242,9 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
                       epochs=(split["parent_step"] + sum(r["steps"] for r in runs)) * args.batch_size
                       / runs[0]["train_rows"],
                       train_s=train_s, score_s=time.perf_counter() - started - train_s,
-                      train_wall_s=parent + _wall(folder))
+                      train_wall_s=parent + _wall(folder),
+                      train_step_time_s=_step_time(Path(args.output_dir) / args.split_parent)
+                      + sum(_step_time(child) for child in split["children"].values()))
     else:
         run = score_run(args, folder, archs, variant)
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
@@ -250,11 +252,19 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
         result = {**{k: v for k, v in run.items() if k not in ("label", "train_rows")},
                   "train_s": train_s, "score_s": time.perf_counter() - started - train_s,
                   "epochs": run["steps"] * args.batch_size / run["train_rows"],
-                  "train_wall_s": _wall(folder),
+                  "train_wall_s": _wall(folder), "train_step_time_s": _step_time(folder),
                   "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
                   "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
     done.write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def _step_time(folder: Path) -> float:
+    """Seconds of the optimizer steps the run logged (`step_time_s`): its training time without
+    start-up, checkpoints and held-out scoring, and counted also for a process killed before it
+    could add to train_wall.json."""
+    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    return sum(r.get("step_time_s", 0.0) for r in rows)
 
 
 def _wall(folder: Path) -> float | None:
