@@ -96,3 +96,42 @@ def test_zero_cost_infinite_scores_rank_last_or_first_and_nan_is_dropped():
     values, infinite = nb.finite_ranks({"a": 2.0, "b": float("-inf"), "c": 5.0, "d": float("inf"), "e": float("nan")})
     assert infinite == 2 and set(values) == {"a", "b", "c", "d"}
     assert values["b"] < values["a"] < values["c"] < values["d"]
+
+
+def test_nb201_scoring_resumes_from_its_partial_file_for_the_same_checkpoint(tmp_path, monkeypatch):
+    import types
+
+    import torch
+
+    import bertnas.supernet.scoring as scoring
+    from bertnas.spaces.nb201 import Nb201Space, to_string
+
+    nb = load_bench_script("nb201_ranking")
+    scored = []
+
+    class CountingEvaluator:  # the real evaluator's interface: per-batch scores through loss_fn
+        def __init__(self, model, batches, loss_fn, **kwargs):
+            self.model, self.batches, self.loss_fn = model, batches, loss_fn
+
+        def batch_scores(self, arch):
+            scored.append(arch.ops)
+            return [float(self.loss_fn(self.model, b, arch.ops)[0]) for b in self.batches]
+
+    def model(pixel_values, arch):  # logits that depend on the arch
+        weight = float(sum(len(op) for op in arch))
+        return types.SimpleNamespace(logits=torch.stack([pixel_values.sum((1, 2, 3)) * weight, -pixel_values.sum((1, 2, 3))], 1))
+
+    monkeypatch.setattr(scoring, "Evaluator", CountingEvaluator)
+    space = Nb201Space(4, 1)
+    task = types.SimpleNamespace(model=model, space=space, calibration_batches=lambda: [])
+    batches = [{"pixel_values": torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(i)),
+                "labels": torch.tensor([0, 1, 0, 1])} for i in range(2)]
+    archs = [to_string(space.sample(seed).ops) for seed in range(5)]
+    partial = tmp_path / "scores.partial.json"
+    first, _ = nb.score_both(task, batches, archs[:3], "t", partial, "checkpoint-00000010")
+    assert len(scored) == 3 and set(first["cross_entropy"]) == set(archs[:3])
+    again, _ = nb.score_both(task, batches, archs, "t", partial, "checkpoint-00000010")
+    assert len(scored) == 5  # only the two new archs were scored
+    assert {a: again["cross_entropy"][a] for a in archs[:3]} == first["cross_entropy"]
+    nb.score_both(task, batches, archs[:2], "t", partial, "checkpoint-00000020")  # another checkpoint: from scratch
+    assert len(scored) == 7
