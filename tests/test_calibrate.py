@@ -168,3 +168,19 @@ def test_analyze_zero_cost_cli(tmp_path, capsys):
     assert main(["analyze", "zero-cost", "--space", "nb201", "--archs", str(tmp_path / "nope.json"),
                  "--output-dir", str(tmp_path / "z2")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_standalone_trainings_in_worker_processes_score_as_in_one(toy_run, tmp_path):
+    from bertnas.pipelines.calibrate import train_standalone_many
+    from bertnas.tasks import load_task
+
+    task = load_task(toy_run, "cpu")
+    batches, _ = task.heldout(eval_batches=1)
+    archs = [task.space.sample(random.Random(seed)) for seed in (1, 2)]
+    scores = {}
+    for workers in (1, 2):
+        folders = {a: tmp_path / f"w{workers}" / f"arch{i}" for i, a in enumerate(archs)}
+        scores[workers] = train_standalone_many(task, archs, 2, folders, batches, workers=workers)
+        assert all((f / "truth.json").is_file() for f in folders.values())
+    # the same trainings: equal up to the intra-op thread count's summation order
+    assert scores[2] == pytest.approx(scores[1], rel=1e-5, abs=1e-6)

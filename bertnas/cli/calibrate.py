@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--data", help="held-out data instead of the run's")
     a("--bootstrap", type=int, default=1000, help="bootstrap resamples of the 95 %% intervals")
     a("--seed", type=int, default=0)
+    a("--workers", type=int, default=1, help="stand-alone trainings at once (separate processes sharing the cores)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,12 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from bertnas.core.errors import UserError
     from bertnas.pipelines.calibrate import calibrate
 
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}", "pass --workers 1 or more")
     if not Path(args.checkpoint).exists():
         raise UserError(f"--checkpoint {args.checkpoint} does not exist", "give a pre-training --output-dir")
     report = calibrate(args.checkpoint, args.num_archs, args.steps, args.output_dir, truth=args.truth, pool=args.pool,
                        seed=args.seed, proxies=[p for p in args.proxies.split(",") if p],
                        proxy_batch_size=args.proxy_batch_size, eval_batches=args.eval_batches, data=args.data,
-                       rankers=[r for r in args.rankers.split(",") if r], n_boot=args.bootstrap)
+                       rankers=[r for r in args.rankers.split(",") if r], n_boot=args.bootstrap,
+                       workers=args.workers)
     out = result_stream(args)
     print(report["verdict"]["text"], file=out)
     summary = {k: {"kendall_tau": v["kendall_tau"], "ci95": v["ci95"]["kendall_tau"]}

@@ -5,8 +5,8 @@
    zero-cost proxies (`bertnas.analysis.zero_cost`) on a freshly initialised, seeded copy of the
    supernet, params and FLOPs.
 3. K covering archs (`choose_covering_archs`: stratified by supernet score and size, seeded),
-   each trained stand-alone with the same trainer (`pretrain(arch=...)`, `steps` steps) in
-   `OUT/standalone/<arch>/` and scored with the supernet's held-out batches; cached by arch
+   each trained stand-alone with the same trainer (`pretrain(arch=...)`, `steps` steps; `workers`
+   trainings at once in separate processes) in `OUT/standalone/<arch>/` and scored with the supernet's held-out batches; cached by arch
    (`truth.json`), an interrupted training resumes from its last checkpoint. A `truth` file
    ({arch: value}, e.g. a benchmark table) replaces the training.
 4. `OUT/calibration.json`: every signal's Kendall tau / Spearman on the K archs with bootstrap
@@ -63,15 +63,12 @@ def proxy_scores(task, archs, proxies=PROXIES, batch_size: int = 16, seed: int =
     return {p: {a: v[p] for a, v in values.items()} for p in proxies}
 
 
-def train_standalone(task, arch, steps: int, folder: Path, batches, seed: int = 0) -> float:
-    """The held-out score of `arch` trained alone for `steps` steps (cached in `folder/truth.json`)."""
-    from bertnas.pipelines.pretrain import pretrain
-
-    done = folder / "truth.json"
-    if done.is_file():
-        return float(json.loads(done.read_text())["score"])
+def standalone_config(task, arch, steps: int, folder: Path, seed: int = 0) -> dict:
+    """The pretrain config that trains `arch` alone for `steps` steps in `folder`: the supernet
+    run's config (its data and vocabulary), one fixed arch, no alignment; resumes a started run."""
     cfg = dict((task.run_state.get("config") or {}))
-    for key in ("resume_from_checkpoint", "strategy", "strategy_options", "base_arch", "deepspeed", "report_to"):
+    for key in ("resume_from_checkpoint", "strategy", "strategy_options", "base_arch", "deepspeed", "report_to",
+                "fixed_choices", "init_from_supernet"):
         cfg.pop(key, None)
     tokenizer = Path(task.ckpt) / MODEL_DIR
     if (tokenizer / "tokenizer.json").is_file() or (tokenizer / "vocab.txt").is_file():
@@ -80,11 +77,65 @@ def train_standalone(task, arch, steps: int, folder: Path, batches, seed: int = 
     cfg.update(output_dir=str(folder), arch=list(arch.to_list()), max_steps=int(steps), save_steps=max(1, steps // 2),
                keep_last=1, align=False, seed=seed, progress=False, resume_from_checkpoint=resume,
                overwrite=resume is None)
+    return cfg
+
+
+def _train_in_worker(cfg: dict, threads: int) -> str:
+    """One stand-alone training in a worker process (`threads` intra-op threads of its own)."""
+    import torch
+
+    from bertnas.pipelines.pretrain import pretrain
+
+    torch.set_num_threads(threads)
     pretrain(cfg)
-    alone = load_task(verified_checkpoint(folder))
-    score = float(alone.evaluator(batches)(alone.space.arch(arch)))
-    done.write_text(json.dumps({"arch": arch.to_list(), "score": score, "steps": steps}) + "\n")
-    return score
+    return cfg["output_dir"]
+
+
+def train_standalone(task, arch, steps: int, folder: Path, batches, seed: int = 0) -> float:
+    """The held-out score of `arch` trained alone for `steps` steps (cached in `folder/truth.json`)."""
+    return train_standalone_many(task, [arch], steps, {arch: folder}, batches, seed)[arch]
+
+
+def train_standalone_many(task, archs, steps: int, folders: dict, batches, seed: int = 0, workers: int = 1) -> dict:
+    """`train_standalone` of every arch, `workers` trainings at once (separate processes, the
+    cores shared between them); each score is cached in its folder's `truth.json`, so an
+    interrupted calibration trains only what is left. Scores do not depend on `workers`."""
+    import os
+
+    from bertnas.pipelines.pretrain import pretrain
+
+    def cached(arch):
+        done = folders[arch] / "truth.json"
+        return float(json.loads(done.read_text())["score"]) if done.is_file() else None
+
+    todo = [a for a in archs if cached(a) is None]
+    configs = {a: standalone_config(task, a, steps, folders[a], seed) for a in todo}
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        import torch
+
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch / accelerate state
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            for future in [pool.submit(_train_in_worker, configs[a], threads) for a in todo]:
+                future.result()  # a worker's error surfaces here
+    else:
+        for arch in todo:
+            pretrain(configs[arch])
+    scores = {}
+    for arch in archs:
+        score = cached(arch)
+        if score is None:
+            alone = load_task(verified_checkpoint(folders[arch]))
+            score = float(alone.evaluator(batches)(alone.space.arch(arch)))
+            done = folders[arch] / "truth.json"
+            tmp = done.with_name(done.name + ".tmp")
+            tmp.write_text(json.dumps({"arch": arch.to_list(), "score": score, "steps": steps}) + "\n")
+            os.replace(tmp, done)
+        scores[arch] = score
+    return scores
 
 
 def load_truth(path, space) -> dict:
@@ -102,7 +153,7 @@ def load_truth(path, space) -> dict:
 
 def calibrate(checkpoint, num_archs: int, steps: int, output_dir, *, truth=None, pool: int = 1000, seed: int = 0,
               proxies=PROXIES, proxy_batch_size: int = 16, eval_batches: int | None = None, data: str | None = None,
-              rankers=tuple(RANKERS), n_boot: int = 1000) -> dict:
+              rankers=tuple(RANKERS), n_boot: int = 1000, workers: int = 1) -> dict:
     started = time.perf_counter()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,8 +180,8 @@ def calibrate(checkpoint, num_archs: int, steps: int, output_dir, *, truth=None,
         labelled = {a: table[a] for a in chosen if a in table}
         check_truth(labelled, f"the truth file {truth}")
     else:
-        labelled = {a: train_standalone(task, a, steps, out / "standalone" / arch_slug(a), batches, seed)
-                    for a in chosen}
+        labelled = train_standalone_many(task, chosen, steps, {a: out / "standalone" / arch_slug(a) for a in chosen},
+                                         batches, seed, workers)
     truth_good = {a: (v if truth_higher else -v) for a, v in labelled.items()}
     keys = list(truth_good)
     y = np.asarray([truth_good[a] for a in keys])
@@ -157,7 +208,7 @@ def calibrate(checkpoint, num_archs: int, steps: int, output_dir, *, truth=None,
         "verdict": verdict(single),
         "ranker_comparison": comparison,
         "labelled": [{"arch": a.to_list(), "truth": labelled[a]} for a in keys],
-        "settings": {"checkpoint": str(task.ckpt), "num_archs": num_archs, "steps": steps, "seed": seed,
+        "settings": {"checkpoint": str(task.ckpt), "num_archs": num_archs, "steps": steps, "seed": seed, "workers": workers,
                      "pool": len(archs), "truth": str(truth) if truth is not None else "stand-alone training",
                      "truth_higher_is_better": truth_higher, "heldout": heldout, "bootstrap": n_boot,
                      "proxy_batch_size": proxy_batch_size, "features": names},
@@ -168,4 +219,5 @@ def calibrate(checkpoint, num_archs: int, steps: int, output_dir, *, truth=None,
     return report
 
 
-__all__ = ["calibrate", "train_standalone", "proxy_scores", "pool_of", "arch_slug"]
+__all__ = ["calibrate", "train_standalone", "train_standalone_many", "standalone_config", "proxy_scores", "pool_of",
+           "arch_slug"]
