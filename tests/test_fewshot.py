@@ -156,3 +156,13 @@ def test_split_command_names_a_missing_parent_in_one_line(tmp_path):
 
     expect_one_line_error(tmp_path, ["split", "--parent", "no-such-run", "--output-dir", "out", "--steps", "2"],
                           "no-such-run does not exist")
+
+
+def test_a_fixed_choice_the_space_lacks_is_one_line(tmp_path):
+    _need_cifar()
+    from conftest import expect_one_line_error
+
+    expect_one_line_error(tmp_path, ["pretrain", "--space", "nb201", "--data", str(CIFAR), "--output-dir", "run",
+                                     "--max-steps", "1", "--set", "space_options={C: 4, N: 1}",
+                                     "--fixed-choice", "edge_9_9=none"],
+                          "fixed_choices .*Unknown choice 'edge_9_9'.*name choices and candidates")

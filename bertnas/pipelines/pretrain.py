@@ -70,7 +70,12 @@ def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = No
 def sampled_space(cfg: PretrainConfig, task: Task):
     """The space the run's subnets are drawn from: the task's, with `cfg.fixed_choices` held (a
     few-shot child supernet)."""
-    return task.space.restrict(cfg.fixed_choices) if cfg.fixed_choices else task.space
+    if not cfg.fixed_choices:
+        return task.space
+    try:
+        return task.space.restrict(cfg.fixed_choices)
+    except ValueError as err:
+        raise UserError(f"fixed_choices {cfg.fixed_choices}: {err}", "name choices and candidates of this space") from None
 
 
 def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligner | None:
