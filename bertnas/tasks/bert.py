@@ -278,7 +278,7 @@ class BertTask(Task):
 
     def compute(self, batch, arch, generator):
         if getattr(arch, "discrete", None) is not None:  # a MixedArch (search strategies): the mixed ops
-            return self.objective.compute(batch, None, generator, arch_weights=arch.weights_in_order(self.space))
+            return self.objective.compute(batch, None, generator, arch_weights=dict(arch))
         return self.objective.compute(batch, arch, generator)
 
     def count_items(self, batch: dict) -> int:
