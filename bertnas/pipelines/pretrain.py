@@ -3,7 +3,7 @@
 The trainer (`bertnas/train/trainer.py`) is given a task, an arch policy and an aligner; this
 module is where they are chosen from a `PretrainConfig`:
 
-- the task: `tasks.task_for(space, objective)` (a registered `Task`), set up on the run's data;
+- the task: `tasks.task_for(space, task)` (a registered `Task`), set up on the run's data;
 - the policy: the run's search strategy (`strategy:`), else its sampler (`sampler:`), or the
   constant sampler of a fixed arch (`--arch`);
 - the aligner: MAGIC-A (`align: true`) for a sampled supernet, else none.
@@ -37,8 +37,8 @@ logger = logging.getLogger("bertnas.pretrain")
 
 
 def build_task(cfg: PretrainConfig) -> Task:
-    """The registered task that trains `cfg.space` (the BERT chain: `cfg.objective`'s), not set up."""
-    return task_for(cfg.space, cfg.objective)()
+    """The registered task that trains `cfg.space` (the BERT chain: the one `cfg.task` names), not set up."""
+    return task_for(cfg.space, cfg.task)()
 
 
 def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = None) -> ArchPolicy:
@@ -75,7 +75,7 @@ def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligne
         base = space.arch(cfg.base_arch)
     else:  # a random subnet, from a generator of its own (the sampler's stream is untouched)
         base = space.sample(random.Random(cfg.seed + 7))
-    return Aligner(space, base, **cfg.align_options())
+    return Aligner.from_options(space, base, cfg.alignment)
 
 
 def build_trainer(cfg: PretrainConfig, task: Task | None = None, strategy: Strategy | None = None) -> SupernetTrainer:
@@ -100,7 +100,7 @@ def training_run(cfg: PretrainConfig, task: Task | None = None,
     process), the trainer built from its parts, closed cleanly however the block ends."""
     preflight(cfg)
     check_resume(cfg)  # intact, and the same fixed options, before anything is built
-    task_cls = type(task) if task is not None else task_for(cfg.space, cfg.objective)
+    task_cls = type(task) if task is not None else task_for(cfg.space, cfg.task)
     task_cls.check_sources(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
     with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
@@ -119,7 +119,7 @@ def pretrain(config: Mapping | PretrainConfig | str | None = None, task: Task | 
 
     `config`: a dict / namespace of options (may name a YAML file under "config"), a YAML path,
     or a PretrainConfig; keyword overrides win. `task`: a `Task` instance (default: the task
-    registered for the config's space / objective)."""
+    registered for the config's space / task)."""
     cfg = load_config(config, **overrides)
     with training_run(cfg, task) as trainer:
         return trainer.train()

@@ -1,4 +1,4 @@
-"""The BERT-chain tasks: masked-LM (`objective: mlm`) and ELECTRA (`objective: electra`).
+"""The BERT-chain tasks: masked-LM (`task: mlm`) and ELECTRA (`task: electra`).
 
 Data: a text corpus packed into rows of `seq_len` tokens (`bertnas/tasks/text_data.py`), split into
 training and held-out rows by `data_seed` (or held out from a separate `val_data` file).
@@ -384,7 +384,7 @@ class ElectraTask(BertTask):
 
     def _build_models(self, cfg) -> None:
         if cfg.init_from_bert:
-            raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
+            raise ValueError("--init-from-bert works with --task mlm (a BERT checkpoint has no ELECTRA discriminator)")
         model_config = self._supernet_config(cfg)
         self.model = BertNasForPreTraining(model_config)
         # The generator: a fixed BERT-like path [mha, ffn] x L/2 that shares the discriminator's
