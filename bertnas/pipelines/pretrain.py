@@ -44,9 +44,9 @@ def build_task(cfg: PretrainConfig) -> Task:
 def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = None) -> ArchPolicy:
     """What picks each step's subnet: the strategy (given, or `cfg.strategy`), the constant
     sampler of a fixed-arch model, or the sampler `cfg.sampler`."""
-    fixed = task.fixed_arch
-    if strategy is None and cfg.strategy:
-        strategy = STRATEGIES.build(cfg.strategy, task.space, cfg.seed, **cfg.strategy_options)
+    fixed, options, seed = task.fixed_arch, cfg.policy, cfg.run.seed
+    if strategy is None and options.strategy:
+        strategy = STRATEGIES.build(options.strategy, task.space, seed, **options.strategy_options)
     if strategy is not None:
         if fixed is not None:
             raise ValueError(f"strategy {strategy.name!r} searches a supernet; this run trains one fixed arch "
@@ -60,10 +60,10 @@ def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = No
     if fixed is not None:  # stand-alone training of one arch: the same loop, a constant sampler
         if cfg.align and int(os.environ.get("RANK", "0")) == 0:
             logger.info("fixed arch %s: training it alone (MAGIC-A alignment off)", list(fixed.ops))
-        return build_sampler("constant", task.space, cfg.seed, arch=fixed)
-    if cfg.sampler == "constant":
+        return build_sampler("constant", task.space, seed, arch=fixed)
+    if options.sampler == "constant":
         raise ValueError("sampler 'constant' trains one arch: give it with --arch op,op,... (or model.arch)")
-    return build_sampler(cfg.sampler, task.space, cfg.seed, k=cfg.walk_k)
+    return build_sampler(options.sampler, task.space, seed, k=options.walk_k)
 
 
 def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligner | None:
