@@ -71,6 +71,8 @@ def test_objective_is_the_old_name_of_task():
         assert cfg.objective == "electra"
     with pytest.warns(DeprecationWarning):
         assert load_config(objective="electra").task == "electra"
+    with pytest.warns(DeprecationWarning):
+        assert PretrainConfig(objective="electra") == PretrainConfig(task="electra")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_config({"task": "electra", "objective": None}).task == "electra"  # None: not given

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
 import warnings
@@ -187,6 +188,21 @@ class PretrainConfig:
         warnings.warn("PretrainConfig.objective is now PretrainConfig.task (the old name goes in the next release)",
                       DeprecationWarning, stacklevel=2)
         return self.task
+
+
+def _accept_renamed_keywords(init):
+    """`PretrainConfig(objective=...)`: the old keyword names still construct, with a warning."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if any(old in kwargs for old in RENAMED_KEYS):
+            kwargs = _renamed(kwargs, "PretrainConfig(...)")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+PretrainConfig.__init__ = _accept_renamed_keywords(PretrainConfig.__init__)
 
 
 # The groups of the flat keys: every key is in exactly one (tests/test_config_options.py).
