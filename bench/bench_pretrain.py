@@ -80,7 +80,7 @@ def bench_config(dims: dict, out: str, dropout: float = 0.1, **overrides):
         model=dict(num_hidden_layers=layers, hidden_size=dims["hidden"], intermediate_size=dims["intermediate"],
                    ffn_wide_size=dims["intermediate"] * 3 // 2, max_position_embeddings=max(512, dims["seq"]),
                    candidates=CANDIDATES, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout),
-        seq_len=dims["seq"], batch_size=dims["batch"], tokenizer_vocab_size=dims["vocab"], objective="mlm",
+        seq_len=dims["seq"], batch_size=dims["batch"], tokenizer_vocab_size=dims["vocab"], task="mlm",
         sampler="uniform", align=False, base_arch=(BASE_ARCH * layers)[:layers], base_replacement="none",
         align_block_size=2, warmup_steps=10, lr=1e-4,
         align_start=0, align_ramp=0,  # the defaults (10 % / 5 % of max_steps) would keep alignment off here

@@ -224,7 +224,7 @@ def _trainer(d, work, name, device, layers=None, **overrides):
                    max_position_embeddings=max(512, d["seq"]), candidates=[f"mha{heads}", "mha6", "ffn", "ffn_wide",
                                                                           "conv3"],
                    hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
-        seq_len=d["seq"], batch_size=d["batch"], tokenizer_vocab_size=d["vocab"], objective="mlm",
+        seq_len=d["seq"], batch_size=d["batch"], tokenizer_vocab_size=d["vocab"], task="mlm",
         sampler="uniform", align=False, base_replacement="none", warmup_steps=10, lr=1e-4,
         align_start=0, align_ramp=0, mixed_precision="bf16" if device.type == "cuda" else "no",
     )

@@ -532,7 +532,7 @@ def _export(checkpoint, output_dir, *, arch, results, top_k, push_to_hub, privat
     run_cfg = state.get("config") or {}
     base = {"initial BERT": run_cfg.get("init_from_bert"), "corpus": run_cfg.get("data"),
             "supernet checkpoint": str(ckpt), "pre-training step": state.get("step"),
-            "pre-training objective": state.get("task") or (state.get("config") or {}).get("objective")}
+            "pre-training objective": state.get("task") or run_cfg.get("task") or run_cfg.get("objective")}
     jobs = []
     if arch is not None:
         jobs.append((parse_arch(arch, space), Path(output_dir), {**base, "source": "given arch"}))

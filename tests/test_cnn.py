@@ -80,14 +80,14 @@ def test_forward_backward_one_hot_and_extract(block_type):
     out = model(images(), labels=torch.tensor([0, 3]), arch=arch, output_hidden_states=True)
     assert out.logits.shape == (2, 5) and len(out.hidden_states) == 1 + len(space.choices)
     out.loss.backward()
-    for (i, op), params in model.candidate_parameters().items():
-        assert all((p.grad is not None) == (op == arch.ops[i]) for _, p in params), (i, op)
+    for (label, op), params in model.candidate_parameters().items():
+        assert all((p.grad is not None) == (op == arch[label]) for _, p in params), (label, op)
     model.train()
     model(images(4, seed=3), arch=arch)  # BN statistics off their init
     model.eval()
     path = model(images(), arch=arch).logits
-    one_hot = [F.one_hot(torch.tensor(space.choices[label].index(op)), len(space.choices[label])).float()
-               for label, op in arch.items()]
+    one_hot = {label: F.one_hot(torch.tensor(space.choices[label].index(op)), len(space.choices[label])).float()
+               for label, op in arch.items()}
     assert torch.equal(model(images(), arch_weights=one_hot).logits, path)
     assert torch.equal(model(images(), arch=arch.ops).logits, path)
     sub = model.extract(arch)

@@ -134,7 +134,7 @@ def test_distillation_loss_falls(teacher, tmp_path):
     from bertnas.pipelines.pretrain import pretrain
 
     run = tmp_path / "run"
-    pretrain({"objective": "distill", "init_from_bert": teacher, "tokenizer": teacher, "output_dir": str(run),
+    pretrain({"task": "distill", "init_from_bert": teacher, "tokenizer": teacher, "output_dir": str(run),
               "max_steps": 25, "save_steps": 0, "seq_len": 32, "batch_size": 4, "lr": 3e-3, "warmup_steps": 1,
               "model": {"hidden_size": 16, "num_hidden_layers": 4, "candidates": ["mha2w16", "ffn1x"],
                         "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},

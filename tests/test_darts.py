@@ -216,7 +216,7 @@ def test_forward_backward_on_one_path():
     assert out.logits.shape == (2, 5) and len(out.hidden_states) == 1 + 3
     out.loss.backward()
     on_path = {(label, arch[label]) for label in arch if "_edge_" in label}
-    for (_, label, op), params in model.candidate_parameters().items():
+    for (label, op), params in model.candidate_parameters().items():
         for _, p in params:
             assert (p.grad is not None) == ((label, op) in on_path), (label, op)
     # a tuple of values in choice order (what the evaluator passes) runs the same path

@@ -162,6 +162,7 @@ def test_remote_code_loads_without_bertnas(tmp_path, config):
     fixed = supernet.extract(["conv5", "mha6"])
     fixed.save_pretrained(tmp_path / "fixed")
     assert (tmp_path / "fixed" / "modeling_bertnas.py").exists()
+    assert (tmp_path / "fixed" / "supernet_mixin.py").exists()  # imported relatively: copied with it
     ids = torch.randint(5, config.vocab_size, (2, 9))
     torch.save(ids, tmp_path / "ids.pt")
     result = subprocess.run(
@@ -304,7 +305,7 @@ def test_mixed_one_hot_is_exactly_the_single_path(config, batch, op):
     with torch.no_grad():
         weights = _one_hot(config, op)
         assert torch.equal(layer.forward_mixed(x, weights), layer(x, op))
-    weights = [_one_hot(config, o).requires_grad_() for o in arch]  # with gradients: every op runs
+    weights = {f"layer_{i}": _one_hot(config, o).requires_grad_() for i, o in enumerate(arch)}  # every op runs
     mixed = model(**batch, arch_weights=weights)
     path = model(**batch, arch=arch)
     assert torch.equal(mixed.logits, path.logits)
@@ -313,7 +314,8 @@ def test_mixed_one_hot_is_exactly_the_single_path(config, batch, op):
 def test_mixed_gradient_reaches_the_weights(config, batch):
     model = BertNasForMaskedLM(config)
     alpha = torch.zeros(config.num_hidden_layers, len(config.candidates), requires_grad=True)
-    out = model(**batch, labels=batch["input_ids"], arch_weights=alpha.softmax(-1))
+    weights = dict(zip(model.choice_labels, alpha.softmax(-1)))
+    out = model(**batch, labels=batch["input_ids"], arch_weights=weights)
     out.loss.backward()
     assert alpha.grad is not None and bool((alpha.grad != 0).all())
     for (layer, op), params in model.candidate_parameters().items():
@@ -326,9 +328,9 @@ def test_mixed_without_gradients_skips_zero_weights(config, batch):
     calls = []
     hook = model.encoder.layers[0].ops["conv5"].register_forward_hook(lambda *a: calls.append(1))
     with torch.no_grad():
-        model(**batch, arch_weights=[_one_hot(config, "mha6"), _one_hot(config, "ffn")])
+        model(**batch, arch_weights={"layer_0": _one_hot(config, "mha6"), "layer_1": _one_hot(config, "ffn")})
     assert not calls
-    model(**batch, arch_weights=[_one_hot(config, "mha6").requires_grad_(), _one_hot(config, "ffn")])
+    model(**batch, arch_weights={"layer_0": _one_hot(config, "mha6").requires_grad_(), "layer_1": _one_hot(config, "ffn")})
     assert calls
     hook.remove()
 
@@ -336,26 +338,47 @@ def test_mixed_without_gradients_skips_zero_weights(config, batch):
 def test_candidate_parameters_cover_exactly_each_op(config):
     for model, prefix in ((BertNasForSequenceClassification(config), "bert."), (BertNasModel(config), "")):
         found = model.candidate_parameters()
-        assert set(found) == {(i, op) for i in range(config.num_hidden_layers) for op in config.candidates}
+        assert set(found) == {(f"layer_{i}", op) for i in range(config.num_hidden_layers) for op in config.candidates}
         named = dict(model.named_parameters())
-        for (i, op), params in found.items():
+        for (label, op), params in found.items():
             assert sum(p.numel() for _, p in params) == op_params(config, op)
+            i = int(label.removeprefix("layer_"))
             for name, p in params:
                 assert name.startswith(f"{prefix}encoder.layers.{i}.ops.{op}.") and named[name] is p
         chain = {n for n in named if n.startswith(f"{prefix}encoder.")}
         assert chain == {name for params in found.values() for name, _ in params}
 
 
+def test_arch_weights_list_form_still_runs_with_a_deprecation_warning(config, batch):
+    model = BertNasModel(config).eval()
+    weights = {"layer_0": _one_hot(config, "mha6"), "layer_1": _one_hot(config, "ffn")}
+    with torch.no_grad():
+        by_label = model(**batch, arch_weights=weights).last_hidden_state
+        with pytest.warns(DeprecationWarning, match="pass a mapping label -> 1-D weights"):
+            in_order = model(**batch, arch_weights=list(weights.values())).last_hidden_state
+        with pytest.warns(DeprecationWarning):  # a 2-D tensor, one row per layer
+            rows = model(**batch, arch_weights=torch.stack(list(weights.values()))).last_hidden_state
+    assert torch.equal(by_label, in_order) and torch.equal(by_label, rows)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match=r"arch_weights\[1\]: weights must be"):
+        model(**batch, arch_weights=[weights["layer_0"], torch.ones(7)])
+
+
 def test_arch_weights_errors(config, batch):
     model = BertNasModel(config)
-    good = [torch.ones(len(config.candidates))] * 2
-    with pytest.raises(ValueError, match="arch_weights has 3 entries but the supernet has 2 layers"):
-        model(**batch, arch_weights=good + good[:1])
-    with pytest.raises(ValueError, match=r"arch_weights\[1\]: weights must be a 1-D tensor with one entry per "
-                                         r"candidate \(8: mha6, .*got shape \(7,\)"):
-        model(**batch, arch_weights=[good[0], torch.ones(7)])
+    ones = torch.ones(len(config.candidates))
+    good = {"layer_0": ones, "layer_1": ones}
+    with pytest.raises(ValueError, match="arch_weights has no entry for layer_1"):
+        model(**batch, arch_weights={"layer_0": ones})
+    with pytest.raises(ValueError, match="unknown labels \\['layer_2'\\]"):
+        model(**batch, arch_weights={**good, "layer_2": ones})
+    with pytest.raises(ValueError, match=r"arch_weights\['layer_1'\]: weights must be a 1-D tensor with one entry "
+                                         r"per candidate \(8: mha6, .*got shape \(7,\)"):
+        model(**batch, arch_weights={"layer_0": ones, "layer_1": torch.ones(7)})
     with pytest.raises(ValueError, match="not both"):
         model(**batch, arch=["ffn", "ffn"], arch_weights=good)
+    with pytest.warns(DeprecationWarning, match="sequence in choice order is deprecated"), \
+            pytest.raises(ValueError, match="arch_weights has 3 entries but the supernet has 2 layers"):
+        model(**batch, arch_weights=[ones] * 3)
     with pytest.raises(ValueError, match="fixed to arch .* cannot mix candidates"):
         model.extract(["ffn", "ffn"])(**batch, arch_weights=good)
 
@@ -374,7 +397,7 @@ def test_gradient_checkpointing_gives_the_same_numbers(batch, mixed, reentrant):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
             assert model.bert.encoder.layers[0].gradient_checkpointing
         alpha = torch.zeros(2, len(config.candidates), requires_grad=True)
-        route = {"arch_weights": alpha.softmax(-1)} if mixed else {"arch": ["mha8", "conv3"]}
+        route = {"arch_weights": dict(zip(model.choice_labels, alpha.softmax(-1)))} if mixed else {"arch": ["mha8", "conv3"]}
         torch.manual_seed(1)
         out = model(**batch, labels=batch["input_ids"], **route)
         out.loss.backward()
@@ -416,7 +439,8 @@ def test_output_attentions_and_hidden_states(config, batch):
     # The eager attention that returns the maps gives the SDPA output.
     torch.testing.assert_close(out.last_hidden_state, model(**batch, arch=arch).last_hidden_state,
                                rtol=1e-5, atol=1e-5)
-    mixed = model(**batch, arch_weights=[_one_hot(config, "mha6"), _one_hot(config, "ffn")], output_attentions=True)
+    mixed = model(**batch, arch_weights={"layer_0": _one_hot(config, "mha6"), "layer_1": _one_hot(config, "ffn")},
+                  output_attentions=True)
     assert mixed.attentions == (None, None)
     assert model(**batch, arch=arch).attentions is None
 

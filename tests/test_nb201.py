@@ -116,7 +116,7 @@ def test_forward_backward_and_one_hot_mix_is_the_path():
             assert (p.grad is not None) == ((label, op) in on_path), (label, op)
     for train in (True, False):
         model.train(train)
-        one_hot = [F.one_hot(torch.tensor(NB201_OPS.index(op)), 5).float() for op in arch.ops]
+        one_hot = {label: F.one_hot(torch.tensor(NB201_OPS.index(op)), 5).float() for label, op in arch.items()}
         assert torch.equal(model(x, arch_weights=one_hot).logits, model(x, arch=arch).logits)
     with pytest.raises(ValueError, match="edge_1_0"):
         model(x, arch=["conv"] * 6)
@@ -147,7 +147,7 @@ def test_save_and_reload_as_remote_code_without_bertnas(tmp_path):
     arch = Nb201Space.from_config(model.config).sample(2)
     fixed = model.extract(arch)
     fixed.save_pretrained(tmp_path / "m")
-    assert {"modeling_nb201.py", "configuration_nb201.py"} <= {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"modeling_nb201.py", "configuration_nb201.py", "supernet_mixin.py"} <= {p.name for p in (tmp_path / "m").iterdir()}
     x = images(2)
     torch.save(x, tmp_path / "x.pt")
     expected = fixed(x).logits

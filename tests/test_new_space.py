@@ -133,7 +133,7 @@ class ChainTask(Task):
 
 
 def options(tmp_path, name, **overrides):
-    o = dict(objective="toy-chain", output_dir=str(tmp_path / name), max_steps=6, save_steps=3, keep_last=3,
+    o = dict(task="toy-chain", output_dir=str(tmp_path / name), max_steps=6, save_steps=3, keep_last=3,
              batch_size=8, eval_batches=2, lr=1e-2, warmup_steps=1, sampler="walk", align=True, align_block_size=1,
              base_replacement="beat", base_every=2, progress=False, seed=3)
     o.update(overrides)

@@ -479,3 +479,53 @@ def test_electra_checkpoint_and_blockwise_search(tmp_path, tiny_tokenizer, tiny_
     assert meta["method"] == "shrinking-blockwise" and meta["method_info"]["base_arch"] == ["mha12", "ffn"] * 2
     assert len(entries) == 3 and all("blockwise_loss" in e for e in entries)
     assert [e["score"] for e in entries] == sorted(e["score"] for e in entries)
+
+
+def test_each_search_method_gets_its_own_options_object():
+    from bertnas.search.api import SEARCH_METHODS, method_options, options_class
+    from bertnas.search.options import EvolutionOptions, RandomOptions, SearchOptions, ShrinkingOptions
+
+    assert {name: options_class(name) for name in SEARCH_METHODS} == {
+        "shrinking": ShrinkingOptions, "evolution": EvolutionOptions, "random": RandomOptions}
+    keywords = dict(seed=3, top_k=None, progress=False, bins=5, population=7, num_samples=9, mutation_k=2)
+    shrinking, evolution, rand = (method_options(m, keywords) for m in ("shrinking", "evolution", "random"))
+    assert (shrinking.bins, shrinking.mutation_k, shrinking.seed, shrinking.candidates_per_bin) == (5, 2, 3, 16)
+    assert (evolution.population, evolution.generations, evolution.top_k) == (7, 8, None)
+    assert rand == RandomOptions(seed=3, top_k=None, progress=False, num_samples=9)
+    assert not hasattr(rand, "bins") and rand["num_samples"] == 9  # the older mapping access still reads
+    assert method_options("random", rand) is rand
+    # the defaults are search()'s keyword defaults
+    import inspect
+
+    from bertnas.search.api import search
+
+    defaults = {k: p.default for k, p in inspect.signature(search).parameters.items()}
+    for cls in (ShrinkingOptions, EvolutionOptions, RandomOptions, SearchOptions):
+        assert all(defaults[k] == v for k, v in cls().to_dict().items()), cls
+
+
+def test_a_registered_method_is_given_its_options_class(run_dir):
+    from dataclasses import dataclass
+
+    from bertnas.search import SEARCH_METHODS, SearchOptions, register_search_method, search
+    from bertnas.search.shrinking import SearchOutcome
+    from bertnas.storage.results import make_candidate
+
+    @dataclass(frozen=True)
+    class FirstOptions(SearchOptions):
+        num_samples: int = 1
+
+    seen = []
+
+    @register_search_method("first-n", options=FirstOptions)
+    def first_n(task, space, evaluator, constraints, options):
+        seen.append(options)
+        scored = [make_candidate(space, constraints, a, evaluator(a))
+                  for a in (space.sample(s) for s in range(options.num_samples))]
+        return SearchOutcome(results=scored, evaluated=scored), {"num_samples": options.num_samples}
+
+    try:
+        entries = search(run_dir, "first-n", None, num_samples=2, seed=4, eval_batches=1, progress=False)
+    finally:
+        SEARCH_METHODS.unregister("first-n")
+    assert seen == [FirstOptions(seed=4, top_k=10, progress=False, num_samples=2)] and len(entries) <= 2

@@ -93,7 +93,7 @@ class TwoChoiceTask(Task):
 
 
 def toy_options(tmp_path, name, strategy, **overrides):
-    o = dict(objective="toy-two-choice", output_dir=str(tmp_path / name), max_steps=40, save_steps=0, batch_size=16,
+    o = dict(task="toy-two-choice", output_dir=str(tmp_path / name), max_steps=40, save_steps=0, batch_size=16,
              lr=3e-2, warmup_steps=0, align=False, sampler="uniform", progress=False, seed=1, eval_batches=1,
              strategy=strategy)
     o.update(overrides)

@@ -74,7 +74,7 @@ def test_mlm_walk_align_logs_and_checkpoints(tmp_path):
 
 
 def test_electra_uniform_without_align(tmp_path):
-    summary = pretrain(toy(tmp_path, objective="electra", sampler="uniform", align=False, max_steps=3, save_steps=0))
+    summary = pretrain(toy(tmp_path, task="electra", sampler="uniform", align=False, max_steps=3, save_steps=0))
     out = tmp_path / "run"
     lines = read_log(out / "log.jsonl")
     assert [r["step"] for r in lines] == [1, 2, 3]
@@ -91,7 +91,7 @@ def test_electra_uniform_without_align(tmp_path):
 
 def test_resume_with_accumulation_equals_uninterrupted(tmp_path):
     """ELECTRA + MAGIC-A + gradient accumulation: every piece of state must round-trip."""
-    opts = dict(objective="electra", gradient_accumulation_steps=2, max_steps=5, save_steps=2, keep_last=5)
+    opts = dict(task="electra", gradient_accumulation_steps=2, max_steps=5, save_steps=2, keep_last=5)
     pretrain(toy(tmp_path, "full", **opts))
     full = read_log(tmp_path / "full" / "log.jsonl")
 
@@ -179,7 +179,7 @@ def test_config_yaml_overrides_and_cli(tmp_path):
                               "--resume-from-checkpoint", "latest", "--set", "model.hidden_size=24",
                               "--set", "eval_batches=1", "--keep-last", "1"])
     cfg = load_config(args_to_config(args))
-    assert (cfg.objective, cfg.sampler, cfg.walk_k, cfg.align, cfg.max_steps, cfg.seed) == (
+    assert (cfg.task, cfg.sampler, cfg.walk_k, cfg.align, cfg.max_steps, cfg.seed) == (
         "electra", "uniform", 2, False, 3, 5)
     assert cfg.resume_from_checkpoint == "latest" and cfg.model["hidden_size"] == 24 and cfg.eval_batches == 1
     assert cfg.keep_last == 1 and cfg.lr == load_config(str(TOY_YAML)).lr  # unset options keep the YAML's

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", default=None,
                    help="start over in an --output-dir that holds a run (deletes only the run's own files)")
     g = parser.add_argument_group("model and search space")
-    g.add_argument("--objective", choices=TASKS.names(), help="the task that trains the BERT chain (other spaces name their own)")
+    g.add_argument("--task", "--objective", dest="task", choices=TASKS.names(),
+                   help="the task that trains the BERT chain (other spaces name their own); --objective: its old name")
     g.add_argument("--space", choices=SPACES.names(), help="search space (default: bert, the chain of the config's model)")
     g.add_argument("--arch", type=_arch_list,
                    help="train ONE fixed arch from scratch (stand-alone, e.g. to retrain a found arch): comma-separated "
@@ -194,7 +195,7 @@ def finish_run(cfg, summary: dict) -> None:
 
         summary["hub"] = push_model_folder(Path(summary["checkpoint"]) / "model", cfg.hub_model_id,
                                            card_info={"base_model": cfg.init_from_bert, "datasets": cfg.data,
-                                                      "kind": "supernet", "objective": cfg.objective})
+                                                      "kind": "supernet", "objective": cfg.task})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,7 @@ def _train_config(teacher, corpus, steps, output_dir, recipe, space_config, resu
     if s["embedding_size"] is not None:
         distill["embedding_size"] = s["embedding_size"]
     distill["init"] = s["init"]
-    return {**recipe["train"], "objective": "distill", "init_from_bert": teacher, "tokenizer": teacher,
+    return {**recipe["train"], "task": "distill", "init_from_bert": teacher, "tokenizer": teacher,
             "data": corpus, "max_steps": steps, "output_dir": str(output_dir), "model": model,
             "space_options": distill, "resume_from_checkpoint": resume, "overwrite": overwrite or None,
             "progress": progress}

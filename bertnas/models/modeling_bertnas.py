@@ -14,7 +14,6 @@ This file is copied next to saved models and runs as remote code in environments
 bertnas, so it imports only torch, transformers and its sibling files (relatively).
 """
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
@@ -45,6 +44,7 @@ from transformers.utils.output_capturing import capture_outputs
 from .choice_modules import check_weights
 from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
 from .convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
+from .supernet_mixin import SupernetMixin
 from .ops_bertnas import (  # noqa: F401  (the op classes are re-exported for users of this module)
     ConvOp,
     FeedForwardOp,
@@ -205,7 +205,7 @@ class BackboneKwargs(TypedDict, total=False):
     """What a head's forward passes on to `BertNasModel.forward` (any other name: TypeError)."""
 
     arch: Sequence[str] | Mapping
-    arch_weights: Sequence[torch.Tensor]
+    arch_weights: Mapping[str, torch.Tensor]
     output_attentions: bool
     output_hidden_states: bool | int | list
 
@@ -221,12 +221,13 @@ def _average(per_item, num_items_in_batch=None):
     return per_item.mean() if num_items_in_batch is None else per_item.sum() / num_items_in_batch
 
 
-class BertNasPreTrainedModel(PreTrainedModel):
+class BertNasPreTrainedModel(SupernetMixin, PreTrainedModel):
     """Common base of the bertnas classes.
 
     Every class's forward takes `arch=` (one op name per layer; required on a supernet, optional on
-    a fixed-arch model) or `arch_weights=` (supernets only: one 1-D tensor per layer over
-    `config.candidates`; each layer returns the weighted sum of its candidates), and the usual
+    a fixed-arch model) or `arch_weights=` (supernets only: a mapping layer label `layer_<i>` -> 1-D
+    tensor over `config.candidates`; each layer returns the weighted sum of its candidates; a
+    sequence in layer order is the older form, deprecated), and the usual
     `output_attentions` / `output_hidden_states` / `return_dict`. `attentions` has one entry per
     chain layer, so `attentions[i]` belongs to layer i: the (batch, heads, T, T) probabilities of
     an attention op (computed eagerly when asked for: SDPA cannot return them), None for a layer
@@ -264,14 +265,7 @@ class BertNasPreTrainedModel(PreTrainedModel):
         }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    # -- arch handling --------------------------------------------------------------------
-    @property
-    def is_supernet(self) -> bool:
-        return self.config.arch is None
-
-    def _backbone(self):
-        return getattr(self, self.base_model_prefix, self)
-
+    # -- arch handling (is_supernet, candidate_parameters, extract: SupernetMixin) -------------
     def resolve_arch(self, arch=None) -> tuple:
         """Validate `arch` against this model; returns the tuple of op names to run."""
         fixed = self.config.arch
@@ -279,8 +273,8 @@ class BertNasPreTrainedModel(PreTrainedModel):
             if fixed is None:
                 raise ValueError(
                     "This is a supernet (config.arch is None): pass arch=[op per layer], e.g. "
-                    f"{['mha12', 'ffn'] * (self.config.num_hidden_layers // 2)}, arch_weights=[one tensor per "
-                    "layer] for mixed ops, or call model.extract(arch) for a stand-alone model"
+                    f"{['mha12', 'ffn'] * (self.config.num_hidden_layers // 2)}, arch_weights={{layer label: "
+                    "weights}} for mixed ops, or call model.extract(arch) for a stand-alone model"
                 )
             return tuple(fixed)
         ops = tuple(_op_names(arch))
@@ -304,9 +298,14 @@ class BertNasPreTrainedModel(PreTrainedModel):
                 )
         return ops
 
+    @property
+    def choice_labels(self) -> list:
+        """The chain layers' labels, `layer_0 .. layer_{N-1}` (the keys of `arch_weights`)."""
+        return [f"layer_{i}" for i in range(self.config.num_hidden_layers)]
+
     def resolve_choices(self, arch=None, arch_weights=None) -> tuple:
         """Per chain layer, what it runs: an op name (from `arch`) or a 1-D weight tensor over
-        `config.candidates` (from `arch_weights`, mixed mode)."""
+        `config.candidates` (from `arch_weights`, a mapping layer label -> weights: mixed mode)."""
         if arch_weights is None:
             return self.resolve_arch(arch)
         if arch is not None:
@@ -316,43 +315,15 @@ class BertNasPreTrainedModel(PreTrainedModel):
                 f"This model is fixed to arch {list(self.config.arch)}: it holds one op per layer and cannot mix "
                 "candidates; pass arch_weights to the supernet it was extracted from"
             )
-        weights = list(arch_weights)
-        n_layers, candidates = self.config.num_hidden_layers, self.config.candidates
-        if len(weights) != n_layers:
-            raise ValueError(
-                f"arch_weights has {len(weights)} entries but the supernet has {n_layers} layers; give one 1-D "
-                f"tensor over the {len(candidates)} candidates per layer"
-            )
-        for i, w in enumerate(weights):
-            check_weights(w, candidates, f"arch_weights[{i}]")
-        return tuple(weights)
+        by_position = not isinstance(arch_weights, Mapping)  # the older form: a sequence in layer order
+        weights = self.weights_by_label(arch_weights, self.choice_labels, unit="layer")
+        for i, (label, w) in enumerate(weights.items()):
+            check_weights(w, self.config.candidates, f"arch_weights[{i}]" if by_position else f"arch_weights[{label!r}]")
+        return tuple(weights.values())
 
-    def candidate_parameters(self) -> dict:
-        """`{(layer index, op name): [(qualified name, parameter), ...]}` over every chain layer and
-        every candidate it holds; names are those of `model.named_parameters()`."""
-        backbone = self._backbone()
-        prefix = "" if backbone is self else f"{self.base_model_prefix}."
-        found = {}
-        for i, layer in enumerate(backbone.encoder.layers):
-            for op, params in layer.candidate_parameters(f"{prefix}encoder.layers.{i}.").items():
-                found[(i, op)] = params
-        return found
-
-    def extract(self, arch):
-        """A fixed-arch model of the same class holding copies of the path's weights."""
-        ops = self.resolve_arch(arch)
-        config = copy.deepcopy(self.config)
-        config.arch = list(ops)
+    def _new_like(self, config):
         kwargs = {"add_pooling_layer": self.pooler is not None} if isinstance(self, BertNasModel) else {}
-        model = type(self)(config, **kwargs)
-        wanted = model.state_dict().keys()
-        state = {}
-        for key, value in self.state_dict().items():
-            if key in wanted:
-                state[key] = value.detach().clone()
-        model.load_state_dict(state, strict=True)
-        model.to(self.device).train(self.training)
-        return model
+        return type(self)(config, **kwargs)
 
     # -- BERT interop ---------------------------------------------------------------------
     @classmethod

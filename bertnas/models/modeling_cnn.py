@@ -11,7 +11,6 @@ This file is copied next to saved models and runs as remote code: it imports onl
 transformers and its sibling configuration file.
 """
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +24,7 @@ from transformers.utils import ModelOutput
 
 from .choice_modules import LayerChoice, check_weights
 from .configuration_cnn import CnnNasConfig
+from .supernet_mixin import SupernetMixin
 
 
 # -- specs and costs --------------------------------------------------------------------------
@@ -241,8 +241,9 @@ class CnnNasPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class CnnNasForImageClassification(CnnNasPreTrainedModel):
-    """Stem, the searchable blocks, head; a supernet (`config.arch is None`) or one arch's network."""
+class CnnNasForImageClassification(SupernetMixin, CnnNasPreTrainedModel):
+    """Stem, the searchable blocks, head; a supernet (`config.arch is None`) or one arch's network.
+    `arch_weights=` (mixed ops) is a mapping block label -> 1-D weights over its candidates."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -262,10 +263,6 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(config.last_channels, config.num_labels, bias=config.block_type == "mbconv")
         self.post_init()
-
-    @property
-    def is_supernet(self):
-        return self.config.arch is None
 
     @property
     def choice_labels(self):
@@ -299,26 +296,10 @@ class CnnNasForImageClassification(CnnNasPreTrainedModel):
     def resolve_weights(self, arch_weights):
         if not self.is_supernet:
             raise ValueError("This model is fixed to one arch and cannot mix candidates; use the supernet")
-        weights = [arch_weights[p.label] for p in self.plans] if isinstance(arch_weights, Mapping) else list(arch_weights)
-        if len(weights) != len(self.plans):
-            raise ValueError(f"arch_weights has {len(weights)} entries but the network has {len(self.plans)} blocks")
+        weights = list(self.weights_by_label(arch_weights, self.choice_labels, unit="block").values())
         for plan, w in zip(self.plans, weights):
             check_weights(w, plan.candidates, f"arch_weights[{plan.label!r}]")
         return weights
-
-    def candidate_parameters(self):
-        """`{(block index, candidate): [(qualified name, parameter), ...]}`."""
-        return {(i, op): params for i, block in enumerate(self.blocks)
-                for op, params in block.candidate_parameters(f"blocks.{i}.").items()}
-
-    def extract(self, arch):
-        """A fixed-arch model of the same class holding copies of the path's weights."""
-        config = copy.deepcopy(self.config)
-        config.arch = list(self.resolve_arch(arch))
-        model = type(self)(config)
-        wanted = model.state_dict().keys()
-        model.load_state_dict({k: v.detach().clone() for k, v in self.state_dict().items() if k in wanted}, strict=True)
-        return model.to(self.device).train(self.training)
 
     def forward(self, pixel_values, labels=None, arch=None, arch_weights=None, output_hidden_states=False,
                 return_dict=None, **kwargs):

@@ -20,7 +20,6 @@ This file is copied next to saved models and runs as remote code: it imports onl
 transformers and its sibling configuration file.
 """
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -34,6 +33,7 @@ from transformers.utils import ModelOutput
 
 from .choice_modules import LayerChoice, PartialChannelChoice, check_weights, partial_channel_width, weighted_sum
 from .configuration_darts import DartsNasConfig
+from .supernet_mixin import SupernetMixin
 
 
 # -- ops ---------------------------------------------------------------------------------------
@@ -397,8 +397,10 @@ class DartsNasPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class DartsNasForImageClassification(DartsNasPreTrainedModel):
-    """The DARTS network: a supernet (`config.arch is None`) or one genotype's network."""
+class DartsNasForImageClassification(SupernetMixin, DartsNasPreTrainedModel):
+    """The DARTS network: a supernet (`config.arch is None`) or one genotype's network.
+    `arch_weights=` (mixed ops) is a mapping label -> 1-D weights: every edge's, and optionally
+    the nodes' input weights (without them every edge counts once, as in DARTS)."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -424,11 +426,7 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
         self.drop_path_prob = config.drop_path_prob
         self.post_init()
 
-    # -- arch handling ------------------------------------------------------------------------
-    @property
-    def is_supernet(self):
-        return self.config.arch is None
-
+    # -- arch handling (is_supernet, candidate_parameters, extract: SupernetMixin) -------------
     @property
     def choice_labels(self):
         return list(self.choices)
@@ -483,10 +481,9 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
     def resolve_weights(self, arch_weights):
         if not self.is_supernet:
             raise ValueError("This model is fixed to one genotype and cannot mix candidates; use the supernet")
-        if isinstance(arch_weights, Mapping):
-            weights = dict(arch_weights)
-        else:
-            weights = dict(zip(self.choices, arch_weights))
+        # node inputs may go without weights: then every edge counts once (DARTS)
+        edges = [label for label, (_, n_chosen) in self.choices.items() if n_chosen is None]
+        weights = self.weights_by_label(arch_weights, self.choices, required=edges)
         for label, (candidates, n_chosen) in self.choices.items():
             w = weights.get(label)
             if w is None and n_chosen is not None:
@@ -496,25 +493,11 @@ class DartsNasForImageClassification(DartsNasPreTrainedModel):
             check_weights(w, candidates, f"arch_weights[{label!r}]")
         return weights
 
-    def candidate_parameters(self):
-        """`{(cell index, label, candidate): [(qualified name, parameter), ...]}` over every edge."""
-        found = {}
-        for c, cell in enumerate(self.cells):
-            for n, node in enumerate(cell.nodes):
-                for i, edge in node.edges.items():
-                    for op, params in edge.candidate_parameters(f"cells.{c}.nodes.{n}.edges.{i}.").items():
-                        found[(c, edge.label, op)] = params
-        return found
+    def _config_arch(self, resolved):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
 
-    def extract(self, arch):
-        """A fixed-genotype model of the same class holding copies of the path's weights."""
-        config = copy.deepcopy(self.config)
-        config.arch = {k: list(v) if isinstance(v, tuple) else v for k, v in self.resolve_arch(arch).items()}
-        model = type(self)(config)
-        wanted = model.state_dict().keys()
-        model.load_state_dict({k: v.detach().clone() for k, v in self.state_dict().items() if k in wanted}, strict=True)
+    def _after_extract(self, model):
         model.drop_path_prob = self.drop_path_prob
-        return model.to(self.device).train(self.training)
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, pixel_values, labels=None, arch=None, arch_weights=None, output_hidden_states=False,

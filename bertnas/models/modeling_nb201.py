@@ -15,7 +15,6 @@ and its siblings.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -26,6 +25,7 @@ from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 from .choice_modules import LayerChoice, PartialChannelChoice, partial_channel_width
 from .configuration_nb201 import NB201_EDGES, NB201_OPS, Nb201Config
+from .supernet_mixin import SupernetMixin
 
 
 # ----------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ class Nb201PreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class Nb201ForImageClassification(Nb201PreTrainedModel):
+class Nb201ForImageClassification(SupernetMixin, Nb201PreTrainedModel):
     """The NB201 network. `config.arch` None: a supernet (`forward(..., arch=...)` runs one path,
     `arch_weights=` a mix); else one fixed cell, run without `arch`."""
 
@@ -202,10 +202,10 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
         self.classifier = nn.Linear(c_prev, config.num_labels)
         self.post_init()
 
-    # -- arch handling --------------------------------------------------------------------
+    # -- arch handling (is_supernet, candidate_parameters, extract: SupernetMixin) ---------
     @property
-    def is_supernet(self) -> bool:
-        return self.config.arch is None
+    def choice_labels(self) -> list:
+        return list(NB201_EDGES)
 
     @property
     def dummy_inputs(self) -> dict:
@@ -220,7 +220,7 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
         if arch is None:
             if self.config.arch is None:
                 raise ValueError("This is an NB201 supernet (config.arch is None): pass arch=[op per edge "
-                                 f"{', '.join(NB201_EDGES)}] or arch_weights=[one tensor per edge]")
+                                 f"{', '.join(NB201_EDGES)}] or arch_weights={{edge label: weights}}")
             return tuple(self.config.arch)
         if hasattr(arch, "ops"):
             arch = arch.ops
@@ -243,12 +243,7 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
         return ops
 
     def _weights(self, arch_weights) -> dict:
-        if isinstance(arch_weights, Mapping):
-            return {label: arch_weights[label] for label in NB201_EDGES}
-        weights = list(arch_weights)
-        if len(weights) != len(NB201_EDGES):
-            raise ValueError(f"arch_weights needs one tensor per edge ({len(NB201_EDGES)}), got {len(weights)}")
-        return dict(zip(NB201_EDGES, weights))
+        return self.weights_by_label(arch_weights, NB201_EDGES, unit="edge")
 
     # -- forward --------------------------------------------------------------------------
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, arch=None, arch_weights=None,
@@ -282,28 +277,6 @@ class Nb201ForImageClassification(Nb201PreTrainedModel):
     def edges(self) -> list[Nb201Edge]:
         """Every edge module of every cell, in forward order (cells share the labels)."""
         return [m for m in self.modules() if isinstance(m, (Nb201Edge, Nb201PartialEdge))]
-
-    def candidate_parameters(self) -> dict:
-        """{(label, op): [(name, Parameter), ...]} over every cell (names of `named_parameters()`)."""
-        found: dict = {}
-        for name, module in self.named_modules():
-            if isinstance(module, (Nb201Edge, Nb201PartialEdge)):
-                for op, params in module.candidate_parameters(f"{name}.").items():
-                    found.setdefault((module.label, op), []).extend(params)
-        return found
-
-    def extract(self, arch):
-        """A fixed-arch model of the same class holding copies of the path's weights (and
-        BatchNorm statistics: recalibrate the path on the supernet first)."""
-        ops = self.resolve_arch(arch)
-        config = copy.deepcopy(self.config)
-        config.arch = list(ops)
-        model = type(self)(config)
-        wanted = model.state_dict().keys()
-        state = {k: v.detach().clone() for k, v in self.state_dict().items() if k in wanted}
-        model.load_state_dict(state, strict=True)
-        model.to(self.device).train(self.training)
-        return model
 
 
 # save_pretrained copies this file and configuration_nb201.py next to the weights and writes

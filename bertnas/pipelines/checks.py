@@ -1,5 +1,5 @@
 """Checks a run makes before it imports torch or touches its folder: the config's registered
-names exist (objective, sampler, strategy, space) and the files it names are there."""
+names exist (task, sampler, strategy, space) and the files it names are there."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The trainer (`bertnas/train/trainer.py`) is given a task, an arch policy and an aligner; this
 module is where they are chosen from a `PretrainConfig`:
 
-- the task: `tasks.task_for(space, objective)` (a registered `Task`), set up on the run's data;
+- the task: `tasks.task_for(space, task)` (a registered `Task`), set up on the run's data;
 - the policy: the run's search strategy (`strategy:`), else its sampler (`sampler:`), or the
   constant sampler of a fixed arch (`--arch`);
 - the aligner: MAGIC-A (`align: true`) for a sampled supernet, else none.
@@ -38,16 +38,16 @@ logger = logging.getLogger("bertnas.pretrain")
 
 
 def build_task(cfg: PretrainConfig) -> Task:
-    """The registered task that trains `cfg.space` (the BERT chain: `cfg.objective`'s), not set up."""
-    return task_for(cfg.space, cfg.objective)()
+    """The registered task that trains `cfg.space` (the BERT chain: the one `cfg.task` names), not set up."""
+    return task_for(cfg.space, cfg.task)()
 
 
 def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = None) -> ArchPolicy:
     """What picks each step's subnet: the strategy (given, or `cfg.strategy`), the constant
     sampler of a fixed-arch model, or the sampler `cfg.sampler`."""
-    fixed = task.fixed_arch
-    if strategy is None and cfg.strategy:
-        strategy = STRATEGIES.build(cfg.strategy, task.space, cfg.seed, **cfg.strategy_options)
+    fixed, options, seed = task.fixed_arch, cfg.policy, cfg.run.seed
+    if strategy is None and options.strategy:
+        strategy = STRATEGIES.build(options.strategy, task.space, seed, **options.strategy_options)
     if strategy is not None:
         if fixed is not None:
             raise ValueError(f"strategy {strategy.name!r} searches a supernet; this run trains one fixed arch "
@@ -61,21 +61,22 @@ def build_policy(cfg: PretrainConfig, task: Task, strategy: Strategy | None = No
     if fixed is not None:  # stand-alone training of one arch: the same loop, a constant sampler
         if cfg.align and int(os.environ.get("RANK", "0")) == 0:
             logger.info("fixed arch %s: training it alone (MAGIC-A alignment off)", list(fixed.ops))
-        return build_sampler("constant", task.space, cfg.seed, arch=fixed)
-    if cfg.sampler == "constant":
+        return build_sampler("constant", task.space, seed, arch=fixed)
+    if options.sampler == "constant":
         raise ValueError("sampler 'constant' trains one arch: give it with --arch op,op,... (or model.arch)")
-    return build_sampler(cfg.sampler, sampled_space(cfg, task), cfg.seed, k=cfg.walk_k)
+    return build_sampler(options.sampler, sampled_space(cfg, task), seed, k=options.walk_k)
 
 
 def sampled_space(cfg: PretrainConfig, task: Task):
     """The space the run's subnets are drawn from: the task's, with `cfg.fixed_choices` held (a
     few-shot child supernet)."""
-    if not cfg.fixed_choices:
+    fixed = cfg.policy.fixed_choices
+    if not fixed:
         return task.space
     try:
-        return task.space.restrict(cfg.fixed_choices)
+        return task.space.restrict(fixed)
     except ValueError as err:
-        raise UserError(f"fixed_choices {cfg.fixed_choices}: {err}", "name choices and candidates of this space") from None
+        raise UserError(f"fixed_choices {fixed}: {err}", "name choices and candidates of this space") from None
 
 
 def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligner | None:
@@ -87,7 +88,7 @@ def build_aligner(cfg: PretrainConfig, task: Task, policy: ArchPolicy) -> Aligne
         base = space.arch(cfg.base_arch)
     else:  # a random subnet, from a generator of its own (the sampler's stream is untouched)
         base = space.sample(random.Random(cfg.seed + 7))
-    return Aligner(space, base, **cfg.align_options())
+    return Aligner.from_options(space, base, cfg.alignment)
 
 
 def build_trainer(cfg: PretrainConfig, task: Task | None = None, strategy: Strategy | None = None) -> SupernetTrainer:
@@ -112,10 +113,12 @@ def init_from_supernet(cfg: PretrainConfig, task: Task) -> None:
     """Start `task`'s modules from the weights of the supernet at `cfg.init_from_supernet` (a run
     folder's latest checkpoint or one checkpoint), which must be the same model and space."""
     parent = ckpt_lib.verified_checkpoint(cfg.init_from_supernet, option="--init-from-supernet")
-    stored = ckpt_lib.read_state(parent).get("config") or {}
+    stored = dict(ckpt_lib.read_state(parent).get("config") or {})
+    if "objective" in stored:  # a parent written before the key was named task
+        stored.setdefault("task", stored.pop("objective"))
     mine = cfg.to_dict()
     differ = [f"{name}: {stored.get(name)!r} in the parent, {mine[name]!r} here"
-              for name in ("space", "objective", "model", "generator", "space_options")
+              for name in ("space", "task", "model", "generator", "space_options")
               if name in stored and stored[name] != mine[name]]
     if differ:
         raise UserError(f"--init-from-supernet {cfg.init_from_supernet} is another model ({'; '.join(differ)})",
@@ -131,7 +134,7 @@ def training_run(cfg: PretrainConfig, task: Task | None = None,
     process), the trainer built from its parts, closed cleanly however the block ends."""
     preflight(cfg)
     check_resume(cfg)  # intact, and the same fixed options, before anything is built
-    task_cls = type(task) if task is not None else task_for(cfg.space, cfg.objective)
+    task_cls = type(task) if task is not None else task_for(cfg.space, cfg.task)
     task_cls.check_sources(cfg)
     is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
     with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
@@ -150,7 +153,7 @@ def pretrain(config: Mapping | PretrainConfig | str | None = None, task: Task | 
 
     `config`: a dict / namespace of options (may name a YAML file under "config"), a YAML path,
     or a PretrainConfig; keyword overrides win. `task`: a `Task` instance (default: the task
-    registered for the config's space / objective)."""
+    registered for the config's space / task)."""
     cfg = load_config(config, **overrides)
     with training_run(cfg, task) as trainer:
         return trainer.train()

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from bertnas.core.errors import UserError
 from bertnas.pipelines.checks import check_names
 from bertnas.pipelines.pretrain import training_run
-from bertnas.search.api import SEARCH_METHODS
+from bertnas.search.api import run_search_method
 from bertnas.search.constraints import Constraints
 from bertnas.storage.results import Candidate, batch_stderr, rank, to_entries, write_results
 from bertnas.strategies.pcdarts import DEFAULT_K
@@ -68,7 +68,7 @@ def search_function(task, eval_batches: int):
 
     def search(method: str, options: dict) -> list:
         batches, _ = task.heldout(eval_batches=eval_batches)
-        outcome, _ = SEARCH_METHODS[method](task, task.space, task.evaluator(batches), Constraints(), options)
+        outcome, _ = run_search_method(method, task, task.space, task.evaluator(batches), Constraints(), options)
         return [candidate.arch for candidate in outcome.results]
 
     return search

@@ -6,6 +6,8 @@ from bertnas.core.lazy import lazy_attributes
 # Imported on first use, so `bertnas search --help` loads no torch.
 _LAZY = {
     "SEARCH_METHODS": ".api", "build_table": ".api", "register_search_method": ".api", "search": ".api",
+    "SearchOptions": ".options", "ShrinkingOptions": ".options", "EvolutionOptions": ".options",
+    "RandomOptions": ".options",
     "Constraints": ".constraints", "InfeasibleBudget": ".constraints", "parse_size": ".constraints",
     "Evaluator": "bertnas.supernet.scoring", "recalibrate": "bertnas.supernet.scoring",
     "evolution_search": ".evolution", "random_search": ".evolution",
@@ -22,6 +24,10 @@ __all__ = [
     "search",
     "SEARCH_METHODS",
     "register_search_method",
+    "SearchOptions",
+    "ShrinkingOptions",
+    "EvolutionOptions",
+    "RandomOptions",
     "build_table",
     "Constraints",
     "InfeasibleBudget",

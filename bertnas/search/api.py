@@ -1,7 +1,9 @@
 """`search(checkpoint, method, ...)`: search a trained supernet for the best subnets under a budget.
 
 The run's task (`bertnas/tasks/`) gives the space, the trained supernet and the held-out set;
-the method comes from `SEARCH_METHODS` (name -> function), so a new method is one entry.
+the method comes from `SEARCH_METHODS` (name -> function), so a new method is one entry. Each
+method takes its own options object (`options.py`: `ShrinkingOptions`, `EvolutionOptions`,
+`RandomOptions`), built from `search()`'s keywords.
 Writes OUT/results.json (ranked, best first), OUT/evaluated.json, OUT/search.json and
 OUT/pareto.png (see `results.py` and docs/search.md).
 """
@@ -13,61 +15,91 @@ import logging
 import time
 from pathlib import Path
 
+from collections.abc import Mapping
+
 from bertnas.core.registry import Registry
 from bertnas.search.constraints import Constraints
+from bertnas.search.options import EvolutionOptions, RandomOptions, SearchOptions, ShrinkingOptions
 
 logger = logging.getLogger("bertnas.search")
 
 
 # ----------------------------------------------------------------------------------------
-# Methods: (task, space, evaluator, constraints, options) -> (SearchOutcome, settings)
+# Methods: (task, space, evaluator, constraints, options object) -> (SearchOutcome, settings)
 # ----------------------------------------------------------------------------------------
 
 
-def _shrinking(task, space, evaluator, constraints, o):
+def _shrinking(task, space, evaluator, constraints, o: ShrinkingOptions):
     from bertnas.search.shrinking import BlockwiseScorer, block_ranges, blockwise_search, progressive_shrinking
 
-    common = dict(higher_is_better=evaluator.higher_is_better, seed=o["seed"], progress=o["progress"])
-    if o["blockwise"]:
-        base = _base_arch(task, space, o["base_arch"])
-        scorer = BlockwiseScorer(task.align_model(), task.choice_layers(), evaluator.batches, base, o["block_size"])
-        outcome = blockwise_search(space, scorer, block_ranges(len(space.choices), o["block_size"]), constraints,
-                                   candidates_per_block=o["candidates_per_block"], top_k=o["top_k"] or 10,
+    common = dict(higher_is_better=evaluator.higher_is_better, seed=o.seed, progress=o.progress)
+    if o.blockwise:
+        base = _base_arch(task, space, o.base_arch)
+        scorer = BlockwiseScorer(task.align_model(), task.choice_layers(), evaluator.batches, base, o.block_size)
+        outcome = blockwise_search(space, scorer, block_ranges(len(space.choices), o.block_size), constraints,
+                                   candidates_per_block=o.candidates_per_block, top_k=o.top_k or 10,
                                    score_fn=evaluator, **common)
         outcome.info["base_arch"] = list(base.ops)
-        return outcome, {"block_size": o["block_size"], "candidates_per_block": o["candidates_per_block"]}
+        return outcome, {"block_size": o.block_size, "candidates_per_block": o.candidates_per_block}
     settings = {k: o[k] for k in ("bins", "candidates_per_bin", "survivors_per_bin", "bin_by", "mutation_k")}
-    outcome = progressive_shrinking(space, evaluator, constraints, num_bins=o["bins"],
-                                    candidates_per_bin=o["candidates_per_bin"],
-                                    survivors_per_bin=o["survivors_per_bin"], bin_by=o["bin_by"],
-                                    mutation_k=o["mutation_k"], **common)
+    outcome = progressive_shrinking(space, evaluator, constraints, num_bins=o.bins,
+                                    candidates_per_bin=o.candidates_per_bin,
+                                    survivors_per_bin=o.survivors_per_bin, bin_by=o.bin_by,
+                                    mutation_k=o.mutation_k, **common)
     return outcome, settings
 
 
-def _evolution(task, space, evaluator, constraints, o):
+def _evolution(task, space, evaluator, constraints, o: EvolutionOptions):
     from bertnas.search.evolution import evolution_search
 
     settings = {k: o[k] for k in ("population", "generations", "parents", "mutation_k")}
-    outcome = evolution_search(space, evaluator, constraints, population=o["population"],
-                               generations=o["generations"], parents=o["parents"], mutation_k=o["mutation_k"],
-                               higher_is_better=evaluator.higher_is_better, seed=o["seed"], progress=o["progress"])
+    outcome = evolution_search(space, evaluator, constraints, population=o.population,
+                               generations=o.generations, parents=o.parents, mutation_k=o.mutation_k,
+                               higher_is_better=evaluator.higher_is_better, seed=o.seed, progress=o.progress)
     return outcome, settings
 
 
-def _random(task, space, evaluator, constraints, o):
+def _random(task, space, evaluator, constraints, o: RandomOptions):
     from bertnas.search.evolution import random_search
 
-    outcome = random_search(space, evaluator, constraints, num_samples=o["num_samples"],
-                            higher_is_better=evaluator.higher_is_better, seed=o["seed"], progress=o["progress"])
-    return outcome, {"num_samples": o["num_samples"]}
+    outcome = random_search(space, evaluator, constraints, num_samples=o.num_samples,
+                            higher_is_better=evaluator.higher_is_better, seed=o.seed, progress=o.progress)
+    return outcome, {"num_samples": o.num_samples}
 
 
+_shrinking.options_class = ShrinkingOptions
+_evolution.options_class = EvolutionOptions
+_random.options_class = RandomOptions
 SEARCH_METHODS = Registry("search method", {"shrinking": _shrinking, "evolution": _evolution, "random": _random})
 
 
-def register_search_method(name: str):
-    """Decorator: `@register_search_method("annealing")` makes `--method annealing` run it."""
-    return SEARCH_METHODS.register(name)
+def register_search_method(name: str, options: type[SearchOptions] = SearchOptions):
+    """Decorator: `@register_search_method("annealing", options=AnnealingOptions)` makes
+    `--method annealing` run it, given an `AnnealingOptions` (a `SearchOptions` subclass: its
+    fields are the keywords of `search()` it reads; the default gives only seed, top_k, progress)."""
+
+    def add(fn):
+        fn.options_class = options
+        return SEARCH_METHODS.register(name, fn)
+
+    return add
+
+
+def options_class(method: str) -> type[SearchOptions]:
+    """The options class of a registered method."""
+    return getattr(SEARCH_METHODS[method], "options_class", SearchOptions)
+
+
+def method_options(method: str, values: Mapping | SearchOptions) -> SearchOptions:
+    """The options object of `method`: `values` if it is one, else built from the keywords."""
+    cls = options_class(method)
+    return values if isinstance(values, cls) else cls.from_values(
+        values.to_dict() if isinstance(values, SearchOptions) else values)
+
+
+def run_search_method(method: str, task, space, evaluator, constraints, options: Mapping | SearchOptions):
+    """Run a registered method with its options object -> (SearchOutcome, settings)."""
+    return SEARCH_METHODS[method](task, space, evaluator, constraints, method_options(method, options))
 
 
 # ----------------------------------------------------------------------------------------
@@ -185,8 +217,13 @@ def search(
         raise ValueError("blockwise=True is a variant of --method shrinking")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
-    options = {k: v for k, v in locals().items()
-               if k not in ("checkpoint", "method", "output_dir", "trust_checkpoint", "rescore")}
+    # the method's own options object, from the keywords its class names
+    options = method_options(method, dict(
+        seed=seed, top_k=top_k, progress=progress,
+        bins=bins, candidates_per_bin=candidates_per_bin, survivors_per_bin=survivors_per_bin, bin_by=bin_by,
+        blockwise=blockwise, block_size=block_size, base_arch=base_arch, candidates_per_block=candidates_per_block,
+        population=population, generations=generations, parents=parents, mutation_k=mutation_k,
+        num_samples=num_samples))
     started = time.perf_counter()
     device = device or default_device()
     with hf_progress(progress):
@@ -214,7 +251,7 @@ def search(
     if rescore is not None:  # same methods and constraints, another score per arch
         evaluator = rescore(task, evaluator)
         heldout = {**heldout, "metric": evaluator.metric}
-    outcome, settings = SEARCH_METHODS[method](task, space, evaluator, constraints, options)
+    outcome, settings = run_search_method(method, task, space, evaluator, constraints, options)
     for candidate in {id(c): c for c in [*outcome.results, *outcome.evaluated]}.values():
         candidate.extra.update(task.result_info(candidate.arch))  # e.g. NB201's real benchmark accuracy
 
@@ -243,4 +280,6 @@ def search(
     return to_entries(results, heldout["metric"], evaluator.higher_is_better)
 
 
-__all__ = ["search", "build_table", "SEARCH_METHODS", "register_search_method", "default_device", "run_seq_len"]
+__all__ = ["search", "build_table", "SEARCH_METHODS", "register_search_method", "default_device", "run_seq_len",
+           "method_options", "options_class", "run_search_method", "SearchOptions", "ShrinkingOptions",
+           "EvolutionOptions", "RandomOptions"]

@@ -20,7 +20,8 @@ and `LayerChoice` / `InputChoice` here for new spaces) follows one protocol:
 - `candidate_parameters(prefix="") -> {candidate: [(qualified name, Parameter), ...]}` -
   the parameters each candidate owns (for per-candidate optimisers, active-path gradients,
   counting); with `prefix` the module's qualified name plus ".", names match
-  `model.named_parameters()`.
+  `model.named_parameters()`. A model class mixes in `models.supernet_mixin.SupernetMixin`
+  for the same over the whole model, keyed `(label, candidate)`.
 
 `choice_modules(model)` finds the choice modules of a model by that protocol and
 `space_from_model(model)` turns them into a `SearchSpace`.
@@ -37,6 +38,7 @@ from bertnas.spaces.base import InputChoice as InputChoiceSpec
 from bertnas.models.choice_modules import LayerChoice
 from bertnas.models.choice_modules import check_weights as _check_weights
 from bertnas.models.choice_modules import weighted_sum as _weighted_sum
+from bertnas.models.supernet_mixin import is_choice_module
 from bertnas.spaces.base import SearchSpace
 
 
@@ -100,8 +102,7 @@ class InputChoice(nn.Module):
         return f"label={self.label!r}, candidates={list(self._candidates)}, n_chosen={self.n_chosen}"
 
 
-def _is_choice(module: nn.Module) -> bool:
-    return all(hasattr(module, a) for a in ("label", "candidates", "forward_mixed", "candidate_parameters"))
+_is_choice = is_choice_module  # the protocol check (one definition, in the models layer)
 
 
 def choice_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -109,7 +110,7 @@ def choice_modules(model: nn.Module) -> dict[str, nn.Module]:
     a label must agree on candidates (and n_chosen): they share one decision."""
     found: dict[str, nn.Module] = {}
     for module in model.modules():
-        if not _is_choice(module):
+        if not is_choice_module(module):
             continue
         first = found.setdefault(module.label, module)
         signature = (tuple(module.candidates), getattr(module, "n_chosen", None))

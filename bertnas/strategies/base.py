@@ -71,7 +71,8 @@ class MixedArch(dict):
         return self.discrete.to_list()
 
     def weights_in_order(self, space: SearchSpace) -> list[torch.Tensor]:
-        """The weight tensors in the space's choice order (models that take a list)."""
+        """The weight tensors in the space's choice order (the older list form of `arch_weights`;
+        every model now takes the mapping itself)."""
         return [self[label] for label in space.choices]
 
     def __repr__(self) -> str:

@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from bertnas.spaces.base import Arch, SearchSpace
+from bertnas.supernet.options import AlignOptions
 
 REPLACEMENTS = ("none", "beat", "population")
 _TARGET_KEYS = ("labels", "mlm_positions", "mlm_targets", "start_positions", "end_positions")
@@ -132,6 +133,11 @@ class Aligner:
         self._shared = 0  # active shared_randomness contexts
         self._fired = 0  # hook calls inside them
         self._warned = False
+
+    @classmethod
+    def from_options(cls, space: SearchSpace, base_arch, options: AlignOptions) -> Aligner:
+        """The aligner of an options object (a run's `PretrainConfig.alignment`)."""
+        return cls(space, base_arch, **options.to_dict())
 
     # -- common random numbers -------------------------------------------------------------
     @contextlib.contextmanager

@@ -23,7 +23,8 @@ def load_task(checkpoint, device=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ckpt = find_checkpoint(checkpoint)
     state = read_state(ckpt)
-    name = state.get("task") or (state.get("config") or {}).get("objective") or "mlm"
+    run = state.get("config") or {}
+    name = state.get("task") or run.get("task") or run.get("objective") or "mlm"  # objective: older runs
     task = task_class(name).from_checkpoint(ckpt, state, device)
     task.ckpt, task.run_state = ckpt, state
     return task

@@ -1,4 +1,4 @@
-"""The BERT-chain tasks: masked-LM (`objective: mlm`) and ELECTRA (`objective: electra`).
+"""The BERT-chain tasks: masked-LM (`task: mlm`) and ELECTRA (`task: electra`).
 
 Data: a text corpus packed into rows of `seq_len` tokens (`bertnas/tasks/text_data.py`), split into
 training and held-out rows by `data_seed` (or held out from a separate `val_data` file).
@@ -278,7 +278,7 @@ class BertTask(Task):
 
     def compute(self, batch, arch, generator):
         if getattr(arch, "discrete", None) is not None:  # a MixedArch (search strategies): the mixed ops
-            return self.objective.compute(batch, None, generator, arch_weights=arch.weights_in_order(self.space))
+            return self.objective.compute(batch, None, generator, arch_weights=dict(arch))
         return self.objective.compute(batch, arch, generator)
 
     def count_items(self, batch: dict) -> int:
@@ -384,7 +384,7 @@ class ElectraTask(BertTask):
 
     def _build_models(self, cfg) -> None:
         if cfg.init_from_bert:
-            raise ValueError("--init-from-bert works with --objective mlm (a BERT checkpoint has no ELECTRA discriminator)")
+            raise ValueError("--init-from-bert works with --task mlm (a BERT checkpoint has no ELECTRA discriminator)")
         model_config = self._supernet_config(cfg)
         self.model = BertNasForPreTraining(model_config)
         # The generator: a fixed BERT-like path [mha, ffn] x L/2 that shares the discriminator's

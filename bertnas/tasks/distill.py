@@ -1,4 +1,4 @@
-"""Distillation of a BERT teacher into a student supernet (`objective: distill`, `bertnas compress`).
+"""Distillation of a BERT teacher into a student supernet (`task: distill`, `bertnas compress`).
 
 The teacher (any transformers BERT, `init_from_bert`) is frozen and runs without gradient. The
 student is a `BertNasForMaskedLM` supernet of `model.num_hidden_layers` chain layers (see
@@ -172,7 +172,7 @@ class DistillTask(BertTask):
     # -- building ---------------------------------------------------------------------------
     def _build_models(self, cfg) -> None:
         if not cfg.init_from_bert:
-            raise UserError("objective 'distill' needs a teacher", "pass --init-from-bert PATH_OR_ID (the teacher BERT)")
+            raise UserError("task 'distill' needs a teacher", "pass --init-from-bert PATH_OR_ID (the teacher BERT)")
         self.options = distill_options(cfg.space_options)
         self._load_teacher(cfg.init_from_bert)
         if self.teacher.config.vocab_size != len(self.tokenizer):

@@ -81,7 +81,7 @@ class MLMObjective:
         self.mlm_probability = mlm_probability
 
     def compute(self, batch: dict, arch, generator: torch.Generator, arch_weights=None) -> ObjectiveOutput:
-        """`arch`: the path; or `arch=None, arch_weights=[one weight vector per layer]`: the mixed
+        """`arch`: the path; or `arch=None, arch_weights={layer label: weight vector}`: the mixed
         ops of a search strategy."""
         masked, labels = mask_tokens(batch["input_ids"], self.tokenizer, generator, self.mlm_probability)
         inputs = _model_inputs(batch, masked)

@@ -3,7 +3,7 @@ space name (`--space`) -> the task that trains that space.
 
 Built-in entries are lazy ("module:Class"), so listing names (CLI help, config validation)
 imports no model code. The BERT chain (`space: bert`) is trained by the task named by the run's
-`objective` (`mlm`, `electra`, `distill`); every other space names its task.
+`task` key (`mlm`, `electra`, `distill`); every other space names its task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ TASKS = Registry("task", lazy={
     "classification": "bertnas.tasks.vision:ClassificationTask",  # the vision spaces (--space nb201, ...)
 })
 
-OBJECTIVE = "objective"  # a space trained by the run's objective (the BERT chain)
+OBJECTIVE = "objective"  # a space trained by the task the run names (`task`: the BERT chain)
 SPACES = Registry("space", {
     "bert": OBJECTIVE,
     "nb201": "classification",
@@ -27,7 +27,7 @@ SPACES = Registry("space", {
 
 
 def register_task(name: str):
-    """Class decorator: `@register_task("my-objective")` makes `objective: my-objective` train it."""
+    """Class decorator: `@register_task("my-task")` makes `task: my-task` train it."""
     return TASKS.register(name)
 
 
@@ -40,15 +40,15 @@ def task_class(name: str) -> type:
     return TASKS.get(name)
 
 
-def task_name(space: str, objective: str) -> str:
-    """The task of a run: the objective's for the BERT chain, the space's otherwise."""
+def task_name(space: str, task: str) -> str:
+    """The task of a run: the one the run names for the BERT chain, the space's otherwise."""
     trained_by = SPACES.get(space)
-    return objective if trained_by == OBJECTIVE else trained_by
+    return task if trained_by == OBJECTIVE else trained_by
 
 
-def task_for(space: str, objective: str) -> type:
-    """The Task class that trains `space` (the BERT chain: the one named by `objective`)."""
-    return TASKS.get(task_name(space, objective))
+def task_for(space: str, task: str) -> type:
+    """The Task class that trains `space` (the BERT chain: the one named by `task`)."""
+    return TASKS.get(task_name(space, task))
 
 
 __all__ = ["SPACES", "TASKS", "register_space", "register_task", "task_class", "task_for", "task_name"]

@@ -1,4 +1,4 @@
-"""Image classification (`objective` / task `classification`): the task of every vision space.
+"""Image classification (task `classification`): the task of every vision space.
 
 `bertnas pretrain --space nb201 --data cifar10_subset_5k_1k.npz` trains an NB201 supernet
 with this task; the DARTS-cell and CNN spaces plug in the same way.

@@ -6,16 +6,27 @@ One flat namespace of training options plus a `model` mapping of `BertNasConfig`
 `model:` / `generator:`, checked against `BertNasConfig`'s parameters) are errors, and numbers
 written as strings (`lr: 5e-4`, which PyYAML reads as a string) are read as numbers. Every error
 is a `UserError`: one line naming the key and the fix.
+
+The flat dataclass is the serialised form (a run's `config.json`, the YAML keys, the CLI flags);
+code reads it through typed views of its groups: `cfg.run` (`RunOptions`: folder, steps,
+checkpoints, logging), `cfg.optim` (`OptimOptions`: batch, optimizer, schedule, precision),
+`cfg.alignment` (the aligner's `AlignOptions`, from the `align_*` / `base_*` keys),
+`cfg.task_options` (`TaskOptions`: space, model, data and objective knobs the task reads) and
+`cfg.policy` (`PolicyOptions`: sampler or strategy). `GROUPS` names each group's keys; every key
+is in exactly one. The key `task` picks the task that trains the BERT chain; its older name
+`objective` is still read, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import math
+import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +34,7 @@ import yaml
 
 from bertnas.core.errors import UserError, UserFileError, check_model_source, one_line
 from bertnas.strategies.registry import STRATEGIES
+from bertnas.supernet.options import AlignOptions
 from bertnas.supernet.registry import SAMPLERS
 from bertnas.tasks.registry import SPACES, TASKS
 from bertnas.train.tracking import REPORT_TO  # none, all, and accelerate's trackers
@@ -46,6 +58,7 @@ TOY_GENERATOR = {"num_hidden_layers": 2, "hidden_size": 48, "intermediate_size":
 
 @dataclass
 class PretrainConfig:
+    # Each section is a group (`GROUPS`, below): run, task, optim, policy, alignment.
     # -- run ----------------------------------------------------------------------------
     output_dir: str = "runs/pretrain"
     seed: int = 42
@@ -60,16 +73,14 @@ class PretrainConfig:
     hub_model_id: str | None = None
     progress: bool = True
     verify_ranks: bool = False  # at the end, check every rank holds the same weights
-    # -- model (BertNasConfig fields; vocab_size from the tokenizer) ----------------------
+    # -- task: model (BertNasConfig fields; vocab_size from the tokenizer) ----------------
     model: dict = field(default_factory=lambda: dict(TOY_MODEL))
     arch: list | None = None  # one fixed arch trained alone (constant sampler); None: the supernet
-    space: str = "bert"  # bert (the chain of `model`, task = objective) or a registered space (SPACES in tasks/registry.py)
+    space: str = "bert"  # bert (the chain of `model`, trained by `task`) or a registered space (SPACES in tasks/registry.py)
     space_options: dict = field(default_factory=dict)  # knobs of a non-BERT space (channels, cells, ...)
     init_from_bert: str | None = None  # a BERT folder / Hub id whose weights seed the supernet
-    # few-shot NAS: a child supernet starts from its parent's weights with some choices held fixed
-    init_from_supernet: str | None = None  # a supernet run folder / checkpoint whose weights start this run
-    fixed_choices: dict | None = None  # {choice: candidate} held for every step (the sampler draws the rest)
-    # -- data ---------------------------------------------------------------------------
+    init_from_supernet: str | None = None  # a supernet run folder / checkpoint whose weights start this run (few-shot)
+    # -- task: data (batch_size and gradient_accumulation_steps: optim) ------------------
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
     data_split: str = "train"  # the split of a datasets corpus
     text_column: str = "text"  # the text field of JSON rows / column of a datasets corpus
@@ -82,14 +93,17 @@ class PretrainConfig:
     eval_batches: int = 4  # held-out batches per subnet score
     batch_size: int = 4  # per process, per micro-batch
     gradient_accumulation_steps: int = 1
-    # -- objective ----------------------------------------------------------------------
-    objective: str = "mlm"
+    # -- task: which one and its objective's knobs ------------------------------------------
+    task: str = "mlm"  # the task that trains the BERT chain (mlm, electra, distill); other spaces name their own
     mlm_probability: float = 0.15
     disc_weight: float = 50.0
     generator: dict = field(default_factory=lambda: dict(TOY_GENERATOR))  # ELECTRA generator (BertNasConfig fields)
-    # -- sampling / MAGIC ---------------------------------------------------------------
+    # -- policy: sampling (a strategy: below) ----------------------------------------------
     sampler: str = "walk"
     walk_k: int = 1
+    # few-shot NAS: a child supernet (with init_from_supernet) holds some choices to one candidate
+    fixed_choices: dict | None = None  # {choice: candidate} held for every step (the sampler draws the rest)
+    # -- alignment (MAGIC-A) ----------------------------------------------------------------
     align: bool = True
     align_weight: float = 0.1  # well below the task loss: alignment to shared weights can collapse them
     align_block_size: int = 2  # chain layers per aligned block (aligning every layer over-regularises)
@@ -127,16 +141,38 @@ class PretrainConfig:
     mixed_precision: str | None = None  # None: what `accelerate launch` / ACCELERATE_MIXED_PRECISION / `accelerate config` say
     deepspeed: str | None = None  # a DeepSpeed JSON config (ZeRO-1/2)
     grad_bucket_mb: float = 256.0  # flat all-reduce bucket cap (multi-process, no DeepSpeed)
-    # -- search strategy (bertnas/strategies/) --------------------------------------------
+    # -- policy: search strategy (bertnas/strategies/) ------------------------------------
     strategy: str | None = None  # darts, gdas, ... : the strategy drives each step's arch and its own update
     strategy_options: dict = field(default_factory=dict)  # the strategy's keyword options (arch_lr, ...)
 
     def to_dict(self) -> dict:
         return copy.deepcopy(asdict(self))
 
-    def align_options(self) -> dict:
-        """The MAGIC-A aligner's keyword options (`supernet.align.Aligner`)."""
-        return dict(
+    # -- typed views of the groups (read-only; change the flat fields, e.g. dataclasses.replace) --
+    def _view(self, cls):
+        return cls(**{name: getattr(self, name) for name in cls.__dataclass_fields__})
+
+    @property
+    def run(self) -> RunOptions:
+        return self._view(RunOptions)
+
+    @property
+    def optim(self) -> OptimOptions:
+        return self._view(OptimOptions)
+
+    @property
+    def task_options(self) -> TaskOptions:
+        return self._view(TaskOptions)
+
+    @property
+    def policy(self) -> PolicyOptions:
+        return self._view(PolicyOptions)
+
+    @property
+    def alignment(self) -> AlignOptions:
+        """The MAGIC-A aligner's options object (`supernet.align.Aligner.from_options`); the
+        group's other keys, `align` (on / off) and `base_arch`, say whether and from where."""
+        return AlignOptions(
             block_size=self.align_block_size, weight=self.align_weight, replacement=self.base_replacement,
             every=self.base_every, top_p=self.base_top_p, tolerance=self.base_tolerance,
             population=self.base_population, normalize=self.align_normalize, max_ratio=self.align_max_ratio,
@@ -145,9 +181,68 @@ class PretrainConfig:
             ramp=self.max_steps // 20 if self.align_ramp is None else self.align_ramp,
         )
 
+    def align_options(self) -> dict:
+        """The aligner's keyword options (`cfg.alignment` as a dict)."""
+        return self.alignment.to_dict()
+
+    @property
+    def objective(self) -> str:
+        """The older name of `task`."""
+        warnings.warn("PretrainConfig.objective is now PretrainConfig.task (the old name goes in the next release)",
+                      DeprecationWarning, stacklevel=2)
+        return self.task
+
+
+def _accept_renamed_keywords(init):
+    """`PretrainConfig(objective=...)`: the old keyword names still construct, with a warning."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if any(old in kwargs for old in RENAMED_KEYS):
+            kwargs = _renamed(kwargs, "PretrainConfig(...)")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+PretrainConfig.__init__ = _accept_renamed_keywords(PretrainConfig.__init__)
+
+
+# The groups of the flat keys: every key is in exactly one (tests/test_config_options.py).
+GROUPS = {
+    "run": ("output_dir", "seed", "max_steps", "save_steps", "keep_last", "resume_from_checkpoint", "overwrite",
+            "report_to", "logging_steps", "push_to_hub", "hub_model_id", "progress", "verify_ranks"),
+    "task": ("task", "model", "arch", "space", "space_options", "init_from_bert", "init_from_supernet", "data", "data_split", "text_column",
+             "tokenizer", "tokenizer_vocab_size", "seq_len", "val_fraction", "val_data", "data_seed", "eval_batches",
+             "mlm_probability", "disc_weight", "generator"),
+    "optim": ("batch_size", "gradient_accumulation_steps", "lr", "weight_decay", "adam_beta1", "adam_beta2",
+              "adam_epsilon", "warmup_steps", "optimizer", "lr_schedule", "lr_min", "sgd_momentum", "sgd_nesterov",
+              "max_grad_norm", "max_nonfinite_steps", "mixed_precision", "deepspeed", "grad_bucket_mb"),
+    "policy": ("sampler", "walk_k", "fixed_choices", "strategy", "strategy_options"),
+    "alignment": ("align", "align_weight", "align_block_size", "align_normalize", "align_max_ratio", "align_start",
+                  "align_ramp", "base_arch", "base_replacement", "base_every", "base_population", "base_top_p",
+                  "base_tolerance", "base_margin", "base_z"),
+}
+
+
+def _group_view(name: str, group: str, doc: str) -> type:
+    """A frozen dataclass of one group's keys, typed and defaulted as in `PretrainConfig`."""
+    by_name = {f.name: f for f in fields(PretrainConfig)}
+    cls = make_dataclass(name, [(key, by_name[key].type) for key in GROUPS[group]], frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
+
+
+RunOptions = _group_view("RunOptions", "run", "The run: folder, seed, length, checkpoints, logging, Hub upload.")
+OptimOptions = _group_view("OptimOptions", "optim",
+                           "The weights' optimisation: batch, optimizer, LR schedule, clipping, precision, DeepSpeed.")
+TaskOptions = _group_view("TaskOptions", "task",
+                          "What the task reads: which task, the space and model, data, objective knobs.")
+PolicyOptions = _group_view("PolicyOptions", "policy", "The arch policy: a sampler and its knobs, or a strategy.")
+
 
 FIELD_NAMES = tuple(f.name for f in fields(PretrainConfig))
-# Names of registered parts (objective, sampler, strategy, space) are checked against their
+# Names of registered parts (task, sampler, strategy, space) are checked against their
 # registries (`check_names`); the lists are never written here.
 _CHOICES = {
     "mixed_precision": MIXED_PRECISION,
@@ -158,6 +253,29 @@ _CHOICES = {
 
 def _normalise_key(key: str) -> str:
     return key.replace("-", "_")
+
+
+# Keys renamed for honesty: the old name is still read (YAML, dicts, old config.json files),
+# with a DeprecationWarning, for one release.
+RENAMED_KEYS = {"objective": "task"}
+
+
+def _renamed(values: dict, where: str) -> dict:
+    """`values` with the old key names replaced by the new ones (a None value: not given)."""
+    values = dict(values)
+    for old, new in RENAMED_KEYS.items():
+        if old not in values:
+            continue
+        value = values.pop(old)
+        if value is None:
+            continue
+        if values.get(new) is not None and values[new] != value:
+            raise UserError(f"config keys {old!r} ({value!r}) and {new!r} ({values[new]!r}) disagree in {where}",
+                            f"give only {new}: {values[new]} ({old} is its old name)")
+        warnings.warn(f"config key {old!r} is now {new!r} (in {where}); the old name goes in the next release",
+                      DeprecationWarning, stacklevel=4)
+        values[new] = value
+    return values
 
 
 def _number(name: str, value: Any, integer: bool) -> Any:
@@ -305,11 +423,11 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
             values = dict(config)
         else:
             raise TypeError(f"pretrain config must be a dict, a namespace or a YAML path, got {type(config).__name__}")
-        values = {_normalise_key(k): v for k, v in values.items()}
+        values = _renamed({_normalise_key(k): v for k, v in values.items()}, "the given options")
         path = values.pop("config", None)
-        base = {_normalise_key(k): v for k, v in read_yaml(path).items()} if path else {}
+        base = _renamed({_normalise_key(k): v for k, v in read_yaml(path).items()}, str(path)) if path else {}
         base.pop("history", None)  # a run's config.json: its start / resume record, not an option
-    values.update({_normalise_key(k): v for k, v in overrides.items()})
+    values.update(_renamed({_normalise_key(k): v for k, v in overrides.items()}, "the keyword options"))
 
     merged: dict = {}
     for source, skip_none in ((base, False), (values, True)):
@@ -333,7 +451,7 @@ def load_config(config: Mapping | argparse.Namespace | PretrainConfig | str | Pa
 
 def check_names(cfg: PretrainConfig) -> None:
     """The config's registered names exist: one clear line listing the known ones if not."""
-    for key, registry in (("objective", TASKS), ("sampler", SAMPLERS), ("strategy", STRATEGIES), ("space", SPACES)):
+    for key, registry in (("task", TASKS), ("sampler", SAMPLERS), ("strategy", STRATEGIES), ("space", SPACES)):
         value = getattr(cfg, key)
         if value is not None and value not in registry:
             raise UserError(f"config key {key!r} must be one of {', '.join(registry.names())}, got {value!r}")
@@ -483,7 +601,7 @@ FIXED_FOR_RUN = frozenset(FIELD_NAMES) - CHANGEABLE_ON_RESUME
 
 
 # Fixed options that decide what the checkpoint's weights are: a change means another model.
-MODEL_OPTIONS = ("space", "objective", "model", "generator", "space_options", "arch", "init_from_bert")
+MODEL_OPTIONS = ("space", "task", "model", "generator", "space_options", "arch", "init_from_bert")
 
 
 def _differences(name: str, old, new) -> list[str]:
@@ -498,12 +616,13 @@ def resume_changes(stored: Mapping, cfg: PretrainConfig, checkpoint="the checkpo
     """{option: (checkpoint's value, this run's value)} of the changeable options a resume changes.
 
     A changed fixed option is refused, every one named: those that define the model (space,
-    objective, model sizes, ...) as a CheckpointError ("written for another model / search
+    task, model sizes, ...) as a CheckpointError ("written for another model / search
     space"), the others as a UserError. An option the checkpoint does not record (older
     checkpoints) is taken as unchanged."""
     from bertnas.storage.checkpoint import CheckpointError
 
     current = cfg.to_dict()
+    stored = {RENAMED_KEYS.get(name, name): value for name, value in stored.items()}  # older checkpoints' key names
     model, fixed, changed = [], [], {}
     for name in FIELD_NAMES:
         if name not in stored:
@@ -535,6 +654,7 @@ def config_to_json(cfg: PretrainConfig) -> str:
     return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
 
 
-__all__ = ["PretrainConfig", "load_config", "resume_changes", "resolved_mixed_precision", "read_deepspeed_config",
+__all__ = ["PretrainConfig", "RunOptions", "OptimOptions", "TaskOptions", "PolicyOptions", "AlignOptions", "GROUPS",
+           "RENAMED_KEYS", "load_config", "resume_changes", "resolved_mixed_precision", "read_deepspeed_config",
            "CHANGEABLE_ON_RESUME", "FIXED_FOR_RUN", "check_names", "check_sources", "read_yaml", "validate", "config_to_json", "FIELD_NAMES",
            "MIXED_PRECISION", "REPORT_TO"]

@@ -59,14 +59,16 @@ OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("linear", "cosine")
 
 
-def build_optimizer(groups: list[dict], cfg) -> torch.optim.Optimizer:
-    """The weights' optimizer of `cfg.optimizer` over `groups`: AdamW (betas, eps from cfg) or SGD
-    with `sgd_momentum` / `sgd_nesterov`; each group keeps its own weight decay."""
-    name = getattr(cfg, "optimizer", "adamw")
+def build_optimizer(groups: list[dict], options) -> torch.optim.Optimizer:
+    """The weights' optimizer of `options.optimizer` over `groups` (`options`: the run's
+    `cfg.optim`, or anything with its names): AdamW (betas, eps) or SGD with `sgd_momentum` /
+    `sgd_nesterov`; each group keeps its own weight decay."""
+    name = getattr(options, "optimizer", "adamw")
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+        return torch.optim.AdamW(groups, lr=options.lr, betas=(options.adam_beta1, options.adam_beta2),
+                                 eps=options.adam_epsilon)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.sgd_momentum, nesterov=cfg.sgd_nesterov)
+        return torch.optim.SGD(groups, lr=options.lr, momentum=options.sgd_momentum, nesterov=options.sgd_nesterov)
     raise ValueError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)}")
 
 

@@ -55,8 +55,9 @@ class SupernetTrainer:
         if task.model is None:
             raise ValueError("the trainer is given a task that is set up (task.setup(cfg)); "
                              "bertnas.pipelines.pretrain.build_trainer(cfg) builds every part")
-        self.cfg = cfg
-        self.output_dir = Path(cfg.output_dir)
+        self.cfg = cfg  # the flat config (config.json); read through its groups' views below
+        run, optim, task_options = cfg.run, cfg.optim, cfg.task_options
+        self.output_dir = Path(run.output_dir)
         if accelerator is None:
             accelerator, use_deepspeed = build_accelerator(cfg, self.output_dir)
         self.accelerator, self.use_deepspeed = accelerator, bool(use_deepspeed)
@@ -74,7 +75,7 @@ class SupernetTrainer:
         # (tied) parameters once.
         self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
         self.trainable.train()
-        self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
+        self.stream = BatchStream(self.task.train_data, optim.batch_size, self.world_size, self.rank, run.seed,
                                   collate=self.task.collate, **self._loader_options())
         self.policy = policy
         self.aligner = aligner
@@ -83,29 +84,29 @@ class SupernetTrainer:
         # -- optimizer, scheduler -----------------------------------------------------------------
         # DeepSpeed steps whole flat groups, zero gradients included: one group per candidate,
         # gated per step, keeps off-path candidates bit-identical (optim.py).
-        groups = (candidate_param_groups(self.trainable, cfg.weight_decay, self.task.choice_layers())
-                  if self.use_deepspeed else param_groups(self.trainable, cfg.weight_decay))
-        self.optimizer = build_optimizer(groups, cfg)  # AdamW, or SGD with momentum (cfg.optimizer)
+        groups = (candidate_param_groups(self.trainable, optim.weight_decay, self.task.choice_layers())
+                  if self.use_deepspeed else param_groups(self.trainable, optim.weight_decay))
+        self.optimizer = build_optimizer(groups, optim)  # AdamW, or SGD with momentum (optim.optimizer)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
 
         # Masking randomness: one generator per rank (ranks see different data, so different masks).
         self.mask_generator = torch.Generator(device=self.device)
-        self.mask_generator.manual_seed(cfg.seed * 1_000_003 + 1 + self.rank)
+        self.mask_generator.manual_seed(run.seed * 1_000_003 + 1 + self.rank)
         # Dropout differs across ranks too (the initial weights above were identical).
-        torch.manual_seed(cfg.seed + 1 + self.rank)
+        torch.manual_seed(run.seed + 1 + self.rank)
 
         self.step = 0
         self.nonfinite_steps = 0  # steps skipped for a non-finite loss / gradient (max_nonfinite_steps)
         self._stop_all = False
         self.resumed_from = None
         self.context = StepContext(
-            task=self.task, device=self.device, rank=self.rank, world_size=self.world_size, seed=cfg.seed,
-            data_seed=cfg.data_seed, batch_size=cfg.batch_size, max_steps=cfg.max_steps,
-            eval_batches=cfg.eval_batches, progress=cfg.progress, autocast=self._autocast,
+            task=self.task, device=self.device, rank=self.rank, world_size=self.world_size, seed=run.seed,
+            data_seed=task_options.data_seed, batch_size=optim.batch_size, max_steps=run.max_steps,
+            eval_batches=task_options.eval_batches, progress=run.progress, autocast=self._autocast,
             all_reduce_mean=self._all_reduce_mean, set_weight_rows=self._set_weight_rows, modules=self.trainable)
         self.policy.setup(self.context)
-        if cfg.resume_from_checkpoint:
+        if run.resume_from_checkpoint:
             self.state.resume()
 
         # -- distribution -------------------------------------------------------------------------
@@ -174,26 +175,26 @@ class SupernetTrainer:
     def train(self) -> dict:
         from tqdm.auto import tqdm
 
-        cfg, acc = self.cfg, self.accelerator
+        cfg, run, acc = self.cfg, self.cfg.run, self.accelerator
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt_lib.clean_partial(self.output_dir)
             write_run_config(self)  # the config and its history: what changed on each resume
         acc.wait_for_everyone()
-        if cfg.report_to != "none":
+        if run.report_to != "none":
             acc.init_trackers("pretrain", config={k: v for k, v in cfg.to_dict().items()
                                                   if isinstance(v, (int, float, str, bool))})
         log = StepLog(self.output_dir, self.is_main)
-        rows = IntervalLog(acc, cfg.logging_steps, tracking=cfg.report_to != "none",
-                           console=self.is_main and not cfg.progress)  # one averaged row per interval
-        bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (self.is_main and cfg.progress),
+        rows = IntervalLog(acc, run.logging_steps, tracking=run.report_to != "none",
+                           console=self.is_main and not run.progress)  # one averaged row per interval
+        bar = tqdm(total=run.max_steps, initial=self.step, disable=not (self.is_main and run.progress),
                    desc="pretrain", dynamic_ncols=True)
         last = {}
         saved_at = self.step if self.resumed_from is not None else None
         self._stop = ckpt_lib.StopOnSignal()  # SIGINT / SIGTERM: finish the step, save, stop
         self._stop.__enter__()
         try:
-            while self.step < cfg.max_steps:
+            while self.step < run.max_steps:
                 t0 = time.perf_counter()
                 arch = self.policy.choose(self.step)
                 if self.world_size > 1:  # mha6/8/12 share shapes: a mismatch would mix gradients silently
@@ -224,10 +225,10 @@ class SupernetTrainer:
                                 arch=" ".join(self.task.short_name(op) for op in arch.ops),
                                 tok_s=f"{record['tokens_per_s']:.0f}", refresh=False)
                 last = line
-                if (cfg.save_steps and self.step % cfg.save_steps == 0) or self.step == cfg.max_steps:
+                if (run.save_steps and self.step % run.save_steps == 0) or self.step == run.max_steps:
                     self.save()
                     saved_at = self.step
-                if self._stop_all and self.step < cfg.max_steps:
+                if self._stop_all and self.step < run.max_steps:
                     self._stop_on_signal(saved_at)
             if saved_at != self.step:
                 self.save()
@@ -246,7 +247,7 @@ class SupernetTrainer:
         in one vector): a GPU is never made to wait per micro-batch. The finiteness check reads
         that same vector, so it adds no synchronisation; it runs before the optimizer step, so a
         non-finite step never reaches the weights."""
-        acc, cfg = self.accelerator, self.cfg
+        acc, optim = self.accelerator, self.cfg.optim
         if self.use_deepspeed:  # before the backward: DeepSpeed steps inside the last one
             gate_param_groups(self.optimizer.param_groups, arch, self.scheduler.get_last_lr())
         zero = torch.zeros((), dtype=torch.float32, device=self.device)
@@ -257,7 +258,7 @@ class SupernetTrainer:
         # A MixedArch's weights are one graph (e.g. softmax(alpha)) shared by every micro-batch:
         # keep it for the next micro-batch's backward.
         mixed = getattr(arch, "discrete", None) is not None
-        for micro in range(cfg.gradient_accumulation_steps):
+        for micro in range(optim.gradient_accumulation_steps):
             host_batch = self.stream.next()
             items += self.task.count_items(host_batch)  # counted on the host copy: no device read
             batch = self._to_device(host_batch)
@@ -270,7 +271,7 @@ class SupernetTrainer:
                         align = self.aligner.align_loss(self.task.align_model(), seen, out.hidden_states, arch=arch)
                         loss = loss + self.aligner.weighted(align, out.loss, step=self.step)
                         align_sum += align.detach().float()
-                acc.backward(loss, retain_graph=mixed and micro + 1 < cfg.gradient_accumulation_steps)
+                acc.backward(loss, retain_graph=mixed and micro + 1 < optim.gradient_accumulation_steps)
             loss_sum += loss.detach().float()
             for k, v in (out.metrics or {}).items():
                 if isinstance(v, torch.Tensor) and v.numel() == 1:
@@ -279,7 +280,7 @@ class SupernetTrainer:
                     continue
                 metrics_sum[k] = metrics_sum[k] + v if k in metrics_sum else v
 
-        n = cfg.gradient_accumulation_steps
+        n = optim.gradient_accumulation_steps
         stop = getattr(getattr(self, "_stop", None), "signum", None) or 0  # summed over ranks: all stop together
         stats = torch.stack([loss_sum, align_sum, zero + float(items), zero + float(stop)])
         if self.world_size > 1:
@@ -289,9 +290,9 @@ class SupernetTrainer:
                 dist.all_reduce(stats)
             else:
                 stats = all_reduce_active_grads(self.params, self.world_size, extra=stats,
-                                                bucket_bytes=int(cfg.grad_bucket_mb * 2**20))
-        clipping = bool(cfg.max_grad_norm and cfg.max_grad_norm > 0)
-        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm) if clipping else None
+                                                bucket_bytes=int(optim.grad_bucket_mb * 2**20))
+        clipping = bool(optim.max_grad_norm and optim.max_grad_norm > 0)
+        grad_norm = acc.clip_grad_norm_(self.params, optim.max_grad_norm) if clipping else None
         # The one host transfer of the step: everything the log and the checks need.
         names = list(metrics_sum)
         tail = [grad_norm.detach().float().reshape(()).to(self.device) if isinstance(grad_norm, torch.Tensor)
