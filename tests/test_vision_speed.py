@@ -9,7 +9,6 @@ import json
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bertnas.models import Nb201Config, Nb201ForImageClassification
 from bertnas.models.modeling_nb201 import AvgPool3x3, ReLUConvBN

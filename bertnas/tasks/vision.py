@@ -731,7 +731,8 @@ register_vision_model("nb201", build_nb201, nb201_benchmark_info, channels_last=
 
 
 __all__ = ["ClassificationTask", "register_vision_model", "VISION_MODELS", "VisionModel", "load_images", "augment",
-           "normalise", "compile_candidate_ops", "split_indices", "build_nb201", "nb201_benchmark_info", "ImageSet", "ImageRows"]
+           "normalise", "compile_candidate_ops", "split_indices", "build_nb201", "nb201_benchmark_info", "ImageSet",
+           "ImageRows"]
 
 # DARTS cells and the CNN chain (ProxylessNAS / SPOS ShuffleNetV2): builders imported on first use.
 register_vision_model("darts", "bertnas.spaces.darts:build_supernet")
