@@ -480,6 +480,52 @@ def section_pretrain(args) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
+def table(result: dict) -> str:
+    """The results as a Markdown table (docs/results.md)."""
+    s = result.get("sections", {})
+    rows = ["| compared | value [min, max] | best-time ratio | target | met | load average (1 min) |",
+            "|---|---|---|---|---|---|"]
+
+    def ratio_row(label, sec, target_name=None, fmt="{:.3f}"):
+        if not sec:
+            return
+        key = "speedup" if "speedup" in sec else "ratio"
+        best = sec.get("best_speedup", sec.get("best_ratio"))
+        target = result.get("targets", {}).get(target_name, {}) if target_name else {}
+        met = {True: "yes", False: "**no**", None: "-"}[target.get("met")] if target else "-"
+        loads = [x for x in (sec.get("load_before"), sec.get("load_after")) if x]
+        if not loads and sec.get("runs"):
+            loads = [r["load_before"] for side in sec["runs"].values() for r in side]
+        span = f"{min(v[0] for v in loads):.1f}-{max(v[0] for v in loads):.1f}" if loads else "-"
+        rows.append(f"| {label} | **{fmt.format(sec[key])}** [{fmt.format(sec['min'])}, {fmt.format(sec['max'])}] | "
+                    f"{fmt.format(best)} | {target.get('target', '-')} | {met} | {span} |")
+
+    def times(sec, a, b):
+        return f" ({sec['a_median_s'] * 1e3:.0f} / {sec['b_median_s'] * 1e3:.0f} ms)" if sec else ""
+
+    sec = s.get("path_vs_standalone")
+    ratio_row("supernet path step / `extract()` module in a plain loop" + times(sec, 0, 0), sec, "path_vs_standalone")
+    sec = s.get("trainer_vs_bare")
+    ratio_row("trainer SPOS step / the model's bare step on a batch in memory" + times(sec, 0, 0), sec,
+              "trainer_vs_bare")
+    sec = s.get("spos_vs_reference")
+    if sec:
+        ref = "NNI 3.0 NB201 + random one-shot" if "nni_supernet" in sec else "hand-written reference supernet"
+        ratio_row(f"bertnas trainer SPOS step / {ref}" + times(sec, 0, 0), sec, "spos_vs_reference")
+    sec = s.get("pretrain")
+    if sec:
+        ratio_row(f"`bertnas pretrain` images/s, this tree / {sec['base_commit']} ({sec['images_per_s_this']:.0f} / "
+                  f"{sec['images_per_s_base']:.0f} images/s)", sec, "pretrain_speedup")
+    variants = s.get("model_variants", {})
+    for name, label in (("nchw_over_default", "bare step in NCHW / channels_last (both box-filter pool)"),
+                        ("nchw_avgpool2d_over_default", "bare step in NCHW with `nn.AvgPool2d` (the old op) / default"),
+                        ("compiled_over_default", "bare step with compiled candidate ops / eager (channels_last)")):
+        if name in variants:
+            v = dict(variants[name], load_before=variants.get("load_before"), load_after=variants.get("load_after"))
+            ratio_row(label + times(v, 0, 0), v)
+    return "\n".join(rows) + "\n"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="C=4, N=1, batch 16, the CIFAR subset, few rounds")
@@ -498,6 +544,7 @@ def parse_args(argv=None):
     p.add_argument("--skip-compile", action="store_true", help="leave compiled ops out of model_variants")
     p.add_argument("--nni-env", default=str(Path.home() / ".cache" / "bertnas" / "bench-nni-env"))
     p.add_argument("--json", default=None)
+    p.add_argument("--table", action="store_true", help="print --json's results as a Markdown table, run nothing")
     p.add_argument("--nni-worker", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -514,6 +561,9 @@ def main(argv=None) -> dict:
     if args.nni_worker:
         batch, c, n, threads = args.nni_worker
         nni_worker(batch, int(c), int(n), int(threads))
+        return {}
+    if args.table:
+        print(table(json.loads(Path(args.json).read_text())), end="")
         return {}
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
@@ -538,11 +588,48 @@ def main(argv=None) -> dict:
                                         if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    sections = {}
+    sections: dict = {}
+    previous = Path(args.json)
+    kept = {}
+    if only and previous.is_file():  # --only: the other sections stay as the last run left them
+        kept = json.loads(previous.read_text()).get("sections", {})
+
+    def write() -> None:
+        """The JSON as it stands (after every section: an interrupted run keeps what it measured)."""
+        merged = {**{k: v for k, v in kept.items() if k not in sections}, **sections}
+        if kept:
+            result["sections_from_earlier_runs"] = sorted(set(merged) - set(sections))
+        result["sections"] = merged
+        values = {"path_vs_standalone": merged.get("path_vs_standalone", {}).get("ratio"),
+                  "trainer_vs_bare": merged.get("trainer_vs_bare", {}).get("ratio"),
+                  "spos_vs_reference": merged.get("spos_vs_reference", {}).get("ratio"),
+                  "pretrain_speedup": merged.get("pretrain", {}).get("speedup")}
+        result["targets"] = {}
+        for name, (op, bound) in TARGETS.items():
+            v = values[name]
+            met = None if v is None else {"<=": v <= bound, "<": v < bound, ">=": v >= bound}[op]
+            result["targets"][name] = {"value": v, "target": f"{op} {bound}", "met": met}
+        result["machine"]["load_end"] = load()
+        result["seconds"] = round(time.time() - started, 1)
+        if max(load_start[0], result["machine"]["load_end"][0]) > (os.cpu_count() or 1):
+            result["note"] = ("the load average exceeded the cores during the run (other jobs): absolute times and "
+                              "images/s are lower bounds; the ratios come from alternating calls")
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(portable_json(result, indent=1) + "\n")
+
+    def record(name: str, t0: float) -> None:
+        sections[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        sections[name]["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        print(f"{name}: {json.dumps({k: v for k, v in sections[name].items() if k not in ('times_s', 'runs')})[:700]}",
+              flush=True)
+        write()
+
+    # cheapest first; the compile warm-up (minutes) last
     in_process = [("path", "path_vs_standalone", section_path_vs_standalone),
                   ("trainer", "trainer_vs_bare", section_trainer_vs_bare),
                   ("reference", "spos_vs_reference", section_spos_vs_reference),
                   ("variants", "model_variants", section_model_variants)]
+    trainer = None
     if not only or only & {key for key, _, _ in in_process}:
         tmp = tempfile.mkdtemp(prefix="bench_vision_")
         trainer = make_trainer(args, tmp)
@@ -555,39 +642,24 @@ def main(argv=None) -> dict:
                                                    and not x.is_contiguous() else "contiguous")
         for warm in archs[:2]:
             trainer._train_step(warm)
-        for key, name, fn in in_process:
-            if not only or key in only:
-                t0 = time.perf_counter()
-                sections[name] = fn(args, trainer, x, y, archs)
-                sections[name]["seconds"] = round(time.perf_counter() - t0, 1)
-                print(f"{name}: {json.dumps({k: v for k, v in sections[name].items() if k != 'times_s'})[:600]}",
-                      flush=True)
+    order = in_process[:3] + [("pretrain", "pretrain", None)] + in_process[3:]
+    for key, name, fn in order:
+        if only and key not in only:
+            continue
+        if key == "pretrain":
+            t0 = time.perf_counter()
+            sections[name] = section_pretrain(args)
+            record(name, t0)
+            continue
+        t0 = time.perf_counter()
+        sections[name] = fn(args, trainer, x, y, archs)
+        record(name, t0)
+    if trainer is not None:
         trainer.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    if not only or "pretrain" in only:
-        t0 = time.perf_counter()
-        sections["pretrain"] = section_pretrain(args)
-        sections["pretrain"]["seconds"] = round(time.perf_counter() - t0, 1)
-        print(f"pretrain: speedup {sections['pretrain']['speedup']} ({sections['pretrain']['images_per_s_this']} / "
-              f"{sections['pretrain']['images_per_s_base']} images/s)", flush=True)
-    result["sections"] = sections
-    values = {"path_vs_standalone": sections.get("path_vs_standalone", {}).get("ratio"),
-              "trainer_vs_bare": sections.get("trainer_vs_bare", {}).get("ratio"),
-              "spos_vs_reference": sections.get("spos_vs_reference", {}).get("ratio"),
-              "pretrain_speedup": sections.get("pretrain", {}).get("speedup")}
-    result["targets"] = {}
-    for name, (op, bound) in TARGETS.items():
-        v = values[name]
-        met = None if v is None else {"<=": v <= bound, "<": v < bound, ">=": v >= bound}[op]
-        result["targets"][name] = {"value": v, "target": f"{op} {bound}", "met": met}
-    result["machine"]["load_end"] = load()
-    result["seconds"] = round(time.time() - started, 1)
-    if max(load_start[0], result["machine"]["load_end"][0]) > (os.cpu_count() or 1):
-        result["note"] = ("the load average exceeded the cores during the run (other jobs): absolute times and "
-                          "images/s are lower bounds; the ratios come from alternating calls")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(portable_json(result, indent=1) + "\n")
+    write()
     print(json.dumps(result["targets"], indent=1))
+    print(table(result), end="")
     return result
 
 
