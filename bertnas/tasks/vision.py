@@ -14,7 +14,8 @@ given as a function or as a lazy "module:function" string (imported on first use
              image_shape: tuple = (3, 32, 32)) -> (model, space)
 
 - `space_options`: the run's `space_options` minus the task's own keys (`TASK_OPTIONS`:
-  metric, augment, calibration_batches, padding); unknown keys should raise ValueError.
+  metric, augment, calibration_batches, padding, partial_channels, channels_last, compile);
+  unknown keys should raise ValueError.
 - `arch`: None for the supernet, else one value per choice in the space's order (JSON form:
   strings, lists for input choices): a fixed-arch model for stand-alone training (`--arch`).
 - `model`: an `nn.Module` (a transformers `PreTrainedModel` with `register_for_auto_class`, so
@@ -39,9 +40,17 @@ uint8 under `$BERTNAS_CACHE`, default ~/.cache/bertnas: the complete CIFAR-10,
 label|labels|fine_label). Default: `$BERTNAS_DATA_DIR/vision/cifar10_subset/...npz`, else
 `../shared/data/...`. Training rows: the train split minus `val_fraction` held out by
 `data_seed` (or all of it with `--val-data SOURCE`, whose test split is then held out).
-Augmentation (random crop with 4-pixel zero padding + horizontal flip) draws from the generator
-the trainer passes to `compute`, so a resumed run sees the same images; then per-channel
+Images stay uint8 in memory; each batch is augmented (random crop with 4-pixel zero padding +
+horizontal flip, whole-batch tensor ops) with draws from the generator the trainer passes to
+`compute` and checkpoints, so a resumed run sees the same images; then per-channel
 normalisation with the training split's mean / std.
+
+Speed (`bench/bench_vision.py`)
+-------------------------------
+`space_options: {channels_last: true}` feeds the model NHWC batches (the convolutions and
+BatchNorm then run channels-last; the default of spaces registered with `channels_last=True`:
+NB201); `{compile: true}` runs each candidate op with parameters through one `torch.compile`
+per op class (`compile_candidate_ops`). Both leave the weights and checkpoints as they are.
 
 Scoring
 -------
@@ -76,7 +85,10 @@ logger = logging.getLogger("bertnas.vision")
 
 DEFAULT_DATA = Path("vision") / "cifar10_subset" / "cifar10_subset_5k_1k.npz"
 # partial_channels: PC-DARTS search networks (k > 1: cell edges run 1/k of the channels; nb201, darts)
-TASK_OPTIONS = {"metric": "accuracy", "augment": True, "calibration_batches": 4, "padding": 4, "partial_channels": 1}
+# channels_last: NHWC activations (None: the space's default, `register_vision_model(channels_last=)`);
+# compile: torch.compile every candidate op with parameters, once per op class (training steps)
+TASK_OPTIONS = {"metric": "accuracy", "augment": True, "calibration_batches": 4, "padding": 4, "partial_channels": 1,
+                "channels_last": None, "compile": False}
 PARTIAL_CHANNEL_SPACES = ("nb201", "darts")
 METRICS = ("accuracy", "cross_entropy")
 _DATA_CACHE: dict = {}
@@ -91,6 +103,7 @@ _DATA_CACHE: dict = {}
 class VisionModel:
     build: Callable | str  # (space_options, num_classes, arch=None, image_shape=(3, 32, 32)) -> (model, space)
     result_info: Callable | str | None = None  # arch -> dict of extra result fields
+    channels_last: bool = False  # the default of space_options.channels_last (where it was measured to pay)
 
     def builder(self) -> Callable:
         if isinstance(self.build, str):  # "module:function", imported on first use
@@ -106,9 +119,12 @@ class VisionModel:
 VISION_MODELS = Registry("vision space")
 
 
-def register_vision_model(name: str, build: Callable | str, result_info: Callable | str | None = None) -> None:
-    """`--space name` trains `build`'s supernet with the classification task (see the module doc)."""
-    VISION_MODELS.register(name, VisionModel(build, result_info), replace=True)
+def register_vision_model(name: str, build: Callable | str, result_info: Callable | str | None = None,
+                          channels_last: bool = False) -> None:
+    """`--space name` trains `build`'s supernet with the classification task (see the module doc);
+    `channels_last`: the space's default memory format (NHWC activations) when the run's
+    `space_options` do not say."""
+    VISION_MODELS.register(name, VisionModel(build, result_info, channels_last), replace=True)
     register_space(name, "classification")
 
 
@@ -342,14 +358,17 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor,
     return order[n_val:].sort().values, order[:n_val].sort().values
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """CIFAR augmentation of uint8 / float images (B x C x H x W): a random crop of the image
-    zero-padded by `padding` and a horizontal flip with probability 1/2, drawn from `generator`
-    (on the images' device). Returns floats in [0, 1]."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    b, _, h, w = x.shape
-    dev = x.device
-    padded = F.pad(x, (padding, padding, padding, padding))
+def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4, *, scale: bool = True,
+            channels_last: bool = False) -> torch.Tensor:
+    """CIFAR augmentation of a whole batch of uint8 / float images (B x C x H x W) as tensor ops:
+    a random crop of the image zero-padded by `padding` and a horizontal flip with probability
+    1/2, drawn from `generator` (on the images' device; three draws per batch). Returns floats in
+    [0, 1] (uint8 input; `scale=False`: the uint8 crops themselves, the values unchanged).
+    The crop is one gather on the NHWC view (uint8 images are gathered before the conversion:
+    a quarter of the bytes); `channels_last` keeps that layout instead of copying to NCHW."""
+    b, _, h, w = images.shape
+    dev = images.device
+    padded = F.pad(images, (padding, padding, padding, padding))
     oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
     ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator, device=dev)
     flip = torch.rand(b, generator=generator, device=dev) < 0.5
@@ -357,14 +376,20 @@ def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4) 
     cols = ox[:, None] + torch.arange(w, device=dev)
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     out = padded.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2).contiguous()
+    out = out.permute(0, 3, 1, 2)  # NCHW sizes, NHWC memory (channels_last)
+    if scale and out.dtype == torch.uint8:
+        out = out.float() / 255.0  # keeps the memory format
+    return out if channels_last else out.contiguous()
 
 
-def normalise(images: torch.Tensor, mean, std) -> torch.Tensor:
+def normalise(images: torch.Tensor, mean, std, channels_last: bool = False) -> torch.Tensor:
+    """(x / 255 - mean) / std per channel (uint8 input; floats are taken as already in [0, 1]);
+    `channels_last`: the result in NHWC memory, else NCHW-contiguous."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)[:, None, None]
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device)[:, None, None]
-    return (x - mean) / std
+    out = (x - mean) / std
+    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list, list]:
@@ -405,6 +430,12 @@ class ClassificationTask(Task):
             raise ValueError(f"space_options.metric must be one of {', '.join(METRICS)}, got {self.options['metric']!r}")
         self.metric = self.options["metric"]
         self.higher_is_better = self.metric == "accuracy"
+        for key in ("channels_last", "compile"):
+            if self.options[key] not in (None, True, False):
+                raise ValueError(f"space_options.{key} must be true or false, got {self.options[key]!r}")
+        if self.options["channels_last"] is None and self.space_name in VISION_MODELS:
+            self.options["channels_last"] = vision_model(self.space_name).channels_last
+        self.channels_last = bool(self.options["channels_last"])
         self.space_options = options
 
     def _build(self, arch) -> None:
@@ -422,6 +453,8 @@ class ClassificationTask(Task):
         config = getattr(model, "config", None)
         if config is not None:  # the normalisation the model expects, on record in its config
             config.image_mean, config.image_std = d["mean"], d["std"]
+        if self.options["compile"]:
+            compile_candidate_ops(model)
         self.model, self.space = model, space
         self.modules = {MODEL_DIR: model}
         self.fixed_arch = space.arch(arch) if arch is not None else None
@@ -501,10 +534,13 @@ class ClassificationTask(Task):
         return dataset[list(indices)]
 
     def inputs(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 images -> the model's input: augmented (with `generator`) and normalised."""
+        """uint8 images -> the model's input: augmented (with `generator`) and normalised, as whole
+        batches of tensor ops; in NHWC memory with `channels_last` (the convolutions then run
+        channels-last end to end: every op keeps its input's memory format)."""
         if generator is not None and self.options["augment"]:
-            pixel_values = augment(pixel_values, generator, int(self.options["padding"]))
-        return normalise(pixel_values, self.data_options["mean"], self.data_options["std"])
+            pixel_values = augment(pixel_values, generator, int(self.options["padding"]),
+                                   channels_last=self.channels_last)
+        return normalise(pixel_values, self.data_options["mean"], self.data_options["std"], self.channels_last)
 
     def compute(self, batch, arch, generator):
         x = self.inputs(batch["pixel_values"], generator)
@@ -592,6 +628,46 @@ class ClassificationTask(Task):
         recalibrate(self.model, self.space.arch(arch), [{k: v.to(device) for k, v in b.items()} for b in batches])
 
 
+_COMPILED: dict = {}  # op class -> its compiled forward: one per process, shared by every instance and path
+
+
+def compile_candidate_ops(model: torch.nn.Module, backend: str = "inductor") -> int:
+    """`space_options: {compile: true}`: every candidate op with parameters (conv-BN blocks; ops
+    without parameters are left eager) runs its forward through one `torch.compile` of its class,
+    shared by every instance: a path reuses the graphs of the ops' shapes (one per op class and
+    shape, compiled when first met), so no arch recompiles anything. Compiled in training mode
+    with gradients on (the training step); scoring and BatchNorm recalibration run eager, so
+    held-out batches of other sizes compile nothing. Returns the number of ops wrapped."""
+    import types
+
+    import torch._dynamo
+
+    # one graph per op class and shape (NB201: 2 conv kinds x 3 stages); the default limit of 8
+    # graphs per function would fall back to eager on larger spaces
+    torch._dynamo.config.recompile_limit = max(int(torch._dynamo.config.recompile_limit), 64)
+    wrapped = 0
+    for module in model.modules():
+        ops = getattr(module, "ops", None) if _is_choice(module) else None
+        for op in (ops.values() if isinstance(ops, torch.nn.ModuleDict) else ()):
+            if next(op.parameters(), None) is None or "forward" in vars(op):
+                continue
+            cls = type(op)
+            if (cls, backend) not in _COMPILED:
+                _COMPILED[(cls, backend)] = torch.compile(cls.forward, backend=backend, dynamic=False)
+            op.forward = types.MethodType(_training_compiled(_COMPILED[(cls, backend)], cls.forward), op)
+            wrapped += 1
+    return wrapped
+
+
+def _training_compiled(compiled, eager):
+    def forward(self, *args, **kwargs):
+        if self.training and torch.is_grad_enabled():
+            return compiled(self, *args, **kwargs)
+        return eager(self, *args, **kwargs)
+
+    return forward
+
+
 def image_processor(mean, std):
     """A transformers image processor with the run's normalisation (no resize), saved next to
     exported models; None when transformers' image processors are unavailable."""
@@ -651,11 +727,12 @@ def nb201_benchmark_info(arch) -> dict:
     return {"benchmark": entry}
 
 
-register_vision_model("nb201", build_nb201, nb201_benchmark_info)
+register_vision_model("nb201", build_nb201, nb201_benchmark_info, channels_last=True)  # bench/bench_vision.py
 
 
 __all__ = ["ClassificationTask", "register_vision_model", "VISION_MODELS", "VisionModel", "load_images", "augment",
-           "normalise", "split_indices", "build_nb201", "nb201_benchmark_info", "ImageSet", "ImageRows"]
+           "normalise", "compile_candidate_ops", "split_indices", "build_nb201", "nb201_benchmark_info", "ImageSet",
+           "ImageRows"]
 
 # DARTS cells and the CNN chain (ProxylessNAS / SPOS ShuffleNetV2): builders imported on first use.
 register_vision_model("darts", "bertnas.spaces.darts:build_supernet")
