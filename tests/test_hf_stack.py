@@ -338,6 +338,46 @@ def test_search_strategy_resumes_as_its_message_says(tmp_path):
     assert [json.loads(line)["step"] for line in (tmp_path / "spos" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
+def test_search_strategy_push_to_hub_uploads_the_rank_1_arch(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    import bertnas.export as export_lib
+
+    calls = {}
+
+    class Repo:
+        repo_id = "me/spos-best"
+
+    def upload_folder(self, **kwargs):
+        folder = kwargs["folder_path"]
+        calls.update(kwargs, files=sorted(os.listdir(folder)),
+                     config=json.loads(open(os.path.join(folder, "config.json")).read()),
+                     card=open(os.path.join(folder, "README.md")).read())
+        return "https://huggingface.co/me/spos-best/commit/0"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: Repo())
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(export_lib, "hub_reachable", lambda timeout=3.0: True)
+    out = tmp_path / "spos"
+    common = ["search", "--space", "bert", "--strategy", "spos", "--no-progress", "--strategy-option", "population=2",
+              "--strategy-option", "generations=1", "--top-k", "2", "--eval-batches", "1", "--output-dir", str(out),
+              "--max-steps", "2"]
+    code, stdout, err = run_cli([*common, "--push_to_hub", "--hub_model_id", "me/spos-best", "--license", "mit"])
+    assert code == 0, err[-2000:]
+    best = json.loads((out / "results.json").read_text())
+    best = (best["results"] if isinstance(best, dict) else best)[0]["arch"]
+    assert calls["repo_id"] == "me/spos-best" and {"README.md", "config.json", "model.safetensors"} <= set(calls["files"])
+    assert (out / "export" / "rank-1" / "config.json").is_file() and "license: mit" in calls["card"]
+    assert calls["config"].get("arch", best) == best  # the rank-1 arch (a plain BERT layout has no arch key)
+    assert "pushed " in stdout and "https://huggingface.co/me/spos-best" in stdout
+    # refused in one line before anything trains: offline, or with a --checkpoint search
+    monkeypatch.setattr(export_lib, "hub_reachable", lambda timeout=3.0: False)
+    code, _, err = run_cli([*common[:-1], "3", "--push-to-hub", "me/x", "--output-dir", str(tmp_path / "off")])
+    assert code == 2 and "offline or unreachable" in err and "Traceback" not in err and not (tmp_path / "off").exists()
+    code, _, err = run_cli(["search", "--checkpoint", str(out), "--push-to-hub", "me/x"])
+    assert code == 2 and "bertnas export" in err and "Traceback" not in err
+
+
 def test_pretrain_push_to_hub_uploads_the_supernet_with_a_card(tmp_path, monkeypatch):
     import huggingface_hub
 
