@@ -389,3 +389,34 @@ def test_blockwise_search_meets_every_budget_the_smallest_arch_meets():
     outcome = blockwise_search(space, lambda j, ops: float(len(set(ops))), [(0, 4), (4, 8)],
                                Constraints(max_params=budget), candidates_per_block=2, top_k=1, progress=False)
     assert space.params(outcome.results[0].arch) <= budget
+
+
+LAUNCH = ["launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "pretrain_supernet.py")
+
+
+@pytest.mark.parametrize("case", ["config-key", "missing-file", "two-ranks"])
+def test_refusals_under_accelerate_launch_are_one_line(tmp_path, case):
+    """`bertnas launch` (accelerate launch's arguments) ends a refused recipe with the child's own
+    one-line error and exit code 2: no CalledProcessError / ChildFailedError traceback of the
+    launcher, one process or several (torchrun), nothing written."""
+    launcher, env = ["--num_processes", "1", "--cpu"], None
+    recipe_args, fix = ["--set", "bogus=1"], r"unknown config key 'bogus'; known keys: output_dir"
+    if case == "missing-file":
+        recipe_args, fix = ["--data", "nowhere.txt"], r"--data nowhere.txt does not exist"
+    if case == "two-ranks":
+        launcher, env = ["--multi_gpu", "--num_processes", "2"], {"ACCELERATE_USE_CPU": "1"}
+    expect_one_line_error(tmp_path, [*LAUNCH, *launcher, RECIPE, *recipe_args, "--output-dir", "run"], fix, env)
+
+
+def test_plain_accelerate_launch_quiet_has_no_traceback(tmp_path):
+    """What docs/training.md says of plain `accelerate launch`: --quiet drops its traceback (exit 1)."""
+    import subprocess
+    import sys
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    done = subprocess.run([str(accelerate), *LAUNCH, "--quiet", "--num_processes", "1", "--cpu", RECIPE,
+                           "--set", "bogus=1", "--output-dir", "run"], cwd=tmp_path, env=CLI_ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error: unknown config key 'bogus'")]
