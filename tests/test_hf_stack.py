@@ -310,6 +310,87 @@ def test_finetune_from_files_bad_input_is_one_line(toy, tmp_path):
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
 
 
+def _review_splits(n_train=24, n_dev=8):
+    """A DatasetDict like a Hub dataset's: a text column, a ClassLabel label column, train / test."""
+    import random
+
+    import datasets
+
+    rng = random.Random(0)
+    words = (["bad", "awful", "dull"], ["great", "fine", "lovely"])
+
+    def rows(n):
+        stars = [rng.randrange(2) for _ in range(n)]
+        return {"body": [" ".join(rng.choice(words[s]) for _ in range(4)) for s in stars], "stars": stars,
+                "votes": list(range(n))}
+
+    features = datasets.Features({"body": datasets.Value("string"), "stars": datasets.ClassLabel(names=["neg", "pos"]),
+                                  "votes": datasets.Value("int32")})
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(rows(n), features=features)
+                                 for split, n in (("train", n_train), ("test", n_dev))})
+
+
+def test_finetune_on_a_datasets_folder_and_a_hub_dataset_with_its_columns(toy, tmp_path, monkeypatch):
+    """--dataset-name: a local save_to_disk folder, and a Hub id (datasets.load_dataset mocked: no
+    network); named splits and columns; the ClassLabel names become the model's labels and the
+    Hub id the card's dataset."""
+    import datasets
+
+    import glue.common
+
+    splits = _review_splits()
+    splits.save_to_disk(str(tmp_path / "reviews"))
+    common = ["--validation-split", "test", "--text-columns", "body", "--label-column", "stars", "--model",
+              str(toy["export"]), "--epochs", "1", "--no-progress"]
+    code, stdout, err = run_cli(["finetune", "--dataset-name", str(tmp_path / "reviews"), *common,
+                                 "--output-dir", str(tmp_path / "local")])
+    assert code == 0, err[-2000:]
+    assert set(json.loads(stdout)["eval"]) == {"f1", "accuracy"}
+    assert json.loads((tmp_path / "local" / "model" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None, **kwargs):
+        calls.append((name, config, split))
+        return splits[split.split("[")[0]].select(range(12 if "[:12]" in split else len(splits[split.split("[")[0]])))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(glue.common, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    code, stdout, err = run_cli(["finetune", "--dataset-name", "someone/reviews", "--dataset-config", "en",
+                                 "--train-split", "train[:12]", *common, "--output-dir", str(tmp_path / "hub")])
+    assert code == 0, err[-2000:]
+    assert calls == [("someone/reviews", "en", "train[:12]"), ("someone/reviews", "en", "test")]
+    result = json.loads(stdout)
+    assert result["task"] == "someone-reviews-en"
+    card = (tmp_path / "hub" / "model" / "README.md").read_text()
+    assert "- someone/reviews" in card and "config: en" in card and "split: test" in card
+
+
+def test_finetune_hub_dataset_offline_or_bad_is_one_line(toy, tmp_path, monkeypatch):
+    import glue.common
+
+    base = ["finetune", "--model", str(toy["export"]), "--output-dir", str(tmp_path / "o")]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli([*base, "--dataset-name", "someone/reviews"])
+    assert code == 2 and "is not a local folder and the Hub is offline" in err and err.count("\n") == 1, err
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(glue.common, "hub_reachable", lambda timeout=3.0: False)
+    code, _, err = run_cli([*base, "--dataset-name", "someone/reviews"])
+    assert code == 2 and "unreachable" in err and err.count("\n") == 1, err
+    _review_splits().save_to_disk(str(tmp_path / "reviews"))
+    for argv, message in [(["--dataset-name", str(tmp_path / "reviews")], "no split 'validation'"),
+                          (["--dataset-name", str(tmp_path / "reviews"), "--validation-split", "test",
+                            "--label-column", "label"], "no label column 'label'"),
+                          (["--dataset-name", str(tmp_path / "nowhere")], "does not exist"),
+                          (["--dataset-config", "en", "--task", "sst2"], "--dataset-config goes with --dataset-name"),
+                          (["--dataset-name", "a/b", "--task", "sst2"], "not both")]:
+        code, _, err = run_cli([*base, *argv])
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+
+
 # -- pre-training data ------------------------------------------------------------------------
 
 def test_pretrain_reads_a_named_text_column_and_caches_its_packed_rows(tmp_path, monkeypatch):
