@@ -70,6 +70,7 @@ class PretrainConfig:
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
     data_split: str = "train"  # the split of a datasets corpus
     text_column: str = "text"  # the text field of JSON rows / column of a datasets corpus
+    streaming: bool = False  # read `data` as a stream, tokenised on the fly (position kept in checkpoints)
     tokenizer: str | None = None  # None: train a WordPiece tokenizer on the corpus
     tokenizer_vocab_size: int = 1000  # when training one
     seq_len: int = 32

@@ -74,8 +74,8 @@ class SupernetTrainer:
         # (tied) parameters once.
         self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
         self.trainable.train()
-        self.stream = BatchStream(self.task.train_data, cfg.batch_size, self.world_size, self.rank, cfg.seed,
-                                  collate=self.task.collate, **self._loader_options())
+        self.stream = self.task.batch_stream(cfg.batch_size, self.world_size, self.rank, cfg.seed,
+                                             **self._loader_options())
         self.policy = policy
         self.aligner = aligner
         self._evaluator = None
