@@ -355,6 +355,7 @@ class BertTask(Task):
         options = dict(self.data_options)
         if data is not None:
             options["source"], options["val_data"] = data, None
+            options.pop("val_texts", None)  # a streamed run's held-out count belongs to its own corpus
         elif "source" not in options:
             raise ValueError("the run records no training data; pass --data SOURCE for the held-out set")
         options["seq_len"] = seq_len or options.get("seq_len") or 128
