@@ -2,6 +2,7 @@
 
     bertnas finetune --task sst2 --model PATH_OR_ID --output-dir OUT [--data-dir DIR]
     bertnas finetune --train-file train.csv --validation-file dev.csv --model PATH_OR_ID --output-dir OUT
+    bertnas finetune --dataset-name stanfordnlp/imdb --validation-split test --model PATH_OR_ID --output-dir OUT
         [--max-train-samples N] [--epochs E] [--lr LR] [--grid-lr 2e-5,5e-5 --grid-epochs 2,3]
 """
 
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser, single_task: bool = True) -> 
         g.add_argument("--text-columns", type=lambda t: [c.strip() for c in t.split(",") if c.strip()],
                        help="one or two text columns, e.g. sentence1,sentence2 (default: found by name)")
         g.add_argument("--label-column", default="label", help="the label column (fractions: a regression)")
+        g = parser.add_argument_group("any classification / regression task from a datasets dataset (instead of --task)")
+        g.add_argument("--dataset-name", help="a Hub dataset id (e.g. stanfordnlp/imdb), or a local folder "
+                                              "(save_to_disk, or data files); columns: --text-columns / --label-column")
+        g.add_argument("--dataset-config", help="the dataset's configuration (e.g. --dataset-name glue --dataset-config sst2)")
+        g.add_argument("--train-split", default="train", help="split trained on (slices work: train[:2000])")
+        g.add_argument("--validation-split", default="validation", help="split scored")
         parser.add_argument("--overwrite", action="store_true",
                             help="replace an earlier fine-tuning's results and model in --output-dir")
     parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
@@ -155,14 +162,24 @@ def run(args: argparse.Namespace) -> dict:
         raise UserError("--push-to-hub uploads the fine-tuned model; --no-save-model does not keep it",
                         "drop --no-save-model")
     task = args.task
+    given = [flag for flag, value in (("--task", task), ("--train-file", getattr(args, "train_file", None)),
+                                      ("--dataset-name", getattr(args, "dataset_name", None))) if value]
+    if len(given) > 1:
+        raise UserError(f"give one of {', '.join(given)}, not both", "drop all but one of them")
+    if getattr(args, "dataset_config", None) and not getattr(args, "dataset_name", None):
+        raise UserError("--dataset-config goes with --dataset-name", "add --dataset-name NAME, or drop it")
     if getattr(args, "train_file", None):
-        if task is not None:
-            raise UserError("give --task or --train-file, not both", "drop one of them")
         from glue.files import load_files
 
         task, args.dataset = load_files(args.train_file, args.validation_file, args.text_columns, args.label_column)
+    elif getattr(args, "dataset_name", None):
+        from glue.files import load_dataset_columns
+
+        task, args.dataset = load_dataset_columns(args.dataset_name, args.dataset_config, args.train_split,
+                                                  args.validation_split, args.text_columns, args.label_column)
     elif task is None:
-        raise UserError("no task", "pass --task sst2 (GLUE / SQuAD) or --train-file TRAIN --validation-file DEV")
+        raise UserError("no task", "pass --task sst2 (GLUE / SQuAD), --train-file TRAIN --validation-file DEV or "
+                                   "--dataset-name NAME")
     # Two fine-tunings into one folder would overwrite each other's model and results.
     with output_lock(args.output_dir):
         check_output_dir(args.output_dir, getattr(args, "overwrite", False))  # again, now that we hold it

@@ -185,14 +185,16 @@ def finetuned_card(result: dict, spec, model_source: str, model_dir: Path, licen
     remote = bool(config.get("auto_map"))
     name = model_dir.parent.name
     from_files = getattr(spec, "source", "")  # --train-file: a local file, not a Hub dataset
+    from_hub = getattr(spec, "hub_dataset", "")  # --dataset-name: a Hub dataset other than GLUE / SQuAD
     evals = [EvalResult(task_type=pipeline, task_name=spec.name, dataset_type=spec.hub_name,
-                        dataset_name=from_files or f"{'SQuAD' if qa else 'GLUE'} {spec.name.upper()}",
-                        dataset_config=None if qa else spec.hub_config, dataset_split="validation",
+                        dataset_name=from_files or from_hub or f"{'SQuAD' if qa else 'GLUE'} {spec.name.upper()}",
+                        dataset_config=None if qa else spec.hub_config,
+                        dataset_split=getattr(spec, "validation_split", "validation"),
                         metric_type=metric, metric_value=round(float(value), 4))
              for metric, value in result["eval"].items()]
     front = card_metadata(pipeline_tag=pipeline, base_model=model_source, datasets=[] if from_files else [spec.hub_name],
                           license=license, inherit_from=model_source,
-                          tags=["squad" if qa else "glue", spec.name] if not from_files else [],
+                          tags=["squad" if qa else "glue", spec.name] if not (from_files or from_hub) else [],
                           eval_results=evals, model_name=name)
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in result["eval"].items())
     settings = ", ".join(f"{k}={v}" for k, v in result["settings"].items() if v is not None and k != "license")

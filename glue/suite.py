@@ -63,7 +63,7 @@ def summary_markdown(model: str, results: dict[str, dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, out_stream=None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -96,5 +96,17 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "results.md").write_text(summary_markdown(args.model, results, command))
-    print((out / "results.md").read_text())
+    print((out / "results.md").read_text(), file=out_stream or sys.stdout)
     return summary
+
+
+def run_recipe(argv: list[str] | None = None) -> int:
+    """`recipes/finetune_glue.py` (under any launcher): a refusal is one `error:` line and exit 2,
+    as in `bertnas finetune`; the results table alone goes to stdout."""
+    from bertnas.cli import execute
+
+    def run(args):
+        main(args.argv, out_stream=args.stdout)
+        return 0
+
+    return execute(run, argparse.Namespace(argv=sys.argv[1:] if argv is None else argv))

@@ -9,8 +9,7 @@ Writes OUT/<task>/results.json for each task, OUT/summary.json and OUT/results.m
 
 import sys
 
-from glue.suite import main
+from glue.suite import run_recipe
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    sys.exit(run_recipe())

@@ -310,6 +310,87 @@ def test_finetune_from_files_bad_input_is_one_line(toy, tmp_path):
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
 
 
+def _review_splits(n_train=24, n_dev=8):
+    """A DatasetDict like a Hub dataset's: a text column, a ClassLabel label column, train / test."""
+    import random
+
+    import datasets
+
+    rng = random.Random(0)
+    words = (["bad", "awful", "dull"], ["great", "fine", "lovely"])
+
+    def rows(n):
+        stars = [rng.randrange(2) for _ in range(n)]
+        return {"body": [" ".join(rng.choice(words[s]) for _ in range(4)) for s in stars], "stars": stars,
+                "votes": list(range(n))}
+
+    features = datasets.Features({"body": datasets.Value("string"), "stars": datasets.ClassLabel(names=["neg", "pos"]),
+                                  "votes": datasets.Value("int32")})
+    return datasets.DatasetDict({split: datasets.Dataset.from_dict(rows(n), features=features)
+                                 for split, n in (("train", n_train), ("test", n_dev))})
+
+
+def test_finetune_on_a_datasets_folder_and_a_hub_dataset_with_its_columns(toy, tmp_path, monkeypatch):
+    """--dataset-name: a local save_to_disk folder, and a Hub id (datasets.load_dataset mocked: no
+    network); named splits and columns; the ClassLabel names become the model's labels and the
+    Hub id the card's dataset."""
+    import datasets
+
+    import glue.common
+
+    splits = _review_splits()
+    splits.save_to_disk(str(tmp_path / "reviews"))
+    common = ["--validation-split", "test", "--text-columns", "body", "--label-column", "stars", "--model",
+              str(toy["export"]), "--epochs", "1", "--no-progress"]
+    code, stdout, err = run_cli(["finetune", "--dataset-name", str(tmp_path / "reviews"), *common,
+                                 "--output-dir", str(tmp_path / "local")])
+    assert code == 0, err[-2000:]
+    assert set(json.loads(stdout)["eval"]) == {"f1", "accuracy"}
+    assert json.loads((tmp_path / "local" / "model" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+
+    calls = []
+
+    def load_dataset(name, config=None, split=None, **kwargs):
+        calls.append((name, config, split))
+        return splits[split.split("[")[0]].select(range(12 if "[:12]" in split else len(splits[split.split("[")[0]])))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(glue.common, "hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    code, stdout, err = run_cli(["finetune", "--dataset-name", "someone/reviews", "--dataset-config", "en",
+                                 "--train-split", "train[:12]", *common, "--output-dir", str(tmp_path / "hub")])
+    assert code == 0, err[-2000:]
+    assert calls == [("someone/reviews", "en", "train[:12]"), ("someone/reviews", "en", "test")]
+    result = json.loads(stdout)
+    assert result["task"] == "someone-reviews-en"
+    card = (tmp_path / "hub" / "model" / "README.md").read_text()
+    assert "- someone/reviews" in card and "config: en" in card and "split: test" in card
+
+
+def test_finetune_hub_dataset_offline_or_bad_is_one_line(toy, tmp_path, monkeypatch):
+    import glue.common
+
+    base = ["finetune", "--model", str(toy["export"]), "--output-dir", str(tmp_path / "o")]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli([*base, "--dataset-name", "someone/reviews"])
+    assert code == 2 and "is not a local folder and the Hub is offline" in err and err.count("\n") == 1, err
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(glue.common, "hub_reachable", lambda timeout=3.0: False)
+    code, _, err = run_cli([*base, "--dataset-name", "someone/reviews"])
+    assert code == 2 and "unreachable" in err and err.count("\n") == 1, err
+    _review_splits().save_to_disk(str(tmp_path / "reviews"))
+    for argv, message in [(["--dataset-name", str(tmp_path / "reviews")], "no split 'validation'"),
+                          (["--dataset-name", str(tmp_path / "reviews"), "--validation-split", "test",
+                            "--label-column", "label"], "no label column 'label'"),
+                          (["--dataset-name", str(tmp_path / "nowhere")], "does not exist"),
+                          (["--dataset-config", "en", "--task", "sst2"], "--dataset-config goes with --dataset-name"),
+                          (["--dataset-name", "a/b", "--task", "sst2"], "not both")]:
+        code, _, err = run_cli([*base, *argv])
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+
+
 # -- pre-training data ------------------------------------------------------------------------
 
 def test_pretrain_reads_a_named_text_column_and_caches_its_packed_rows(tmp_path, monkeypatch):
@@ -336,6 +417,46 @@ def test_search_strategy_resumes_as_its_message_says(tmp_path):
     code, _, err = run_cli([*common, "--max-steps", "3", "--resume-from-checkpoint", "latest"])
     assert code == 0, err[-2000:]
     assert [json.loads(line)["step"] for line in (tmp_path / "spos" / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_search_strategy_push_to_hub_uploads_the_rank_1_arch(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    import bertnas.export as export_lib
+
+    calls = {}
+
+    class Repo:
+        repo_id = "me/spos-best"
+
+    def upload_folder(self, **kwargs):
+        folder = kwargs["folder_path"]
+        calls.update(kwargs, files=sorted(os.listdir(folder)),
+                     config=json.loads(open(os.path.join(folder, "config.json")).read()),
+                     card=open(os.path.join(folder, "README.md")).read())
+        return "https://huggingface.co/me/spos-best/commit/0"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: Repo())
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(export_lib, "hub_reachable", lambda timeout=3.0: True)
+    out = tmp_path / "spos"
+    common = ["search", "--space", "bert", "--strategy", "spos", "--no-progress", "--strategy-option", "population=2",
+              "--strategy-option", "generations=1", "--top-k", "2", "--eval-batches", "1", "--output-dir", str(out),
+              "--max-steps", "2"]
+    code, stdout, err = run_cli([*common, "--push_to_hub", "--hub_model_id", "me/spos-best", "--license", "mit"])
+    assert code == 0, err[-2000:]
+    best = json.loads((out / "results.json").read_text())
+    best = (best["results"] if isinstance(best, dict) else best)[0]["arch"]
+    assert calls["repo_id"] == "me/spos-best" and {"README.md", "config.json", "model.safetensors"} <= set(calls["files"])
+    assert (out / "export" / "rank-1" / "config.json").is_file() and "license: mit" in calls["card"]
+    assert calls["config"].get("arch", best) == best  # the rank-1 arch (a plain BERT layout has no arch key)
+    assert "pushed " in stdout and "https://huggingface.co/me/spos-best" in stdout
+    # refused in one line before anything trains: offline, or with a --checkpoint search
+    monkeypatch.setattr(export_lib, "hub_reachable", lambda timeout=3.0: False)
+    code, _, err = run_cli([*common[:-1], "3", "--push-to-hub", "me/x", "--output-dir", str(tmp_path / "off")])
+    assert code == 2 and "offline or unreachable" in err and "Traceback" not in err and not (tmp_path / "off").exists()
+    code, _, err = run_cli(["search", "--checkpoint", str(out), "--push-to-hub", "me/x"])
+    assert code == 2 and "bertnas export" in err and "Traceback" not in err
 
 
 def test_pretrain_push_to_hub_uploads_the_supernet_with_a_card(tmp_path, monkeypatch):

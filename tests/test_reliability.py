@@ -389,3 +389,51 @@ def test_blockwise_search_meets_every_budget_the_smallest_arch_meets():
     outcome = blockwise_search(space, lambda j, ops: float(len(set(ops))), [(0, 4), (4, 8)],
                                Constraints(max_params=budget), candidates_per_block=2, top_k=1, progress=False)
     assert space.params(outcome.results[0].arch) <= budget
+
+
+LAUNCH = ["launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "pretrain_supernet.py")
+
+
+@pytest.mark.parametrize("case", ["config-key", "missing-file", "two-ranks", "finetune-recipe"])
+def test_refusals_under_accelerate_launch_are_one_line(tmp_path, case):
+    """`bertnas launch` (accelerate launch's arguments) ends a refused recipe with the child's own
+    one-line error and exit code 2: no CalledProcessError / ChildFailedError traceback of the
+    launcher, one process or several (torchrun), nothing written."""
+    launcher, env = ["--num_processes", "1", "--cpu"], None
+    recipe_args, fix = ["--set", "bogus=1"], r"unknown config key 'bogus'; known keys: output_dir"
+    if case == "missing-file":
+        recipe_args, fix = ["--data", "nowhere.txt"], r"--data nowhere.txt does not exist"
+    if case == "two-ranks":  # a port of its own: other runs on the machine may hold torchrun's default
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        launcher = ["--multi_gpu", "--num_processes", "2", "--main_process_port", str(port)]
+        env = {"ACCELERATE_USE_CPU": "1"}
+    recipe = RECIPE
+    if case == "finetune-recipe":  # recipes/finetune_glue.py keeps the contract too
+        recipe = str(Path(RECIPE).with_name("finetune_glue.py"))
+        recipe_args, fix = ["--tasks", "sst2", "--model", "./nope"], r"--model ./nope does not exist"
+    argv = [*LAUNCH, *launcher, recipe, *recipe_args, "--output-dir", "run"]
+    if case != "two-ranks":
+        expect_one_line_error(tmp_path, argv, fix, env)
+        return
+    done = run_cli(argv, tmp_path, env)  # each rank refuses: the same line, once or twice (who is first)
+    errors = {line for line in done.stderr.splitlines() if line.startswith("error: ")}
+    assert done.returncode == 2 and "Traceback" not in done.stderr, (done.returncode, done.stderr[-3000:])
+    assert len(errors) == 1 and re.search(fix, errors.pop()) and done.stdout == "" and not list(tmp_path.iterdir())
+
+
+def test_plain_accelerate_launch_quiet_has_no_traceback(tmp_path):
+    """What docs/training.md says of plain `accelerate launch`: --quiet drops its traceback (exit 1)."""
+    import subprocess
+    import sys
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    done = subprocess.run([str(accelerate), *LAUNCH, "--quiet", "--num_processes", "1", "--cpu", RECIPE,
+                           "--set", "bogus=1", "--output-dir", "run"], cwd=tmp_path, env=CLI_ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error: unknown config key 'bogus'")]

@@ -164,6 +164,50 @@ def test_shrinking_halves_and_refills_a_population_smaller_than_its_bin():
     assert sorted(c.extra["bin"] for c in out.results) == [0, 0, 1, 1, 2, 2]
 
 
+@pytest.fixture
+def recorded_bars(monkeypatch):
+    """Every tqdm bar the search makes, with its total when made and its count when closed."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.first_total = self.total
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    return bars
+
+
+def test_shrinking_and_blockwise_progress_bars_have_their_real_total(recorded_bars, capsys):
+    """The bars of progressive shrinking and of the block-wise search (compress's search) show
+    'n/total': the total is known when the bar starts and ends equal to the archs scored."""
+    from bertnas.search.shrinking import shrinking_total
+
+    space = BertSpace(toy_config())  # 64 archs
+    scores = known_scores(space, seed=3)
+    calls = []
+    progressive_shrinking(space, lambda a: calls.append(a) or scores[a], Constraints(seq_len=16), num_bins=3,
+                          candidates_per_bin=6, survivors_per_bin=2, seed=2)
+    bar = recorded_bars[-1]
+    assert bar.first_total == shrinking_total(6, 2, [6, 6, 6]) == 27 == len(calls) == bar.n == bar.total
+    assert "27/27" in capsys.readouterr().err
+    # a budget that leaves a bin short of new archs: the total follows what the bins really hold
+    space = BertSpace(toy_config(num_hidden_layers=3))  # 512 archs
+    constraints = Constraints(max_params=space.embedding_params() + 10_000, seq_len=16)
+    calls.clear()
+    progressive_shrinking(space, lambda a: calls.append(a) or len(a.ops[0]), constraints, num_bins=3,
+                          candidates_per_bin=16, survivors_per_bin=2, seed=0)
+    bar = recorded_bars[-1]
+    assert bar.first_total > bar.total == bar.n == len(calls)  # planned 99, the budget leaves 39
+    blockwise_search(space, lambda j, ops: sum(len(op) for op in ops), block_ranges(3, 2), constraints,
+                     candidates_per_block=20, top_k=2)
+    bar = recorded_bars[-1]
+    assert bar.desc == "block losses" and bar.first_total == 20 + 8 and bar.n == bar.total >= 28
+
+
 # ----------------------------------------------------------------------------------------
 # Evolution, random, block-wise: constraints are never violated
 # ----------------------------------------------------------------------------------------

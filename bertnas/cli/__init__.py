@@ -39,6 +39,8 @@ COMMANDS = Registry("command", {
     "split": ("bertnas.cli.split", "Few-shot NAS: split a trained supernet into one child per candidate of a choice"),
     "calibrate": ("bertnas.cli.calibrate", "Which signal ranks archs best (supernet, zero-cost proxies, a hybrid), from K stand-alone archs"),
     "compress": ("bertnas.cli.compress", "Distil a BERT into small searched BERTs, one per parameter budget"),
+    "launch": ("bertnas.cli.launch", "accelerate launch a recipe, ending with its exit code and one-line errors "
+                                     "(no launcher traceback)"),
 })
 
 
@@ -127,6 +129,8 @@ def is_user_error(err: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["launch"]:  # accelerate launch's own arguments, parsed by accelerate's parser
+        return importlib.import_module(COMMANDS["launch"][0]).main(argv[1:])
     command = next((a for a in argv if a in COMMANDS), None)
     args = build_parser(command).parse_args(argv)
     if args.command is None:

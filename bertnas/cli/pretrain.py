@@ -87,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", help="corpus: a .txt/.jsonl file, a folder, or a datasets name[:config] (default: embedded)")
     g.add_argument("--data-split", help="split of a datasets --data (default: train), e.g. train[:10%%]")
     g.add_argument("--text-column", help="column of --data / --val-data holding the text (default: text)")
+    g.add_argument("--streaming", action="store_true", default=None,
+                   help="read --data as a stream (datasets' streaming mode), tokenised on the fly in corpus order; "
+                        "checkpoints keep the position (the held-out rows: its first texts, or --val-data)")
     g.add_argument("--val-data", help="held-out text of its own (file, folder, datasets name) instead of a split of --data")
     g.add_argument("--data-seed", type=int, help="seed of the train / held-out split (independent of --seed)")
     g.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: train a WordPiece on the corpus)")

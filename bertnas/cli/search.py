@@ -73,7 +73,7 @@ def _key_value(text: str) -> tuple:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bertnas.cli.options import add_hf_aliases, add_precision_flags, add_tracking_options
+    from bertnas.cli.options import add_hf_aliases, add_hub_options, add_precision_flags, add_tracking_options
 
     a = parser.add_argument
     a("--checkpoint", help="pre-training output dir (latest checkpoint) or a checkpoint-<step> folder "
@@ -143,6 +143,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     add_precision_flags(g)
     add_tracking_options(g)
+    g = parser.add_argument_group("the Hub (--strategy: the rank-1 arch, exported to OUT/export/rank-1)")
+    add_hub_options(g)
+    g.add_argument("--license", help="license in the pushed model's card (default: the initial BERT's, if any)")
     g = parser.add_argument_group("latency table")
     g.add_argument("--build-latency-table", metavar="OUT.json",
                    help="measure per-op latencies of the checkpoint's supernet on this machine and exit")
@@ -203,6 +206,11 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name, None) is not None:
             raise UserError(f"--{name.replace('_', '-')} is a training option; it goes with --strategy",
                             "drop it (a --checkpoint search trains nothing), or pass --strategy NAME")
+    pushing = [name for name in STRATEGY_HUB if getattr(args, name, None) not in (None, False)]
+    if pushing:
+        raise UserError(f"--{pushing[0].replace('_', '-')} goes with --strategy (a --checkpoint search exports nothing)",
+                        f"export and upload the winner with bertnas export --checkpoint {args.checkpoint} --results "
+                        f"{args.output_dir or 'OUT'} --push-to-hub REPO")
     for name in ("space_options", "strategy_options", "train_options"):
         if getattr(args, name):
             flag = "--set" if name == "train_options" else f"--{name[:-1].replace('_', '-')}"
@@ -325,6 +333,8 @@ def noise_note(entries, eval_batches) -> str:
 # Training options of a --strategy run (pretrain config keys); a --checkpoint search refuses them.
 STRATEGY_TRAINING = ("resume_from_checkpoint", "lr", "save_steps", "keep_last", "mixed_precision", "report_to",
                      "logging_steps")
+# Options of a --strategy run only: a --checkpoint search leaves the upload to `bertnas export`.
+STRATEGY_HUB = ("push_to_hub", "hub_model_id", "private", "license")
 # Options of a --checkpoint search that a --strategy run does not take (it trains its own supernet).
 CHECKPOINT_ONLY = ("checkpoint", "method", "max_params", "max_flops", "max_latency_ms", "latency_table",
                    "build_latency_table", "blockwise", "base_arch", "device", "truth", "trust_checkpoint", "ranker")
@@ -403,9 +413,19 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     (on the main process only under `accelerate launch`)."""
     import os
 
+    from bertnas.cli.options import hub_repo
     from bertnas.pipelines.strategy import run_strategy
 
-    summary = run_strategy(strategy_config(args), top_k=args.top_k)
+    config = strategy_config(args)
+    repo = hub_repo(args)  # a bad Hub option, or an offline Hub, fails before the training
+    if repo is not None:
+        from bertnas.export import hub_reachable
+
+        if not hub_reachable():
+            raise UserError(f"--push-to-hub {repo}: the Hugging Face Hub is offline or unreachable "
+                            "(HF_HUB_OFFLINE, no network)",
+                            "go online, or drop --push-to-hub and upload later with bertnas export --push-to-hub")
+    summary = run_strategy(config, top_k=args.top_k)
     args.result = summary["results"]  # what bertnas.search() returns
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -421,7 +441,24 @@ def run_strategy_search(args: argparse.Namespace, out) -> int:
     folder = Path(args.output_dir)
     written = [str(folder / name) for name in ("results.json", "log.jsonl", "entropy.png") if (folder / name).exists()]
     print(f"-> {', '.join(written)}", file=out)
+    if repo is not None:
+        print(f"pushed {push_winner(args, summary, repo)} -> https://huggingface.co/{repo}", file=out)
     return 0
+
+
+def push_winner(args: argparse.Namespace, summary: dict, repo: str) -> Path:
+    """The rank-1 arch of a --strategy run, exported from its final checkpoint to
+    OUT/export/rank-1 (model card included) and uploaded to `repo`, as `bertnas export --results
+    OUT --push-to-hub` would; returns the exported folder."""
+    from bertnas.export import complete_card, export, push_model_folder
+
+    run_dir = Path(args.output_dir)
+    folder = export(summary.get("checkpoint") or run_dir, run_dir / "export", results=run_dir, top_k=1,
+                    overwrite=True)[0]
+    if args.license:
+        complete_card(folder, {"license": args.license})
+    summary["hub"] = push_model_folder(folder, repo, private=bool(args.private))
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,6 +136,14 @@ def training_run(cfg: PretrainConfig, task: Task | None = None,
     check_resume(cfg)  # intact, and the same fixed options, before anything is built
     task_cls = type(task) if task is not None else task_for(cfg.space, cfg.task)
     task_cls.check_sources(cfg)
+    if cfg.streaming:  # a stream has no rows to index: tasks that split or sample rows cannot take one
+        if not task_cls.supports_streaming:
+            raise UserError(f"--streaming reads a text corpus for the mlm / electra tasks; the {task_cls.name} task "
+                            "needs its rows", "drop --streaming")
+        if cfg.strategy is not None:
+            raise UserError(f"--streaming is not supported in a strategy run ({cfg.strategy}: strategies take "
+                            "training rows by index)",
+                            "drop --streaming, or pre-train with --streaming and search the checkpoint")
     is_main = int(os.environ.get("RANK", "0")) == 0  # the folder check and lock: the main process
     with ckpt_lib.run_dir_guard(cfg.output_dir, cfg.resume_from_checkpoint, cfg.overwrite, is_main):
         trainer = build_trainer(cfg, task, strategy)

@@ -136,6 +136,18 @@ def _neighbours(space, constraints, b: Bin, cost, rng, parents: list, exclude: s
     return found
 
 
+def shrinking_total(candidates_per_bin: int, survivors_per_bin: int, population_sizes: Sequence[int]) -> int:
+    """The archs progressive shrinking scores: every initial population, then per stage that is
+    not the last, E - keep new archs per bin (keep = ceil(keep / 2), down to m). A bin that runs
+    out of new archs scores fewer; the search lowers its progress bar's total when that happens."""
+    total, keep = sum(population_sizes), candidates_per_bin
+    while True:
+        keep = max(survivors_per_bin, math.ceil(keep / 2))
+        if keep == survivors_per_bin:
+            return total
+        total += len(population_sizes) * (candidates_per_bin - keep)
+
+
 def progressive_shrinking(
     space,
     score_fn: Callable,
@@ -175,7 +187,8 @@ def progressive_shrinking(
 
     keep = candidates_per_bin
     stages = []
-    bar = tqdm(desc="shrinking", unit="arch", disable=not progress)
+    bar = tqdm(total=shrinking_total(candidates_per_bin, survivors_per_bin, [len(p) for p in populations]),
+               desc="shrinking", unit="arch", disable=not progress)
     while True:
         new = 0
         for pop in populations:
@@ -201,6 +214,8 @@ def progressive_shrinking(
                 added = _neighbours(space, constraints, b, cost, rng, surv, seen[b.index], want, mutation_k)
             if len(added) < want:
                 added += _sample_in_bin(space, constraints, b, cost, rng, seen[b.index] | set(added), want - len(added))
+            # the total planned E - keep new archs for this bin: a bin with fewer left scores fewer
+            bar.total -= (candidates_per_bin - keep) - len(added)
             seen[b.index].update(added)
             populations[b.index] = surv + added
     bar.close()
@@ -327,10 +342,11 @@ def blockwise_search(
         constraints.max_latency_ms - table.overhead_ms(seq_len) if constraints.max_latency_ms is not None else inf,
     )
     lookup = []  # per block: [(ops, loss, costs)]
-    bar = tqdm(desc="block losses", unit="block-cand", disable=not progress)
+    options = [_block_options(space, block, candidates_per_block, rng) for block in blocks]
+    bar = tqdm(total=sum(len(o) for o in options), desc="block losses", unit="block-cand", disable=not progress)
     for j, block in enumerate(blocks):
         rows = []
-        for ops in _block_options(space, block, candidates_per_block, rng):
+        for ops in options[j]:
             costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
             rows.append((ops, float(block_scorer(j, ops)), costs))
             bar.update()
@@ -344,6 +360,7 @@ def blockwise_search(
             ops = tuple(min(space.choices[n], key=op_costs) for n in names)
             if all(row[0] != ops for row in lookup[j]):
                 costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+                bar.total += 1
                 lookup[j].append((ops, float(block_scorer(j, ops)), costs))
                 bar.update()
     bar.close()

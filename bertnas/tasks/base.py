@@ -75,6 +75,17 @@ class Task:
         return {}
 
     # -- training ---------------------------------------------------------------------------
+    # True when `batch_stream` can read `cfg.data` as a stream (`--streaming`): the BERT MLM /
+    # ELECTRA tasks; a run of another task refuses the option.
+    supports_streaming: ClassVar[bool] = False
+
+    def batch_stream(self, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0, **loader):
+        """The trainer's micro-batches: a deterministic, resumable stream over `train_data`
+        (`state_dict` / `load_state_dict` / `next`)."""
+        from bertnas.supernet.stream import BatchStream
+
+        return BatchStream(self.train_data, batch_size, world_size, rank, seed, collate=self.collate, **loader)
+
     def collate(self, dataset, indices) -> dict:
         return collate_rows(dataset, indices)
 

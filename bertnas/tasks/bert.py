@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bertnas import models
-from bertnas.core.errors import one_line
+from bertnas.core.errors import UserError, one_line
 from bertnas.models import BertNasConfig, BertNasForMaskedLM, BertNasForPreTraining, short_op_name
 from bertnas.spaces import BertSpace
 from bertnas.storage import checkpoint as ckpt_lib
@@ -40,10 +40,58 @@ def absolute_if_local(source: str | None) -> str | None:
     return source
 
 
+class StreamSource:
+    """The training part of a streamed corpus: its texts from row `skip` on (the held-out rows
+    come first). `open(start)` iterates them from training text `start`."""
+
+    def __init__(self, corpus, text_column: str, skip: int, source: str):
+        self.corpus, self.text_column, self.skip, self.source = corpus, text_column, skip, source
+
+    def open(self, start: int = 0):
+        return data_lib.iter_texts(self.corpus, self.text_column, start=self.skip + start, source=self.source)
+
+
+def load_stream_data(options: dict, tokenizer_source: str | None, vocab_size: int = 1000):
+    """(tokenizer, StreamSource of the training texts, held-out rows) of a streamed corpus
+    (`options["streaming"]`). Nothing is tokenised ahead but the held-out rows: the first
+    `val_texts` texts of the stream (recorded by the run; else the fewest first texts that pack
+    into `val_rows` rows), or `val_data`. Without a tokenizer a WordPiece is trained on the first
+    `STREAM_TOKENIZER_TEXTS` texts."""
+    import datasets
+
+    split, column = options.get("split", "train"), options.get("text_column", "text")
+    source = options.get("source")
+    what = source or "the embedded corpus"
+    corpus = data_lib.stream_corpus(source, split=split, text_column=column)
+    if tokenizer_source is None:
+        sample = data_lib.first_texts(corpus, data_lib.STREAM_TOKENIZER_TEXTS, column, what)
+        if not sample:
+            raise UserError(f"the corpus {what} holds no non-empty text", "give a file with text in it, one text per line")
+        tokenizer = data_lib.build_tokenizer(None, datasets.Dataset.from_dict({"text": sample}), vocab_size=vocab_size)
+    else:
+        tokenizer = data_lib.build_tokenizer(tokenizer_source)
+    seq_len, rows = options["seq_len"], int(options.get("val_rows") or 0)
+    if options.get("val_data"):  # a held-out source of its own: the whole stream trains
+        val = data_lib.pack_lm_rows(data_lib.load_texts(options["val_data"], split=split, text_column=column),
+                                    tokenizer, seq_len, "held-out (--val-data)")
+        skip = 0
+    elif options.get("val_texts") is not None:  # a recorded run: the same first texts
+        skip = int(options["val_texts"])
+        texts = data_lib.first_texts(corpus, skip, column, what)
+        val = data_lib.pack_lm_rows(datasets.Dataset.from_dict({"text": texts}), tokenizer, seq_len)
+        val = val.select(range(min(rows, len(val)))) if rows else val
+    else:
+        val, skip = data_lib.stream_heldout(corpus, tokenizer, seq_len, max(rows, 1), column, what)
+    return tokenizer, StreamSource(corpus, column, skip, what), val.with_format("torch")
+
+
 def load_lm_data(options: dict, tokenizer_source: str | None, vocab_size: int = 1000):
     """(tokenizer, training rows, held-out rows) for data options {source, val_data, seq_len,
     val_fraction, split_seed}. Kept for the life of the process, so repeated runs on the same
-    data (a demo, tests) tokenise and pack it once."""
+    data (a demo, tests) tokenise and pack it once. A streamed corpus (`streaming`): training
+    texts as a `StreamSource` instead of rows (`load_stream_data`)."""
+    if options.get("streaming"):
+        return load_stream_data(options, tokenizer_source, vocab_size)
     split, column = options.get("split", "train"), options.get("text_column", "text")
     key = (options.get("source"), options.get("val_data"), tokenizer_source, vocab_size, options["seq_len"],
            options["val_fraction"], options["split_seed"], split, column)
@@ -195,6 +243,8 @@ class BertTask(Task):
         for key, value, default in (("split", cfg.data_split, "train"), ("text_column", cfg.text_column, "text")):
             if value != default:  # only when set: checkpoints of earlier runs keep their data signature
                 self.data_options[key] = value
+        if getattr(cfg, "streaming", False):  # held out: the first texts packing into one score's rows
+            self.data_options.update(streaming=True, val_rows=cfg.eval_batches * cfg.batch_size)
         self.run_options = {"batch_size": cfg.batch_size, "mlm_probability": cfg.mlm_probability,
                             "eval_batches": cfg.eval_batches}
         # A resumed run reads the tokenizer its checkpoint saved: a WordPiece trained again on the
@@ -204,6 +254,17 @@ class BertTask(Task):
             source = str(resume_from / MODEL_DIR)
         self.tokenizer, self.train_data, self.val_data = load_lm_data(self.data_options, source,
                                                                       cfg.tokenizer_vocab_size)
+        if isinstance(self.train_data, StreamSource):
+            self.data_options["val_texts"] = self.train_data.skip  # search rebuilds the held-out set from them
+
+    def batch_stream(self, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0, **loader):
+        """A streamed corpus: micro-batches packed on the fly, resumable to the token
+        (`text_data.PackedTextStream`); else the map-style stream of the packed rows."""
+        if not isinstance(self.train_data, StreamSource):
+            return super().batch_stream(batch_size, world_size, rank, seed, **loader)
+        return data_lib.PackedTextStream(self.train_data.open, self.tokenizer, self.data_options["seq_len"],
+                                         batch_size, world_size, rank, seed, skip=self.train_data.skip,
+                                         pin_memory=loader.get("pin_memory", False))
 
     def _finish_setup(self) -> None:
         self.space = BertSpace(self.model.config)  # a fixed-arch model's space is its one arch
@@ -294,6 +355,7 @@ class BertTask(Task):
         options = dict(self.data_options)
         if data is not None:
             options["source"], options["val_data"] = data, None
+            options.pop("val_texts", None)  # a streamed run's held-out count belongs to its own corpus
         elif "source" not in options:
             raise ValueError("the run records no training data; pass --data SOURCE for the held-out set")
         options["seq_len"] = seq_len or options.get("seq_len") or 128
@@ -347,6 +409,7 @@ class MLMTask(BertTask):
 
     metric = "mlm_loss"
     model_class_name = "BertNasForMaskedLM"
+    supports_streaming = True
 
     def _build_models(self, cfg) -> None:
         if cfg.init_from_bert:
@@ -380,6 +443,7 @@ class ElectraTask(BertTask):
 
     metric = "electra_disc_loss"
     model_class_name = "BertNasForPreTraining"
+    supports_streaming = True
     heldout_moves_with_weights = True
 
     def _build_models(self, cfg) -> None:
@@ -430,4 +494,4 @@ class ElectraTask(BertTask):
 
 
 __all__ = ["MLMTask", "ElectraTask", "BertTask", "mlm_heldout", "electra_heldout", "load_lm_data", "load_tokenizer",
-           "absolute_if_local"]
+           "absolute_if_local", "load_stream_data", "StreamSource"]

@@ -372,3 +372,221 @@ def pack_lm_rows(texts: datasets.Dataset, tokenizer, seq_len: int, what: str = "
             "use more text, a larger val_fraction or a shorter --seq-len"
         )
     return part
+
+
+# ----------------------------------------------------------------------------------------
+# Streaming corpora (--streaming): read in order, tokenised on the fly, resumable position
+# ----------------------------------------------------------------------------------------
+
+STREAM_TOKENIZER_TEXTS = 10_000  # a streamed corpus trains its WordPiece on its first texts
+STREAM_READ_AHEAD = 256  # texts tokenised per call
+
+
+def stream_corpus(source: str | None, split: str = "train", text_column: str = "text"):
+    """The corpus as a `datasets.IterableDataset` read lazily (`streaming=True`): local text / JSON
+    files or folders, a `datasets` name[:config] (its `split`), or None (the embedded corpus).
+    Rows keep their columns; `iter_texts` reads `text_column` from them."""
+    import datasets
+
+    if source is None:
+        return datasets.Dataset.from_dict({"text": embedded_corpus()}).to_iterable_dataset()
+    path = Path(source).expanduser()
+    if path.exists():
+        files = _local_files(path)
+        check_text_files(files, source)
+        parts = []
+        json_files = [str(f) for f in files if f.suffix in JSON_SUFFIXES and f.stat().st_size > 0]
+        text_files = [str(f) for f in files if f.suffix not in JSON_SUFFIXES and f.stat().st_size > 0]
+        if text_files:
+            parts.append(datasets.load_dataset("text", data_files=text_files, split="train", streaming=True,
+                                               encoding_errors="replace"))
+        if json_files:
+            part = datasets.load_dataset("json", data_files=json_files, split="train", streaming=True)
+            if text_files:  # one "text" column for both kinds of file
+                part = part.select_columns([text_column])
+                part = part.rename_column(text_column, "text") if text_column != "text" else part
+            parts.append(part)
+        if not parts:
+            raise UserError(f"the corpus {source} is empty", "give a file with text in it, one text per line")
+        return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    if _looks_local(source):
+        raise UserFileError(f"Training text {source!r} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
+    name, _, config = source.partition(":")
+    try:
+        return datasets.load_dataset(name, config or None, split=split, streaming=True)
+    except Exception as err:  # offline, unknown name, ...: say what was tried
+        raise UserFileError(
+            f"{source!r} is not a local file or folder and could not be streamed with datasets.load_dataset "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+            "give a local .txt/.jsonl file or folder (or go online for a datasets name)"
+        ) from err
+
+
+def iter_texts(corpus, text_column: str = "text", start: int = 0, source: str = "the corpus"):
+    """The texts of a streamed corpus from row `start` on (blank or missing ones give ""), one
+    per row, so a row count is a position in the stream. `text_column`: the column of JSON rows
+    and datasets corpora (plain text files have only "text")."""
+    rows = corpus.skip(start) if start else corpus
+    for i, row in enumerate(rows):
+        if text_column in row:
+            text = row[text_column]
+        elif "text" in row:
+            text = row["text"]
+        else:
+            if i == 0 and not start:
+                raise UserError(f"{source} has columns {sorted(row)}, no {text_column!r}",
+                                "a 'text' column is needed, or name yours with --text-column COL")
+            text = None
+        yield text if isinstance(text, str) else ""
+
+
+def first_texts(corpus, count: int, text_column: str = "text", source: str = "the corpus") -> list[str]:
+    """The non-blank texts among the first `count` rows of a streamed corpus."""
+    import itertools
+
+    return [t for t in itertools.islice(iter_texts(corpus, text_column, source=source), count) if t.strip()]
+
+
+def stream_heldout(corpus, tokenizer, seq_len: int, rows: int, text_column: str = "text",
+                   source: str = "the corpus"):
+    """(packed held-out rows, texts taken): the fewest first rows of the stream, in steps of 64,
+    128, 256, ... rows, that pack into at least `rows` rows of `seq_len` tokens (as
+    `pack_lm_rows`); training reads on after them."""
+    import datasets
+
+    texts, taken, want, ended = [], 0, 64, False
+    reader = iter_texts(corpus, text_column, source=source)
+    while not ended:
+        for text in reader:
+            taken += 1
+            if text.strip():
+                texts.append(text)
+            if taken >= want:
+                break
+        else:
+            ended = True
+        if texts and _token_rows(texts, tokenizer, seq_len) >= rows:
+            packed = pack_lm_rows(datasets.Dataset.from_dict({"text": texts}), tokenizer, seq_len, "validation")
+            if len(packed) >= rows:
+                return packed.select(range(rows)), taken
+        want *= 2
+    raise UserError(f"the streamed corpus {source} holds fewer than {rows} held-out rows of {seq_len} tokens "
+                    "and training text after them",
+                    "use more text, a shorter --seq-len, fewer eval_batches, or --val-data FILE")
+
+
+def _token_rows(texts: list[str], tokenizer, seq_len: int) -> int:
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    return sum(len(x) + 1 for x in ids) // (seq_len - 2)
+
+
+class PackedTextStream:
+    """Training micro-batches of a streamed corpus, built on the fly.
+
+    The texts are read in corpus order (`open_texts(start)` iterates them from training text
+    `start`), tokenised in groups of `STREAM_READ_AHEAD` and packed exactly as `pack_lm_rows`
+    packs a map-style corpus: `[CLS] tokens... [SEP]` rows of `seq_len`, documents joined with
+    [SEP]. Global micro-batch i is the next B x W rows and rank r takes its r-th slice of B. The
+    position is (epoch, text, offset): the training text whose tokens come next and how many of
+    its tokens are already in rows. A checkpoint holds it, and a resumed run reads on from that
+    very token, so it sees the batches an uninterrupted run would. At the end of the corpus the
+    partial global batch is dropped and the next epoch starts again from the first training text
+    (no shuffling: a streamed corpus trains in its own order)."""
+
+    def __init__(self, open_texts, tokenizer, seq_len: int, batch_size: int, world_size: int = 1, rank: int = 0,
+                 seed: int = 0, skip: int = 0, pin_memory: bool = False, **_loader):
+        if seq_len < 4:
+            raise ValueError(f"seq_len={seq_len} is too short to pack; use at least 4")
+        self.open_texts, self.tokenizer, self.seq_len = open_texts, tokenizer, seq_len
+        self.batch_size, self.world_size, self.rank, self.seed, self.skip = batch_size, world_size, rank, seed, skip
+        self.global_batch = batch_size * world_size
+        self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.pin_memory = pin_memory
+        self.epoch = self.text = self.offset = self.position = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._iter = None
+        self._ahead: list[list[int]] = []  # token ids of texts self.text, self.text + 1, ...
+
+    def _current(self) -> list[int] | None:
+        """Token ids (+ [SEP]) of text `self.text`, skipping blank texts; None at the corpus's end."""
+        import itertools
+
+        while True:
+            if not self._ahead:
+                if self._iter is None:
+                    self._iter = iter(self.open_texts(self.text))
+                chunk = list(itertools.islice(self._iter, STREAM_READ_AHEAD))
+                if not chunk:
+                    return None
+                blank = [not t.strip() for t in chunk]
+                ids = self.tokenizer([t for t, b in zip(chunk, blank) if not b], add_special_tokens=False,
+                                     verbose=False)["input_ids"] if not all(blank) else []
+                found = iter(ids)
+                self._ahead = [[] if b else [*next(found), self.sep_id] for b in blank]
+                self._ahead.reverse()  # pop() from the end: the next text
+            if self._ahead[-1]:
+                return self._ahead[-1]
+            self._ahead.pop()  # a blank text: no tokens, no [SEP] (as the map-style corpus drops it)
+            self.text += 1
+            self.offset = 0
+
+    def _row(self) -> list[int] | None:
+        body, out = self.seq_len - 2, []
+        while len(out) < body:
+            ids = self._current()
+            if ids is None:
+                return None
+            take = ids[self.offset:self.offset + body - len(out)]
+            out.extend(take)
+            self.offset += len(take)
+            if self.offset >= len(ids):
+                self._ahead.pop()
+                self.text += 1
+                self.offset = 0
+        return [self.cls_id, *out, self.sep_id]
+
+    def next(self) -> dict:
+        import torch
+
+        rows: list = []
+        fresh = self.text == 0 and self.offset == 0
+        while len(rows) < self.global_batch:
+            row = self._row()
+            if row is None:  # the corpus ended: drop the partial batch, start the next epoch
+                if fresh:
+                    raise UserError(f"the streamed corpus packs into fewer than one global batch of "
+                                    f"{self.batch_size} x {self.world_size} rows of {self.seq_len} tokens",
+                                    "use more text, a smaller --batch-size or --seq-len")
+                self.epoch, self.text, self.offset, rows, fresh = self.epoch + 1, 0, 0, [], True
+                self._reset()
+                continue
+            rows.append(row)
+        self.position += 1
+        mine = torch.tensor(rows[self.rank * self.batch_size:(self.rank + 1) * self.batch_size], dtype=torch.long)
+        batch = {"input_ids": mine, "attention_mask": torch.ones_like(mine), "token_type_ids": torch.zeros_like(mine)}
+        if self.pin_memory:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"kind": "streaming", "epoch": self.epoch, "text": self.text, "offset": self.offset,
+                "position": self.position, "skip": self.skip, "seq_len": self.seq_len, "seed": self.seed,
+                "batch_size": self.batch_size, "world_size": self.world_size}
+
+    def load_state_dict(self, state) -> None:
+        from bertnas.storage.checkpoint import CheckpointError
+
+        if state.get("kind") != "streaming":
+            raise CheckpointError("the checkpoint's data came from a map-style corpus and this run streams it; "
+                                  "resume with the run's own streaming setting")
+        mine = self.state_dict()
+        for key in ("batch_size", "world_size", "skip", "seq_len"):
+            if state.get(key) != mine[key]:
+                raise CheckpointError(
+                    f"the checkpoint's data stream had {key}={state.get(key)}, this run has {mine[key]}; resume with "
+                    "the same data, --batch-size, --seq-len and number of processes to continue exactly")
+        self.epoch, self.text, self.offset = int(state["epoch"]), int(state["text"]), int(state["offset"])
+        self.position = int(state.get("position", 0))
+        self._reset()

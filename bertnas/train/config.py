@@ -84,6 +84,7 @@ class PretrainConfig:
     data: str | None = None  # None: the embedded default corpus; a file, folder or datasets name
     data_split: str = "train"  # the split of a datasets corpus
     text_column: str = "text"  # the text field of JSON rows / column of a datasets corpus
+    streaming: bool = False  # read `data` as a stream, tokenised on the fly (position kept in checkpoints)
     tokenizer: str | None = None  # None: train a WordPiece tokenizer on the corpus
     tokenizer_vocab_size: int = 1000  # when training one
     seq_len: int = 32
@@ -212,8 +213,8 @@ PretrainConfig.__init__ = _accept_renamed_keywords(PretrainConfig.__init__)
 GROUPS = {
     "run": ("output_dir", "seed", "max_steps", "save_steps", "keep_last", "resume_from_checkpoint", "overwrite",
             "report_to", "logging_steps", "push_to_hub", "hub_model_id", "progress", "verify_ranks"),
-    "task": ("task", "model", "arch", "space", "space_options", "init_from_bert", "init_from_supernet", "data", "data_split", "text_column",
-             "tokenizer", "tokenizer_vocab_size", "seq_len", "val_fraction", "val_data", "data_seed", "eval_batches",
+    "task": ("task", "model", "arch", "space", "space_options", "init_from_bert", "init_from_supernet", "data",
+             "data_split", "text_column", "streaming", "tokenizer", "tokenizer_vocab_size", "seq_len", "val_fraction", "val_data", "data_seed", "eval_batches",
              "mlm_probability", "disc_weight", "generator"),
     "optim": ("batch_size", "gradient_accumulation_steps", "lr", "weight_decay", "adam_beta1", "adam_beta2",
               "adam_epsilon", "warmup_steps", "optimizer", "lr_schedule", "lr_min", "sgd_momentum", "sgd_nesterov",

@@ -75,8 +75,8 @@ class SupernetTrainer:
         # (tied) parameters once.
         self.trainable = nn.ModuleDict(self.task.modules).to(self.device)
         self.trainable.train()
-        self.stream = BatchStream(self.task.train_data, optim.batch_size, self.world_size, self.rank, run.seed,
-                                  collate=self.task.collate, **self._loader_options())
+        self.stream = self.task.batch_stream(optim.batch_size, self.world_size, self.rank, run.seed,
+                                             **self._loader_options())
         self.policy = policy
         self.aligner = aligner
         self._evaluator = None
