@@ -334,3 +334,35 @@ def test_base_reuse_needs_a_plain_arch_and_matching_modes(dropout_setup):
     with pytest.warns(UserWarning, match="dropout noise"):
         noisy = aligner.align_loss(model.bert, batch, hidden, arch=space.arch(BASE))
     assert noisy.item() > 0
+
+
+def test_trainer_steps_are_identical_with_the_base_from_the_first_difference(tmp_path):
+    """The trainer's MAGIC-A steps (walk + alignment, dropout on, 4 layers, blocks of 2) give the
+    same losses, alignment losses and weights whether the base runs whole or from the first
+    layer where it differs from the student."""
+    from pathlib import Path
+
+    from bertnas.pipelines.pretrain import build_trainer
+    from bertnas.train.config import load_config
+
+    toy_yaml = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "toy.yaml"
+    runs = []
+    for reuse in (False, True):
+        cfg = load_config(dict(config=str(toy_yaml), output_dir=str(tmp_path / f"r{reuse}"), max_steps=6,
+                               save_steps=0, progress=False, align_start=0, align_ramp=0, base_replacement="none",
+                               base_arch=["mha12", "ffn", "conv3", "ffn"],
+                               model={"num_hidden_layers": 4, "hidden_dropout_prob": 0.1,
+                                      "attention_probs_dropout_prob": 0.1}))
+        trainer = build_trainer(cfg)
+        trainer.aligner.reuse_prefix = reuse
+        space = trainer.space
+        # students sharing 0..4 leading layers with the base, then the walk's own
+        archs = [space.arch(a) for a in (["mha12", "ffn", "conv3", "ffn"], ["mha12", "ffn", "conv5", "ffn"],
+                                         ["mha12", "mha6", "conv3", "ffn"], ["ffn", "ffn", "conv3", "ffn"])]
+        records = [trainer._train_step(a) for a in archs]
+        runs.append(([(r["loss"], r["align_loss"]) for r in records],
+                     {n: p.detach().clone() for n, p in trainer.task.model.named_parameters()}))
+        trainer.close()
+    (old_losses, old_weights), (new_losses, new_weights) = runs
+    assert old_losses == new_losses and any(a > 0 for _, a in new_losses)
+    assert all(torch.equal(old_weights[n], new_weights[n]) for n in old_weights)
