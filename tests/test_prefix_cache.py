@@ -175,3 +175,15 @@ def test_search_methods_give_the_same_outcome_with_reuse(method):
         if head is not None:
             assert ev.layers_run > 0
     assert runs[0] == runs[1]
+
+
+def test_priorities_are_kept_only_for_kept_prefixes():
+    model = _model()
+    space = BertSpace(model.config)
+    batches = _batches(model.config.vocab_size, n=2)
+    state_mb = 4 * 16 * model.config.hidden_size * 4 / 2**20
+    ev = Evaluator(model, batches, space=space, head_fn=mlm_head, prefix_cache_mb=4 * state_mb)
+    ev.score_many(_sharing_archs(space))
+    kept = {prefix for _, prefix in ev._states}
+    assert set(ev._priority) == kept == set(ev._held) and 0 < len(ev._states) <= 4
+    assert sum(ev._held.values()) == len(ev._states)

@@ -204,7 +204,8 @@ class Evaluator:
         self._checked = False  # the first prefix-reused score is compared with loss_fn's
         self._inputs: dict[int, tuple] = {}  # batch index -> (x, attn_mask, token_mask)
         self._states: dict[tuple, torch.Tensor] = {}  # (batch index, prefix ops) -> hidden state
-        self._priority: dict[tuple, float] = {}  # prefix ops -> best sort_key of an arch through it
+        self._priority: dict[tuple, float] = {}  # kept prefix -> best sort_key of an arch through it
+        self._held: dict[tuple, int] = {}  # kept prefix -> number of batches keeping its state
         self._state_bytes = 0
         self.layers_run = 0  # chain layers run by prefix reuse (statistics)
 
@@ -229,6 +230,7 @@ class Evaluator:
         self._inputs.clear()
         self._states.clear()
         self._priority.clear()
+        self._held.clear()
         self._state_bytes = 0
 
     def __call__(self, arch) -> float:
@@ -333,12 +335,14 @@ class Evaluator:
             return
         for d in range(1, len(ops)):
             prefix = ops[:d]
-            self._priority[prefix] = min(self._priority.get(prefix, math.inf), key)
             for b, states in states_per_batch.items():
                 state = states.get(d)
                 if state is not None and (b, prefix) not in self._states:
                     self._states[(b, prefix)] = state
                     self._state_bytes += state.numel() * state.element_size()
+                    self._held[prefix] = self._held.get(prefix, 0) + 1
+            if prefix in self._held:
+                self._priority[prefix] = min(self._priority.get(prefix, math.inf), key)
         if self._state_bytes <= self.prefix_cache_bytes:
             return
         # worst priority first; among equals the deeper (less shared) states, then the older
@@ -348,6 +352,9 @@ class Evaluator:
                 break
             state = self._states.pop((b, prefix))
             self._state_bytes -= state.numel() * state.element_size()
+            self._held[prefix] -= 1
+            if not self._held[prefix]:  # no batch keeps it: forget its priority too
+                del self._held[prefix], self._priority[prefix]
 
     def batch_scores(self, arch) -> list[float]:
         """Each held-out batch's share of the score, scaled so that their mean is the score
