@@ -108,7 +108,7 @@ def ratio_stats(ratios):
 # ----------------------------------------------------------------------------------------
 
 
-def bench_single(dims: dict, tmp: str) -> dict:
+def bench_single(dims: dict, tmp: str, magic_only: bool = False) -> dict:
     from bertnas.pipelines.pretrain import build_trainer as SupernetTrainer
 
     def make(name, **overrides):
@@ -125,22 +125,30 @@ def bench_single(dims: dict, tmp: str) -> dict:
     magic_eval = make("wae", sampler="walk", align=True)
     # outside shared_randomness the aligner runs the base in eval mode (and warns once)
     magic_eval._shared_randomness = lambda aligning, micro: contextlib.nullcontext()
-    variants = {"spos": trainers["uniform"], "magic": trainers["walk+align"], "spos_p0": spos_p0,
-                "magic_p0": magic_p0, "magic_eval_base": magic_eval}
+    # Before issue 24: the base's forward runs whole (embeddings and every layer), not from the
+    # first layer where its path differs from the student's.
+    magic_whole = make("waw", sampler="walk", align=True)
+    magic_whole.aligner.reuse_prefix = False
+    variants = {"spos": trainers["uniform"], "magic": trainers["walk+align"], "magic_whole_base": magic_whole,
+                "spos_p0": spos_p0, "magic_p0": magic_p0, "magic_eval_base": magic_eval}
     space = trainers["uniform"].space
     rng = random.Random(1)
-    for t in [*trainers.values(), spos_p0, magic_p0, magic_eval]:  # warm-up
+    extra = [spos_p0, magic_p0, magic_eval, magic_whole]
+    for t in [*trainers.values(), *extra]:  # warm-up
         for _ in range(dims["warmup"]):
             t._train_step(space.sample(rng))
 
     # All on identical subnets, alternating: within a pair only the alignment differs.
     pairs = {"magic_vs_spos": ("magic", "spos"), "magic_vs_spos_dropout0": ("magic_p0", "spos_p0"),
-             "magic_eval_base_vs_spos": ("magic_eval_base", "spos")}
+             "magic_eval_base_vs_spos": ("magic_eval_base", "spos"),
+             "magic_whole_base_vs_spos": ("magic_whole_base", "spos"), "magic_vs_magic_whole_base": ("magic", "magic_whole_base")}
     per_round = {name: [] for name in pairs}
     times = {name: [] for name in variants}
     every = {name: [] for name in variants}  # all step times: the best (min) resists contention
     names = list(variants)
+    load_avgs = []
     for r in range(dims["rounds"]):
+        load_avgs.append(os.getloadavg()[0])
         archs = [space.sample(rng) for _ in range(dims["steps"])]
         k = r % len(names)
         order = names[k:] + names[:k]
@@ -165,12 +173,21 @@ def bench_single(dims: dict, tmp: str) -> dict:
             "step_ms": step_ms,
             "ratio_dropout0": ratio_stats(per_round["magic_vs_spos_dropout0"]),
             "ratio_eval_base": ratio_stats(per_round["magic_eval_base_vs_spos"]),
+            # the same alternation: MAGIC-A with the base's forward run whole (before issue 24) / SPOS,
+            # and the new MAGIC-A step / that one
+            "ratio_whole_base": ratio_stats(per_round["magic_whole_base_vs_spos"]),
+            "ratio_new_vs_whole_base": ratio_stats(per_round["magic_vs_magic_whole_base"]),
+            "load_avg_1min": load_avgs,
             "best_step_ms": {name: 1000 * min(v) for name, v in every.items()},
             "ratio_of_best": {pair: min(every[a]) / min(every[b]) for pair, (a, b) in pairs.items()},
             "rounds": dims["rounds"], "steps_per_round": dims["steps"],
         }
     }
 
+    if magic_only:
+        for t in [*trainers.values(), *extra]:
+            t.close()
+        return result
     # tokens/s with each variant's own sampler, alternating.
     tokens = {name: [0, 0.0] for name in trainers}
     for r in range(dims["rounds"]):
@@ -184,7 +201,7 @@ def bench_single(dims: dict, tmp: str) -> dict:
                 tokens[name][1] += time.perf_counter() - t0
                 tokens[name][0] += record["tokens"]
     result["tokens_per_s"] = {name: n / s for name, (n, s) in tokens.items()}
-    for t in [*trainers.values(), spos_p0, magic_p0, magic_eval]:
+    for t in [*trainers.values(), *extra]:
         t.close()
     return result
 
@@ -564,6 +581,9 @@ def markdown(report: dict) -> str:
         f"| ... MAGIC-A with the base in eval mode (the earlier design) / SPOS | {sm['magic_eval_base']:.1f} ms / "
         f"{sm['spos']:.1f} ms | {_fmt(ms['ratio_eval_base'])} | {ms['ratio_of_best']['magic_eval_base_vs_spos']:.3f} "
         "| - | - |",
+        f"| ... MAGIC-A with the base's forward run whole (before issue 24: embeddings and every layer) / SPOS | "
+        f"{sm['magic_whole_base']:.1f} ms / {sm['spos']:.1f} ms | {_fmt(ms['ratio_whole_base'])} | "
+        f"{ms['ratio_of_best']['magic_whole_base_vs_spos']:.3f} | - | - |",
         f"| 2 ranks: supernet / DDP static, path {' '.join(tr['arch'])} | {tr['step_ms']['supernet']:.1f} ms / "
         f"{tr['step_ms']['ddp_static']:.1f} ms | {_fmt(tr['ratio_vs_ddp_static'])} | "
         f"{tr['ratio_of_best_vs_ddp_static']:.3f} | <= {tr['target']} | "
@@ -624,6 +644,8 @@ def main():
     parser.add_argument("--tmp", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads of the 1-process benches (default 2; the 2-rank one uses 1 per rank)")
+    parser.add_argument("--magic-only", action="store_true",
+                        help="only the MAGIC-A / SPOS alternation (bench/results/pretrain_magic.json)")
     parser.add_argument("--skip-two-rank", action="store_true")
     parser.add_argument("--skip-deepspeed", action="store_true",
                         help="leave out the DeepSpeed bench (its first run on a machine JIT-builds a CPU op)")
@@ -644,6 +666,22 @@ def main():
     t0 = time.time()
     load_before = os.getloadavg()[0]  # other jobs on the machine skew timings: say how busy it was
     tmp = tempfile.mkdtemp(prefix="bench_pretrain_")
+    if args.magic_only:
+        try:
+            single = bench_single(dims, tmp, magic_only=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        report = {"command": ".venv/bin/python bench/bench_pretrain.py --magic-only" + (" --quick" if args.quick else "")
+                  + (f" --threads {args.threads}" if args.threads != 2 else ""),
+                  "date": time.strftime("%Y-%m-%d"),
+                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+                             f"{torch.__version__} ({torch.get_num_threads()} threads)",
+                  "load_avg_start": load_before, "load_avg_end": os.getloadavg()[0], "dims": dims,
+                  "magic_vs_spos": single["magic_vs_spos"], "seconds": time.time() - t0}
+        name = "pretrain_magic_quick" if args.quick else "pretrain_magic"
+        (ROOT / "bench" / "results" / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["magic_vs_spos"], indent=2))
+        return None
     try:
         single = bench_single(dims, tmp)
         print(json.dumps(single["magic_vs_spos"]), flush=True)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from bertnas import BertNasForMaskedLM, BertNasModel, BertSpace
+from bertnas.strategies.base import MixedArch
 from bertnas.supernet.align import Aligner, step_seed
 from tests.conftest import toy_config
 
@@ -269,3 +270,99 @@ def test_bad_options(setup):
         Aligner(space, ["ffn"] * 4, replacement="population", population=0)
     with pytest.raises(ValueError, match="must be >= 0"):
         Aligner(space, ["ffn"] * 4, margin=-1)
+
+
+def _aligned_step(model, aligner, batch, arch, seed, reuse):
+    """One MAGIC-A micro-step as the trainer runs it: student forward, alignment, backward, all
+    inside shared_randomness; returns (loss, block losses, gradients by name, base layers run)."""
+    aligner.reuse_prefix = reuse
+    model.zero_grad(set_to_none=True)
+    calls = []
+    hooks = [layer.register_forward_pre_hook(lambda m, a: calls.append(m.label)) for layer in model.bert.encoder.layers]
+    hooks.append(model.bert.embeddings.register_forward_pre_hook(lambda m, a: calls.append("embeddings")))
+    try:
+        with aligner.shared_randomness(aligner.randomness_modules(model), seed):
+            out = model(**batch, arch=arch, output_hidden_states=True)
+            n_student = len(calls)
+            loss, blocks = aligner.align_loss(model.bert, batch, out.hidden_states, arch=space_arch(aligner, arch),
+                                              return_blocks=True)
+            total = out.logits.float().pow(2).mean() + aligner.weighted(loss, torch.tensor(1.0))
+            total.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss, blocks, grads, calls[n_student:]
+
+
+def space_arch(aligner, arch):
+    return aligner.space.arch(arch)
+
+
+@pytest.mark.parametrize("block_size,normalize", [(1, True), (2, True), (2, False), (3, True)])
+def test_base_from_the_first_differing_layer_equals_the_whole_base(dropout_setup, block_size, normalize):
+    """The base starts where its path first differs from the student's (from the student's
+    state there): with dropout on and the same seeds, the loss, every block and every gradient
+    are those of the whole base forward, exactly."""
+    model, space, batch = dropout_setup
+    aligner = Aligner(space, BASE, block_size=block_size, normalize=normalize)
+    students = [BASE, ["mha6", "ffn", "conv3", "ffn"], ["mha12", "conv5", "conv3", "ffn"],
+                ["mha12", "ffn", "mha8", "ffn_wide"], ["mha12", "ffn", "conv3", "identity"],
+                ["identity", "ffn_wide", "mha8", "conv5"]]
+    for i, arch in enumerate(students):
+        old = _aligned_step(model, aligner, batch, arch, 100 + i, reuse=False)
+        new = _aligned_step(model, aligner, batch, arch, 100 + i, reuse=True)
+        assert old[0].item() == new[0].item() and torch.equal(old[1], new[1])
+        assert old[2].keys() == new[2].keys() and all(torch.equal(old[2][k], new[2][k]) for k in old[2])
+        agree = next((j for j, (a, b) in enumerate(zip(arch, BASE)) if a != b), len(BASE))
+        assert old[3] == ["embeddings"] + [f"layer_{j}" for j in range(4)]  # the whole base
+        assert new[3] == [f"layer_{j}" for j in range(agree, 4)]  # from the first difference on
+    assert old[0].item() > 0
+
+
+def test_base_reuse_needs_a_plain_arch_and_matching_modes(dropout_setup):
+    model, space, batch = dropout_setup
+    aligner = Aligner(space, BASE, block_size=2)
+    hidden = _student(model, batch, BASE)
+    assert aligner._base_from_student(model.bert, batch, hidden, None) is None  # no arch: the whole base
+    mixed = MixedArch({label: torch.full((len(space.choices[label]),), 0.125) for label in space.choices},
+                      space.arch(BASE))
+    assert aligner._base_from_student(model.bert, batch, hidden, mixed) is None  # mixed ops: the whole base
+    states, ran = aligner._base_from_student(model.bert, batch, hidden, space.arch(BASE))
+    assert not ran and all(torch.equal(a, b) for a, b in zip(states, hidden))
+    # outside shared_randomness a training student is aligned to an eval-mode base: whole forward
+    with pytest.warns(UserWarning, match="dropout noise"):
+        noisy = aligner.align_loss(model.bert, batch, hidden, arch=space.arch(BASE))
+    assert noisy.item() > 0
+
+
+def test_trainer_steps_are_identical_with_the_base_from_the_first_difference(tmp_path):
+    """The trainer's MAGIC-A steps (walk + alignment, dropout on, 4 layers, blocks of 2) give the
+    same losses, alignment losses and weights whether the base runs whole or from the first
+    layer where it differs from the student."""
+    from pathlib import Path
+
+    from bertnas.pipelines.pretrain import build_trainer
+    from bertnas.train.config import load_config
+
+    toy_yaml = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "toy.yaml"
+    runs = []
+    for reuse in (False, True):
+        cfg = load_config(dict(config=str(toy_yaml), output_dir=str(tmp_path / f"r{reuse}"), max_steps=6,
+                               save_steps=0, progress=False, align_start=0, align_ramp=0, base_replacement="none",
+                               base_arch=["mha12", "ffn", "conv3", "ffn"],
+                               model={"num_hidden_layers": 4, "hidden_dropout_prob": 0.1,
+                                      "attention_probs_dropout_prob": 0.1}))
+        trainer = build_trainer(cfg)
+        trainer.aligner.reuse_prefix = reuse
+        space = trainer.space
+        # students sharing 0..4 leading layers with the base, then the walk's own
+        archs = [space.arch(a) for a in (["mha12", "ffn", "conv3", "ffn"], ["mha12", "ffn", "conv5", "ffn"],
+                                         ["mha12", "mha6", "conv3", "ffn"], ["ffn", "ffn", "conv3", "ffn"])]
+        records = [trainer._train_step(a) for a in archs]
+        runs.append(([(r["loss"], r["align_loss"]) for r in records],
+                     {n: p.detach().clone() for n, p in trainer.task.model.named_parameters()}))
+        trainer.close()
+    (old_losses, old_weights), (new_losses, new_weights) = runs
+    assert old_losses == new_losses and any(a > 0 for _, a in new_losses)
+    assert all(torch.equal(old_weights[n], new_weights[n]) for n in old_weights)

@@ -433,6 +433,20 @@ class BertNasModel(BertNasPreTrainedModel):
             return mask_to_additive(keep[:, None, None, :], dtype), token_mask
         return create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask), token_mask
 
+    def chain_inputs(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                     inputs_embeds=None):
+        """(x, attn_mask, token_mask): the hidden state entering chain layer 0 (`hidden_states[0]`
+        of `forward`) and the masks every chain layer takes. `forward` runs the chain on them;
+        code that runs the layers one at a time starts here, or from any layer i with a hidden
+        state `forward` produced (`hidden_states[i]`):
+        `x = self.encoder.layers[i](x, op, attn_mask, token_mask)` (the evaluator's prefix cache,
+        MAGIC-A's base from the first layer where it differs from the student)."""
+        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
+        attn_mask, token_mask = self.attention_mask_for(attention_mask, x)
+        return x, attn_mask, token_mask
+
     @capture_outputs
     def forward(
         self,
@@ -453,10 +467,8 @@ class BertNasModel(BertNasPreTrainedModel):
         choices = self.resolve_choices(arch, arch_weights)
         if output_attentions is None:
             output_attentions = bool(self.config.output_attentions)
-        x = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        if self.embeddings_project is not None:
-            x = self.embeddings_project(x)
-        attn_mask, token_mask = self.attention_mask_for(attention_mask, x)
+        x, attn_mask, token_mask = self.chain_inputs(input_ids, attention_mask, token_type_ids, position_ids,
+                                                     inputs_embeds)
         x, attentions = self.encoder(x, choices, attn_mask, token_mask, output_attentions)
         pooled = self.pooler(x) if self.pooler is not None else None
         return BaseModelOutputWithPooling(last_hidden_state=x, pooler_output=pooled, attentions=attentions)

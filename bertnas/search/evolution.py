@@ -8,6 +8,8 @@ from the best `parents` archs found so far, by uniform crossover of two parents 
 probability `crossover_prob`) or by changing `mutation_k` ops of one parent; children that
 are over budget or already scored are redrawn (after many misses: a fresh random arch). The
 population is then the best P of parents and children. Total scored: P x (generations + 1).
+Each generation (and random search's sample) is scored as one population (`score_population`),
+so the evaluator computes the layer prefixes its archs share once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from bertnas.spaces.base import Arch, as_rng
 from bertnas.search.constraints import Constraints, InfeasibleBudget, sample_allowed
 from bertnas.storage.results import make_candidate, rank
-from bertnas.search.shrinking import SearchOutcome
+from bertnas.search.shrinking import SearchOutcome, score_population
 
 
 def _unique_allowed(space, constraints, rng, exclude: set, count: int, propose=None) -> list:
@@ -48,8 +50,10 @@ def random_search(space, score_fn: Callable, constraints: Constraints | None = N
     archs = _unique_allowed(space, constraints, rng, set(), num_samples)
     if not archs:
         sample_allowed(space, constraints, rng)  # raises InfeasibleBudget with the reason
-    scored = [make_candidate(space, constraints, a, score_fn(a))
-              for a in tqdm(archs, desc="random search", unit="arch", disable=not progress)]
+    with tqdm(total=len(archs), desc="random search", unit="arch", disable=not progress) as bar:
+        values = score_population(score_fn, archs)  # one population: shared layer prefixes once
+        bar.update(len(archs))
+    scored = [make_candidate(space, constraints, a, s) for a, s in zip(archs, values)]
     ranked = rank(scored, higher_is_better)
     return SearchOutcome(ranked, list(ranked), {"num_samples": num_samples, "num_evaluated": len(scored)})
 
@@ -76,10 +80,9 @@ def evolution_search(space, score_fn: Callable, constraints: Constraints | None 
     scores: dict = {}
     bar = tqdm(total=population * (generations + 1), desc="evolution", unit="arch", disable=not progress)
 
-    def score_all(archs):
-        for arch in archs:
-            scores[arch] = float(score_fn(arch))
-            bar.update()
+    def score_all(archs):  # a generation at once: the evaluator shares layer prefixes across it
+        scores.update(zip(archs, score_population(score_fn, archs)))
+        bar.update(len(archs))
 
     def best(archs, n):
         return sorted(archs, key=lambda a: (sign * scores[a], a.ops))[:n]

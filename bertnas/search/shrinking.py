@@ -8,8 +8,9 @@ Whole-arch variant (`progressive_shrinking`), as implemented here:
   about the same share of the space and no bin is empty. Sampling a bin = rejection
   sampling of the space restricted to the bin's cost range (or drawing without replacement
   from the bin's archs when the space was enumerated).
-* Stages. Each bin starts with E sampled candidates. Every stage scores the bin's
-  population (scores are cached, so survivors are not re-scored) and keeps its better half:
+* Stages. Each bin starts with E sampled candidates. Every stage scores the bins' new
+  candidates as one population (`score_population`: the evaluator shares layer prefixes across
+  them; scores are cached, so survivors are not re-scored) and keeps each bin's better half:
   the number kept goes E/2, E/4, ... down to m. Between stages the population is refilled to
   E with neighbours of the survivors (one op changed, staying in the bin and the budget):
   the evaluation budget moves to the regions that scored well. When no new neighbour can be
@@ -148,6 +149,17 @@ def shrinking_total(candidates_per_bin: int, survivors_per_bin: int, population_
         total += len(population_sizes) * (candidates_per_bin - keep)
 
 
+def score_population(score_fn: Callable, archs) -> list[float]:
+    """The scores of `archs`, in one call when the scorer takes a population
+    (`Evaluator.score_many`: on chain spaces, layer prefixes the archs share are computed once per
+    held-out batch), else one by one."""
+    archs = list(archs)
+    many = getattr(score_fn, "score_many", None)
+    if many is not None:
+        return [float(s) for s in many(archs)] if archs else []
+    return [float(score_fn(a)) for a in archs]
+
+
 def progressive_shrinking(
     space,
     score_fn: Callable,
@@ -190,13 +202,11 @@ def progressive_shrinking(
     bar = tqdm(total=shrinking_total(candidates_per_bin, survivors_per_bin, [len(p) for p in populations]),
                desc="shrinking", unit="arch", disable=not progress)
     while True:
-        new = 0
-        for pop in populations:
-            for arch in pop:
-                if arch not in scores:
-                    scores[arch] = float(score_fn(arch))
-                    new += 1
-                    bar.update()
+        # the stage's new archs (every bin) scored as one population: shared prefixes once
+        todo = list(dict.fromkeys(arch for pop in populations for arch in pop if arch not in scores))
+        scores.update(zip(todo, score_population(score_fn, todo)))
+        new = len(todo)
+        bar.update(new)
         keep = max(survivors_per_bin, math.ceil(keep / 2))
         survivors = [sorted(pop, key=lambda a: (sign * scores[a], a.ops))[:keep] for pop in populations]
         stages.append({
@@ -380,11 +390,10 @@ def blockwise_search(
         if not front:
             raise InfeasibleBudget(f"No combination of block candidates meets the budget {constraints.describe()}")
     best = front[:top_k]
-    results = []
-    for ops, loss, _ in best:
-        arch = space.arch(list(ops))
-        score = float(score_fn(arch)) if score_fn is not None else loss
-        results.append(make_candidate(space, constraints, arch, score, blockwise_loss=loss))
+    archs = [space.arch(list(ops)) for ops, _, _ in best]
+    scores = score_population(score_fn, archs) if score_fn is not None else [loss for _, loss, _ in best]
+    results = [make_candidate(space, constraints, arch, score, blockwise_loss=loss)
+               for arch, score, (_, loss, _) in zip(archs, scores, best)]
     if score_fn is not None:
         results = rank(results, higher_is_better)
     info = {"blocks": [list(b) for b in blocks], "candidates_per_block": [len(r) for r in lookup],

@@ -14,6 +14,9 @@ the same random numbers per chain layer (common random numbers): wrap the studen
 `align_loss` and the backward in it, and the base runs in train mode with the same dropout
 masks wherever the two paths run the same op on the same input. A student equal to the base
 then gets exactly 0, and a student differing in one layer gets 0 on every block before it.
+So on a chain (BERT) the base's forward starts at the first layer where its path differs from
+the student's, from the student's hidden state there, and stops at the last block end: the
+same states bit for bit, without recomputing the embeddings and the shared prefix.
 
 Base replacement (`maybe_replace`, every `every` steps), lower scores are better:
 - "beat": the base is replaced by the best candidate that is *significantly* better than it.
@@ -39,6 +42,7 @@ from torch.nn import functional as F
 
 from bertnas.spaces.base import Arch, SearchSpace
 from bertnas.supernet.options import AlignOptions
+from bertnas.supernet.scoring import chain_backbone
 
 REPLACEMENTS = ("none", "beat", "population")
 _TARGET_KEYS = ("labels", "mlm_positions", "mlm_targets", "start_positions", "end_positions")
@@ -98,7 +102,7 @@ class Aligner:
     def __init__(self, space: SearchSpace, base_arch, block_size: int = 2, weight: float = 0.1,
                  replacement: str = "population", every: int = 100, top_p: float = 0.3, tolerance: float = 0.1,
                  population: int = 8, *, normalize: bool = True, max_ratio: float | None = 0.5,
-                 margin: float = 0.0, z: float = 3.0, start: int = 0, ramp: int = 0):
+                 margin: float = 0.0, z: float = 3.0, start: int = 0, ramp: int = 0, reuse_prefix: bool = True):
         if replacement not in REPLACEMENTS:
             raise ValueError(f"Unknown base replacement {replacement!r}; choose one of {REPLACEMENTS}")
         if block_size < 1 or every < 1:
@@ -126,6 +130,7 @@ class Aligner:
         self.z = z
         self.start = start
         self.ramp = ramp
+        self.reuse_prefix = reuse_prefix  # start the base where it first differs from the student
         self.replacements = 0
         self.checks = 0
         self.last_decision: dict | None = None
@@ -215,8 +220,10 @@ class Aligner:
         without gradient. Inside `shared_randomness` the base runs in the
         model's current mode with the student's dropout masks; outside it, in eval mode (clean
         targets, but a training student is then also penalised for its own dropout noise).
-        `arch` is accepted for compatibility and not needed. With `return_blocks`, returns
-        (loss, per-block losses)."""
+        `arch` (the student's path) lets the base start where the two paths first differ, from
+        the student's hidden state there (chain models, `reuse_prefix`; the same values and
+        gradients as the whole base forward); without it the base runs whole. With
+        `return_blocks`, returns (loss, per-block losses)."""
         shared = self._shared > 0
         was_training = model.training
         if not shared:
@@ -226,15 +233,23 @@ class Aligner:
                 self._warned = True
             model.eval()
         fired = self._fired
+        ran = True
         try:
             with torch.no_grad():
                 # The batch's inputs (targets dropped) as keyword arguments: any space's model
                 # that takes `arch=` and `output_hidden_states=` can be aligned.
                 inputs = {k: v for k, v in batch.items() if k not in _TARGET_KEYS}
-                base = model(**inputs, arch=self.base_arch, output_hidden_states=True).hidden_states
+                # the student's states are the base's where the paths agree, if both ran in the
+                # same mode with the same dropout masks (shared, or both in eval mode)
+                reused = (self._base_from_student(model, inputs, student_hidden_states, arch)
+                          if self.reuse_prefix and (shared or not was_training) else None)
+                if reused is not None:
+                    base, ran = reused
+                else:
+                    base = model(**inputs, arch=self.base_arch, output_hidden_states=True).hidden_states
         finally:
             model.train(was_training)
-        if shared and self._fired == fired:
+        if shared and ran and self._fired == fired:
             raise RuntimeError("Aligner.shared_randomness is active but none of its modules ran in the base forward: "
                                "hook the modules of the model passed to align_loss (Aligner.randomness_modules(model))")
         mask = batch.get("attention_mask")
@@ -271,6 +286,42 @@ class Aligner:
         self.last_block_losses = blocks.detach()
         total = blocks.sum()
         return (total, blocks) if return_blocks else total
+
+    def _base_from_student(self, model, inputs: dict, student_hidden_states, arch):
+        """(the base's hidden states, whether any layer ran), or None where the chain cannot be
+        entered layer by layer (not a chain model, a mixed-op or unknown student arch).
+
+        Chain layers 0..k-1 run the same ops in the base as in the student (k: the first layer
+        where they differ), on the same inputs with the same dropout masks
+        (`shared_randomness` seeds each layer's draws by its index, so skipping a module changes
+        no other draw), so the student's states 0..k are the base's, bit for bit: the base
+        starts at layer k from the student's state k and stops at the last block end. Every
+        alignment value and gradient is the one the whole base forward gives."""
+        if arch is None or getattr(arch, "discrete", None) is not None:
+            return None
+        backbone = chain_backbone(model)
+        if backbone is None or not hasattr(backbone, "attention_mask_for"):
+            return None
+        ops = tuple(arch.ops) if hasattr(arch, "ops") else tuple(arch)
+        base_ops = self.base_arch.ops
+        layers = backbone.encoder.layers
+        n = len(layers)
+        if (len(ops) != n or len(base_ops) != n or len(student_hidden_states) != n + 1
+                or not all(isinstance(op, str) for op in ops)):
+            return None
+        k = 0
+        while k < n and ops[k] == base_ops[k]:
+            k += 1
+        stop = self.block_ends(n)[-1]
+        states = [h.detach() for h in student_hidden_states[:k + 1]]
+        if k >= stop:
+            return states, False
+        attn_mask, token_mask = backbone.attention_mask_for(inputs.get("attention_mask"), student_hidden_states[0])
+        x = states[k]
+        for i in range(k, stop):
+            x = layers[i](x, base_ops[i], attn_mask, token_mask)
+            states.append(x)
+        return states, True
 
     def current_weight(self, step: int | None = None) -> float:
         """`weight` after the schedule: 0 before step `start`, then a linear ramp over `ramp`

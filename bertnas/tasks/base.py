@@ -112,9 +112,16 @@ class Task:
         """(sum of the score over the batch, number of items) for the path `ops`."""
         raise NotImplementedError
 
+    def chain_head(self):
+        """`(model, batch, last hidden state) -> (sum, count)`: `loss_fn` from a chain path's last
+        hidden state, which lets the evaluator share layer prefixes between archs
+        (`Evaluator(head_fn=...)`); None (the default): every arch is scored whole."""
+        return None
+
     def evaluator(self, batches: list[dict], cache: bool = True):
         return Evaluator(self.model, batches, loss_fn=self.loss_fn, metric=self.metric,
-                         higher_is_better=self.higher_is_better, space=self.space, cache=cache)
+                         higher_is_better=self.higher_is_better, space=self.space, cache=cache,
+                         head_fn=self.chain_head())
 
     def result_info(self, arch) -> dict:
         """Extra fields of `arch`'s search result entry (e.g. a benchmark's real accuracy); {} by default."""

@@ -22,7 +22,7 @@ from bertnas.spaces import BertSpace
 from bertnas.storage import checkpoint as ckpt_lib
 from bertnas.storage.checkpoint import GENERATOR_DIR, MODEL_DIR
 from bertnas.supernet.align import Aligner
-from bertnas.supernet.scoring import electra_loss, mlm_loss
+from bertnas.supernet.scoring import electra_head, electra_loss, mlm_head, mlm_loss
 from bertnas.tasks import text_data as data_lib
 from bertnas.tasks.base import Task
 from bertnas.tasks.objectives import ElectraObjective, MLMObjective, mask_tokens
@@ -433,6 +433,9 @@ class MLMTask(BertTask):
     def loss_fn(self, model, batch, ops):
         return mlm_loss(model, batch, ops)
 
+    def chain_head(self):
+        return mlm_head if hasattr(self.model, "cls") else None
+
     def _heldout_batches(self, val, batch_size, eval_batches, mask_seed, mlm_probability):
         return mlm_heldout(val, self.tokenizer, batch_size, eval_batches, mask_seed, mlm_probability)
 
@@ -487,6 +490,9 @@ class ElectraTask(BertTask):
 
     def loss_fn(self, model, batch, ops):
         return electra_loss(model, batch, ops)
+
+    def chain_head(self):
+        return electra_head
 
     def _heldout_batches(self, val, batch_size, eval_batches, mask_seed, mlm_probability):
         self.objective.mlm_probability = mlm_probability
