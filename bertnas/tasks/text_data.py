@@ -212,18 +212,8 @@ def load_texts(source: str | None = None, split: str = "train", text_column: str
     path = Path(source).expanduser()
     if path.exists():
         ds = _load_local(_local_files(path), source, text_column)
-    elif _looks_local(source):
-        raise UserFileError(f"Training text {source!r} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
     else:
-        name, _, config = source.partition(":")
-        try:
-            ds = datasets.load_dataset(name, config or None, split=split)
-        except Exception as err:  # offline, unknown name, ...: say what was tried
-            raise UserFileError(
-                f"{source!r} is not a local file or folder and could not be loaded with datasets.load_dataset "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
-                "give a local .txt/.jsonl file or folder (or go online for a datasets name)"
-            ) from err
+        ds = _load_named(source, split, streaming=False)
     if "text" not in ds.column_names:
         if text_column not in ds.column_names:
             raise UserError(f"{source} has columns {ds.column_names}, no {text_column!r}",
@@ -409,15 +399,23 @@ def stream_corpus(source: str | None, split: str = "train", text_column: str = "
         if not parts:
             raise UserError(f"the corpus {source} is empty", "give a file with text in it, one text per line")
         return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    return _load_named(source, split, streaming=True)
+
+
+def _load_named(source: str, split: str, streaming: bool):
+    """A `datasets` corpus by name (`name[:config]`), read whole or as a stream; a path-like name
+    that does not exist, or a name that cannot be loaded (offline, unknown), is one clear error."""
+    import datasets
+
     if _looks_local(source):
         raise UserFileError(f"Training text {source!r} does not exist", "give a .txt/.jsonl file, a folder, or a datasets name")
     name, _, config = source.partition(":")
     try:
-        return datasets.load_dataset(name, config or None, split=split, streaming=True)
+        return datasets.load_dataset(name, config or None, split=split, streaming=streaming)
     except Exception as err:  # offline, unknown name, ...: say what was tried
         raise UserFileError(
-            f"{source!r} is not a local file or folder and could not be streamed with datasets.load_dataset "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+            f"{source!r} is not a local file or folder and could not be {'streamed' if streaming else 'loaded'} with "
+            f"datasets.load_dataset ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
             "give a local .txt/.jsonl file or folder (or go online for a datasets name)"
         ) from err
 
