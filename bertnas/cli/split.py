@@ -5,7 +5,8 @@
 Each child starts from the parent supernet's weights, holds the choice to its candidate and trains
 S more steps with the parent's config (one after another; an interrupted split resumes where it
 stopped). OUT/few_shot.json names the child of each candidate: score an arch with the child that
-holds it (`bertnas search --checkpoint OUT/<candidate>` searches one child's sub-space).
+holds it (`bertnas.pipelines.fewshot.child_for`; `bench/nb201_ranking.py --variants few-shot` does
+so). `bertnas search` does not yet search across the children of a split.
 """
 
 from __future__ import annotations
