@@ -51,6 +51,9 @@ VARIANTS = {
     # few-shot NAS: the --split-parent variant's final supernet split on --split-choice, one child
     # per candidate trained --split-epochs more (bertnas/pipelines/fewshot.py)
     "few-shot": None,
+    # few-shot's equal-budget control: the same parent trained on, unsplit, for as many steps as
+    # all the few-shot children together (the same warm start, sampler and schedule shape)
+    "continued": None,
 }
 FULL_CIFAR10 = SHARED / "vision" / "cifar10_jpeg" / "cifar10-jpeg.zip"
 # NASLib's NB201 encoding: op index -> NB201 op, edges (from, to) in index order
@@ -184,6 +187,24 @@ def train_supernet(args, variant: str) -> float:
     if (folder / "summary.json").is_file():
         return 0.0
     resume = folder.is_dir() and any(folder.glob("checkpoint-*"))
+    if variant == "continued":
+        from bertnas.storage.checkpoint import verified_checkpoint
+
+        parent = Path(args.output_dir) / args.split_parent
+        if not (parent / "summary.json").is_file():
+            raise SystemExit(f"continued trains on the finished {args.split_parent} supernet; train it first "
+                             f"(--variants {args.split_parent} --train-only)")
+        steps = args.split_steps * args.split_children
+        pretrain(dict(output_dir=str(folder), space="nb201", data=args.data, seed=args.seed, max_steps=steps,
+                      save_steps=args.save_steps, keep_last=1, batch_size=args.batch_size, lr=args.lr,
+                      warmup_steps=max(1, steps // 20), val_fraction=args.val_fraction, data_seed=0,
+                      eval_batches=args.eval_batches, progress=False, overwrite=not resume,
+                      resume_from_checkpoint="latest" if resume else None,
+                      init_from_supernet=str(verified_checkpoint(parent)),
+                      space_options={"C": args.channels, "N": args.cells, "metric": args.metric,
+                                     "calibration_batches": args.calibration_batches},
+                      **VARIANTS[args.split_parent]))
+        return _record_wall(folder, time.perf_counter() - started, resume)
     pretrain(dict(output_dir=str(folder), space="nb201", data=args.data, seed=args.seed, max_steps=args.steps,
                   save_steps=args.save_steps, keep_last=1, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=args.steps // 20, val_fraction=args.val_fraction, data_seed=0,
@@ -255,6 +276,14 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
                   "train_wall_s": _wall(folder), "train_step_time_s": _step_time(folder),
                   "train_loss_last50": sum(x["loss"] for x in tail) / len(tail),
                   "train_accuracy_last50": sum(x.get("accuracy", 0.0) for x in tail) / len(tail)}
+        if variant == "continued":  # counted like few-shot: the parent's steps and time plus its own
+            parent = Path(args.output_dir) / args.split_parent
+            parent_step = json.loads((parent / "summary.json").read_text())["step"]
+            result.update(parent_variant=args.split_parent, parent_step=parent_step, own_steps=run["steps"],
+                          steps=parent_step + run["steps"],
+                          epochs=(parent_step + run["steps"]) * args.batch_size / run["train_rows"],
+                          train_wall_s=(_wall(parent) or 0.0) + (_wall(folder) or 0.0),
+                          train_step_time_s=_step_time(parent) + _step_time(folder))
     done.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
@@ -406,7 +435,11 @@ def main(argv=None) -> dict:
     started, load_before = time.perf_counter(), os.getloadavg()
 
     args.split_steps = 0
-    if args.epochs or "few-shot" in args.variants:
+    from bertnas.spaces.nb201 import Nb201Space
+
+    probe = Nb201Space(args.channels, args.cells)
+    args.split_children = len(probe.choices[args.split_choice or next(iter(probe.mutable_choices()))])
+    if args.epochs or {"few-shot", "continued"} & set(args.variants):
         from bertnas.tasks.vision import load_images
 
         train_rows = round(len(load_images(args.data).labels) * (1 - args.val_fraction))

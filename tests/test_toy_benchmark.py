@@ -4,6 +4,7 @@ NASLib -> NB201 arch encoding of bench/nb201_ranking.py."""
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,3 +136,25 @@ def test_nb201_scoring_resumes_from_its_partial_file_for_the_same_checkpoint(tmp
     assert {a: again["cross_entropy"][a] for a in archs[:3]} == first["cross_entropy"]
     nb.score_both(task, batches, archs[:2], "t", partial, "checkpoint-00000020")  # another checkpoint: from scratch
     assert len(scored) == 7
+
+
+def test_nb201_continued_control_trains_the_parent_on_for_all_children_steps(tmp_path):
+    """few-shot's equal-budget control starts from the parent's final weights and trains, unsplit,
+    as many steps as the five children of an NB201 edge together."""
+    nb = load_bench_script("nb201_ranking")
+    data = nb.DEFAULT_DATA
+    if not Path(data).is_file():
+        pytest.skip(f"the CIFAR-10 subset is not at {data} (../shared/data/vision/)")
+    out = tmp_path / "runs"
+    common = ["--channels", "4", "--cells", "1", "--batch-size", "8", "--output-dir", str(out), "--train-only",
+              "--save-steps", "0", "--split-epochs", "0.002"]
+    nb.main(["--variants", "spos", "--steps", "3", *common])
+    nb.main(["--variants", "continued", *common])
+    config = json.loads((out / "continued" / "config.json").read_text())
+    from bertnas.tasks.vision import load_images
+
+    train_rows = round(len(load_images(str(data)).labels) * 0.9)
+    assert config["max_steps"] == 5 * math.ceil(0.002 * train_rows / 8)  # five children's steps
+    assert config["init_from_supernet"].endswith("checkpoint-00000003")
+    assert config["sampler"] == "uniform" and not config.get("fixed_choices")
+    assert json.loads((out / "continued" / "summary.json").read_text())["step"] == config["max_steps"]
