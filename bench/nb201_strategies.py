@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -50,19 +52,61 @@ RUNS = {  # run name -> (strategy, strategy options)
 }
 
 
-def run_one(name: str, out: Path, steps: int, seed: int) -> None:
+# NB201's reference search protocol for the single-path strategies (`--protocol reference`): the
+# search network (C=16, N=5), the complete CIFAR-10 training set, and the weights' optimiser of
+# NB201's GDAS config (AutoDL-Projects configs/nas-benchmark/algos/GDAS.config): SGD, Nesterov
+# momentum 0.9, LR 0.025 cosine-decayed to 0.001, weight decay 5e-4, batch 64, gradient clip 5.
+# NB201 trains the weights on its 25,000-image train half and the architecture on the 25,000-image
+# valid half; here 2 % of the 50,000 images are held out for the final candidate scores and the
+# rest split in halves (`arch_fraction` 0.5): 24,500 / 24,500. The strategies' own defaults are
+# the papers' architecture settings (GDAS: Adam 3e-4, betas (0.5, 0.999), decay 1e-3, tau 10 -> 0.1;
+# GAEA: exponentiated gradient, eta 0.1). The epochs are what a two-hour run on one core reaches.
+FULL_CIFAR10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "vision" / "cifar10_jpeg" / "cifar10-jpeg.zip"
+REFERENCE_SPACE = {"C": 16, "N": 5, "bn_affine": False, "bn_track_running_stats": False}
+REFERENCE = {"space": "nb201", "space_options": REFERENCE_SPACE, "val_fraction": 0.02, "data_seed": 0,
+             "batch_size": 64, "optimizer": "sgd", "lr": 0.025, "lr_min": 0.001, "lr_schedule": "cosine",
+             "sgd_momentum": 0.9, "sgd_nesterov": True, "weight_decay": 5e-4, "warmup_steps": 0,
+             "max_grad_norm": 5.0, "eval_batches": 16, "save_steps": 200, "keep_last": 1, "progress": False}
+REFERENCE_RUNS = {"gdas": ("gdas", {}), "gaea-gdas": ("gaea-gdas", {})}
+PROTOCOLS = {"reduced": (COMMON, RUNS), "reference": (REFERENCE, REFERENCE_RUNS)}
+
+
+def reference_steps(epochs: float, data: str) -> int:
+    """Weight steps of `epochs` passes over the reference protocol's weight rows (batch 64)."""
+    from bertnas.tasks.vision import load_images
+
+    weight_rows = round(len(load_images(data).labels) * (1 - REFERENCE["val_fraction"]) * 0.5)
+    return math.ceil(epochs * weight_rows / REFERENCE["batch_size"])
+
+
+def run_one(name: str, out: Path, steps: int, seed: int, protocol: str = "reduced", data: str | None = None,
+            epochs: float = 0.0) -> None:
+    """One run; `reference` runs resume from their latest checkpoint and skip when finished."""
     import torch
 
-    from bertnas.strategies import run_strategy
+    from bertnas.pipelines.strategy import run_strategy
 
     torch.set_num_threads(1)
-    strategy, options = RUNS[name]
+    common, runs = PROTOCOLS[protocol]
+    strategy, options = runs[name]
     folder = out / name
+    extra: dict = {"overwrite": True}
+    if protocol == "reference":
+        if (folder / "results.json").is_file():
+            return
+        data = data or str(FULL_CIFAR10)
+        steps = reference_steps(epochs, data) if epochs else steps
+        resume = folder.is_dir() and any(folder.glob("checkpoint-*"))
+        extra = {"data": data, "overwrite": not resume, "resume_from_checkpoint": "latest" if resume else None}
+    wall = folder / "wall.json"
+    before = json.loads(wall.read_text()) if wall.is_file() else {"wall_s": 0.0, "sessions": 0}
     started = time.perf_counter()
-    run_strategy({**COMMON, "strategy": strategy, "strategy_options": options, "max_steps": steps, "seed": seed,
-                  "output_dir": str(folder), "overwrite": True})
-    (folder / "wall.json").write_text(json.dumps({"wall_s": time.perf_counter() - started, "steps": steps,
-                                                  "seed": seed}) + "\n")
+    run_strategy({**common, "strategy": strategy, "strategy_options": options, "max_steps": steps, "seed": seed,
+                  "output_dir": str(folder), **extra})
+    # wall time summed over every process that ran it (a resumed run adds to it)
+    wall.write_text(json.dumps({"wall_s": before["wall_s"] + time.perf_counter() - started, "steps": steps,
+                                "seed": seed, "protocol": protocol, "epochs": epochs or None,
+                                "sessions": before.get("sessions", 0) + 1, "load_after": os.getloadavg()}) + "\n")
 
 
 def run_all(names: list[str], out: Path, steps: int, seed: int, parallel: int) -> None:
@@ -93,13 +137,13 @@ def found_arch(folder: Path) -> dict:
     return next((e for e in entries if e["arch"] == derived), {"arch": derived, "score": None})
 
 
-def collect(out: Path, bench) -> list[dict]:
+def collect(out: Path, bench, runs: dict = RUNS) -> list[dict]:
     """One row per run of the output folder `out` (one seed)."""
     from bertnas.spaces.nb201 import to_string
     from bertnas.strategies.plots import read_entropy
 
     rows = []
-    for name in RUNS:
+    for name in runs:
         folder = out / name
         if not (folder / "results.json").is_file():
             rows.append({"run": name, "missing": True, "out": str(out)})
@@ -110,11 +154,12 @@ def collect(out: Path, bench) -> list[dict]:
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
         step_s = sorted(line["step_time_s"] for line in log)[len(log) // 2] if log else None
         rows.append({
-            "run": name, "out": str(out), "strategy": RUNS[name][0], "options": RUNS[name][1],
+            "run": name, "out": str(out), "strategy": runs[name][0], "options": runs[name][1],
             "arch": to_string(entry["arch"]), "supernet_heldout_accuracy": entry.get("score"),
             "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
             "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
             "wall_s": wall.get("wall_s"), "median_step_s": step_s, "steps": wall.get("steps"), "seed": wall.get("seed"),
+            "epochs": wall.get("epochs"), "train_step_time_s": sum(line.get("step_time_s", 0.0) for line in log),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
         })
@@ -126,14 +171,15 @@ def md(arch_string: str) -> str:
     return arch_string.replace("|", "\\|")
 
 
-def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
+def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol: str = "reduced") -> None:
     """The markdown table (one row per run and seed, then the mean per run), the JSON rows and
     the entropy plot of the first output folder."""
     from bertnas.spaces.nb201 import Nb201Benchmark
     from bertnas.strategies.plots import plot_entropy_runs
 
+    common, runs = PROTOCOLS[protocol]
     bench = Nb201Benchmark()
-    rows = [row for out in outs for row in collect(out, bench)]
+    rows = [row for out in outs for row in collect(out, bench, runs)]
     print("| run | seed | found arch | NB201 CIFAR-10 test (rank of 15,625) | published | supernet held-out acc | "
           "entropy start -> end | wall (s) | median step (s) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -153,17 +199,26 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
     accs = sorted(r["cifar10"] for r in bench.rows)
     print(f"\nA uniformly random arch: mean {sum(accs) / len(accs):.2f}, median {accs[len(accs) // 2]:.2f} "
           f"(NB201 CIFAR-10 test, all {len(accs)} archs).")
+    methods = {}  # per run name: the seeds' mean +- std (population std, as NB201 reports)
+    for name in runs:
+        done = [r for r in rows if r["run"] == name and not r.get("missing")]
+        if done:
+            accs = [r["cifar10_test"] for r in done]
+            methods[name] = {"protocol": protocol, "channels": common["space_options"]["C"],
+                             "cells": common["space_options"]["N"], "epochs": [r.get("epochs") for r in done],
+                             "steps": [r.get("steps") for r in done], "mean": statistics.fmean(accs),
+                             "std": statistics.pstdev(accs), "n": len(accs), "published": PUBLISHED.get(name),
+                             "runs": [{"seed": r["seed"], "arch": r["arch"], "accuracy": r["cifar10_test"],
+                                       "rank": r["rank_cifar10"]} for r in done]}
     if len(outs) > 1:
-        print("\n| run | mean NB201 CIFAR-10 test over seeds | seeds | published |\n|---|---|---|---|")
-        for name in RUNS:
-            done = [r for r in rows if r["run"] == name and not r.get("missing")]
-            if done:
-                mean = sum(r["cifar10_test"] for r in done) / len(done)
-                pub = f"{PUBLISHED[name]:.2f}" if name in PUBLISHED else "-"
-                print(f"| {name} | {mean:.2f} | {len(done)} | {pub} |")
+        print("\n| run | NB201 CIFAR-10 test over seeds (mean +- std) | seeds | published |\n|---|---|---|---|")
+        for name, m in methods.items():
+            pub = f"{m['published']:.2f}" if m["published"] is not None else "-"
+            print(f"| {name} | {m['mean']:.2f} +- {m['std']:.2f} | {m['n']} | {pub} |")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"common": COMMON, "runs": rows}, indent=2) + "\n")
+        json_path.write_text(json.dumps({"protocol": protocol, "common": common, "methods": methods, "runs": rows},
+                                        indent=2) + "\n")
     if plot is not None:
         out = outs[0]
         curves = {label: out / name / "log.jsonl" for label, name in
@@ -173,7 +228,7 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None) -> None:
         plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "all", "report"))
     p.add_argument("names", nargs="*", help=f"runs (default all): {', '.join(RUNS)}")
@@ -184,19 +239,27 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--json", type=Path, help="report: write the rows here")
     p.add_argument("--plot", type=Path, help="report: the DARTS vs GAEA entropy plot")
-    args = p.parse_args()
-    unknown = [n for n in args.names if n not in RUNS]
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="reduced",
+                   help="reduced: C=8, N=1 on the 5k subset (every run); reference: NB201's C=16, N=5 search "
+                        "network on all of CIFAR-10 with its SGD schedule (gdas, gaea-gdas; resumable)")
+    p.add_argument("--epochs", type=float, default=0.0, help="reference: epochs over the weight rows (not --steps)")
+    p.add_argument("--data", default=None, help=f"reference: the CIFAR-10 zip or folder (default {FULL_CIFAR10})")
+    args = p.parse_args(argv)
+    runs = PROTOCOLS[args.protocol][1]
+    unknown = [n for n in args.names if n not in runs]
     if unknown:
-        p.error(f"unknown runs {unknown}; runs: {', '.join(RUNS)}")
-    names = args.names or list(RUNS)
+        p.error(f"unknown runs {unknown} for --protocol {args.protocol}; its runs: {', '.join(runs)}")
+    if args.protocol == "reference" and args.command == "all":
+        p.error("reference runs take two hours each: start them one by one with `run NAME`")
+    names = args.names or list(runs)
     outs = args.out or [Path("runs/nb201-strategies")]
     if args.command == "run":
         for name in names:
-            run_one(name, outs[0], args.steps, args.seed)
+            run_one(name, outs[0], args.steps, args.seed, args.protocol, args.data, args.epochs)
     elif args.command == "all":
         run_all(names, outs[0], args.steps, args.seed, args.parallel)
     else:
-        report(outs, args.json, args.plot)
+        report(outs, args.json, args.plot, args.protocol)
 
 
 if __name__ == "__main__":

@@ -158,3 +158,46 @@ def test_nb201_continued_control_trains_the_parent_on_for_all_children_steps(tmp
     assert config["init_from_supernet"].endswith("checkpoint-00000003")
     assert config["sampler"] == "uniform" and not config.get("fixed_choices")
     assert json.loads((out / "continued" / "summary.json").read_text())["step"] == config["max_steps"]
+
+
+def test_nb201_reference_strategy_run_resumes_to_the_same_arch_and_reports_mean_and_std(tmp_path, monkeypatch):
+    """The reference protocol (SGD + cosine, resumable) at a tiny size: an interrupted run resumes
+    from its checkpoint to the arch and weights of the uninterrupted one; report gives mean +- std."""
+    nb = load_bench_script("nb201_strategies")
+    data = load_bench_script("nb201_ranking").DEFAULT_DATA
+    if not Path(data).is_file():
+        pytest.skip(f"the CIFAR-10 subset is not at {data} (../shared/data/vision/)")
+    tiny = {**nb.REFERENCE, "space_options": {**nb.REFERENCE_SPACE, "C": 4, "N": 1}, "batch_size": 8,
+            "eval_batches": 1, "save_steps": 2, "keep_last": 3}
+    monkeypatch.setitem(nb.PROTOCOLS, "reference", (tiny, nb.REFERENCE_RUNS))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    nb.run_one("gdas", whole, 4, 0, "reference", str(data))
+    nb.run_one("gdas", cut, 4, 0, "reference", str(data))
+    for leftover in ("results.json", "search.json", "summary.json"):  # killed after step 2's checkpoint
+        (cut / "gdas" / leftover).unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(cut / "gdas" / "checkpoint-00000004")
+    nb.run_one("gdas", cut, 4, 0, "reference", str(data))
+    config = json.loads((cut / "gdas" / "config.json").read_text())
+    assert (config["optimizer"], config["lr_schedule"], config["sgd_nesterov"]) == ("sgd", "cosine", True)
+    first, again = (json.loads((run / "gdas" / "search.json").read_text()) for run in (whole, cut))
+    assert again["derived"] == first["derived"] and again["step"] == 4
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(run / "gdas" / "checkpoint-00000004" / "model" / "model.safetensors")) for run in (whole, cut))
+    assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    losses = [[json.loads(line)["loss"] for line in (run / "gdas" / "log.jsonl").read_text().splitlines()]
+              for run in (whole, cut)]
+    assert losses[0] == losses[1] and len(losses[0]) == 4
+    out = tmp_path / "report.json"
+    nb.report([whole, cut], out, None, "reference")
+    method = json.loads(out.read_text())["methods"]["gdas"]
+    assert method["n"] == 2 and method["std"] == 0.0 and method["channels"] == 4
+    assert method["runs"][0]["arch"].startswith("|") and method["protocol"] == "reference"
+
+
+def torch_equal(x, y) -> bool:
+    import torch
+
+    return bool(torch.equal(x, y))
