@@ -357,3 +357,52 @@ def test_single_level_step_with_gradient_accumulation(tmp_path):
                      gradient_accumulation_steps=2, max_steps=3)
     assert [line["step"] for line in log] == [1, 2, 3] and all("arch_loss" not in line for line in log)
     assert log[0]["arch_weights"] != log[-1]["arch_weights"]
+
+
+def test_gdas_one_path_runs_only_the_sampled_op_with_the_relaxation_forward():
+    """GDAS' released code: a hard sample runs its op alone, forward and backward; the output is the
+    full relaxation's exactly, the sampled weight gets the same gradient and each other weight the
+    sum of the upstream gradient. `one_path: false` runs every op (the exact relaxation)."""
+    from bertnas.models.choice_modules import LayerChoice
+    from bertnas.spaces.nb201 import Nb201Space
+
+    calls = []
+
+    class Op(nn.Module):
+        def __init__(self, name, scale):
+            super().__init__()
+            self.name, self.w = name, nn.Parameter(torch.tensor(scale))
+
+        def forward(self, x):
+            calls.append(self.name)
+            return self.w * x
+
+    edge = LayerChoice({n: Op(n, s) for n, s in (("a", 1.0), ("b", 2.0), ("c", 3.0))}, "e")
+    x = torch.randn(4, 3)
+    alpha = torch.tensor([0.1, 0.5, -0.2], requires_grad=True)
+    soft = F.softmax(alpha, -1)
+    hard = F.one_hot(torch.tensor(1), 3).float() - soft.detach() + soft
+    upstream = torch.randn(4, 3)
+    full = edge.forward_mixed(x, weights=hard)
+    (grad_full,) = torch.autograd.grad((full * upstream).sum(), alpha, retain_graph=True)
+    assert calls == ["a", "b", "c"]
+    calls.clear()
+    hard.one_path = 1
+    one = edge.forward_mixed(x, weights=hard)
+    assert calls == ["b"] and torch.equal(one, full)
+    grad_hard, grad_one = torch.autograd.grad((one * upstream).sum(), [hard, alpha])
+    expected = torch.full((3,), float(upstream.sum()))
+    expected[1] = float((upstream * 2.0 * x).sum())
+    assert torch.allclose(grad_hard, expected)
+    assert not torch.allclose(grad_one, grad_full)  # a different (cheaper) estimator, as published
+
+    space = Nb201Space(4, 1)
+    for one_path in (True, False):
+        strategy = build_strategy("gdas", space, seed=0, one_path=one_path)
+        arch = strategy.mixed(strategy.forward_weights(0))
+        tagged = {label: getattr(w, "one_path", None) for label, w in arch.items()}
+        if one_path:
+            assert tagged == {label: space.choices[label].index(arch.discrete[label]) for label in arch}
+        else:
+            assert set(tagged.values()) == {None}
+        assert all(getattr(w, "one_path", None) is None for w in strategy.choose(0).values())  # constant: no tag

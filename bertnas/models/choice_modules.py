@@ -28,6 +28,22 @@ def weighted_sum(weights: torch.Tensor, outputs) -> torch.Tensor:
     return total
 
 
+def sampled_index(weights: torch.Tensor):
+    """The candidate a one-path mix runs (`weights.one_path`, set by GDAS on its hard sample), or
+    None for an ordinary mix (and for a mix that wants no gradient: that one skips zeros anyway)."""
+    index = getattr(weights, "one_path", None)
+    return index if index is not None and weights.requires_grad and torch.is_grad_enabled() else None
+
+
+def one_path_mix(weights: torch.Tensor, index: int, output: torch.Tensor) -> torch.Tensor:
+    """GDAS' one-path forward (Dong & Yang 2019, as in its released code): `weights[index] * output`
+    plus the other weights as they are. Those are exactly 0 in the forward (a straight-through
+    one-hot), so the value is the sampled op's output, and each of them still gets a gradient (the
+    sum of the upstream gradient) without its op running: one op per choice, forward and backward."""
+    rest = torch.cat([weights[:index], weights[index + 1:]]).sum()
+    return weights[index] * output + rest
+
+
 class LayerChoice(nn.Module):
     """One of several candidate modules, picked by name. The candidates live in `self.ops`
     (an `nn.ModuleDict`), so their parameters are named `<path>.ops.<candidate>.<param>` and a
@@ -53,6 +69,9 @@ class LayerChoice(nn.Module):
     def forward_mixed(self, *args, weights: torch.Tensor, **kwargs) -> torch.Tensor:
         check_weights(weights, self.candidates, f"{type(self).__name__} {self.label!r}")
         ops = list(self.ops.values())
+        index = sampled_index(weights)
+        if index is not None:
+            return one_path_mix(weights, index, ops[index](*args, **kwargs))
         if not weights.requires_grad:
             # A constant mix needs no output of a candidate weighted 0 (GDAS' sampled path in the
             # weight step): skip those, as the single path does (their parameters keep grad=None).
@@ -116,5 +135,5 @@ def partial_channel_width(channels: int, k: int, where: str) -> int:
     return channels // k
 
 
-__all__ = ["LayerChoice", "PartialChannelChoice", "channel_shuffle", "check_weights", "partial_channel_width",
-           "weighted_sum"]
+__all__ = ["LayerChoice", "PartialChannelChoice", "channel_shuffle", "check_weights", "one_path_mix",
+           "partial_channel_width", "sampled_index", "weighted_sum"]

@@ -41,7 +41,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .choice_modules import check_weights
+from .choice_modules import check_weights, one_path_mix, sampled_index
 from .configuration_bertnas import DEFAULT_CANDIDATES, BertNasConfig
 from .convert_bert_bertnas import bert_config_for, bertnas_config_for, bertnas_state_to_bert, load_bert_into
 from .supernet_mixin import SupernetMixin
@@ -131,6 +131,9 @@ class BertNasLayer(GradientCheckpointingLayer):
 
     def _mixed(self, x, weights, attn_mask, token_mask):
         check_weights(weights, self.candidates, f"Layer {self.label!r}")
+        index = sampled_index(weights)
+        if index is not None:  # GDAS' hard sample: only the sampled op runs
+            return one_path_mix(weights, index, list(self.ops.values())[index](x, attn_mask, token_mask))
         # A constant mix skips candidates weighted 0 (they keep grad=None, as off the single path).
         # Strategies hand constant mixes over as host tensors, so this read costs no device sync.
         values = None if torch.is_grad_enabled() and weights.requires_grad else weights.tolist()
