@@ -201,3 +201,25 @@ def torch_equal(x, y) -> bool:
     import torch
 
     return bool(torch.equal(x, y))
+
+
+def test_toy_benchmark_fair_and_few_shot_variants(text_file, tmp_path):
+    """fair sampling, and few-shot at the same total budget: SPOS for half the steps, then one
+    child per first-layer op; every truth arch is scored by a child, and intervals are reported."""
+    args = tiny_args(text_file, tmp_path)
+    for flag, value in (("--supernet-steps", "6"), ("--seeds", "1"), ("--variants", "fair,few-shot"),
+                        ("--noise-archs", "0")):
+        args[args.index(flag) + 1] = value
+    saved = toy.main(args)
+    for variant in ("fair", "few-shot"):
+        assert set(saved["supernet_scores"][variant]["0"]) == set(saved["truth"]["seed0"])
+    split = json.loads((tmp_path / "cache" / "few-shot-s0" / "scores.json").read_text())["split"]
+    assert split == {"choice": "layer_0", "parent_steps": 3, "child_steps": 1}
+    children = json.loads((tmp_path / "cache" / "few-shot-s0" / "split" / "few_shot.json").read_text())["children"]
+    assert set(children) == {"mha2", "ffn", "identity"}
+    for child in children.values():
+        assert json.loads((tmp_path / "cache" / "few-shot-s0" / "split" / child / "summary.json").read_text())["step"] == 1
+    row = next(r for r in saved["summary"] if r["name"] == "few-shot")
+    low, high = row["seed_mean_scores"]["ci95"]["kendall_tau"]
+    assert -1.0 <= low <= high <= 1.0
+    assert not list((tmp_path / "cache").glob("**/checkpoint-*"))
