@@ -61,11 +61,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_scores(path: str, variant: str) -> dict:
+def load_scores(path: str, variant: str) -> tuple[dict, bool | None]:
+    """({arch string: score}, higher_is_better or None when the file does not say). A
+    nb201_ranking.py result keeps each variant's scores with their direction beside them."""
     data = json.loads(Path(path).read_text())
+    higher = None
     if isinstance(data, dict) and "supernet_scores" in data:
+        if variant not in data["supernet_scores"]:
+            raise SystemExit(f"{path} has no supernet scores of {variant!r}; it has "
+                             f"{', '.join(data['supernet_scores'])}: pass one as --scores-variant")
         data = data["supernet_scores"][variant]
-    return {str(k): float(v) for k, v in data.items()}
+        if isinstance(data.get("scores"), dict):  # {"scores": ..., "higher_is_better": ..., settings}
+            higher = data.get("higher_is_better")
+            data = data["scores"]
+    return {str(k): float(v) for k, v in data.items()}, higher
 
 
 def plot(path: Path, rows: dict, ks: list, title: str) -> None:
@@ -122,7 +131,11 @@ def main(argv=None) -> dict:
         for name in next(iter(ours.values())):
             signals[f"ours:{name}"] = {a: ours[a][name] for a in pool}
     if args.scores:
-        scores = load_scores(args.scores, args.scores_variant)
+        scores, higher = load_scores(args.scores, args.scores_variant)
+        if higher is not None and higher == args.scores_lower_is_better:
+            raise SystemExit(f"{args.scores} says {args.scores_variant}'s scores are "
+                             f"{'higher' if higher else 'lower'}-is-better; "
+                             f"{'drop' if higher else 'pass'} --scores-lower-is-better")
         pool = [a for a in pool if a in scores]
         sign = -1.0 if args.scores_lower_is_better else 1.0
         signals["supernet"] = {a: sign * scores[a] for a in pool}

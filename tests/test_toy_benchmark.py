@@ -223,3 +223,16 @@ def test_toy_benchmark_fair_and_few_shot_variants(text_file, tmp_path):
     low, high = row["seed_mean_scores"]["ci95"]["kendall_tau"]
     assert -1.0 <= low <= high <= 1.0
     assert not list((tmp_path / "cache").glob("**/checkpoint-*"))
+
+
+def test_calibration_reads_nb201_ranking_scores_with_their_direction(tmp_path):
+    cal = load_bench_script("calibration_nb201")
+    result = tmp_path / "ranking.json"
+    result.write_text(json.dumps({"supernet_scores": {"magic-t": {
+        "metric": "cross_entropy", "higher_is_better": False, "scores": {"|a~0|": 1.5, "|b~0|": 2}, "channels": 16}}}))
+    assert cal.load_scores(str(result), "magic-t") == ({"|a~0|": 1.5, "|b~0|": 2.0}, False)
+    with pytest.raises(SystemExit, match="no supernet scores of 'spos'; it has magic-t"):
+        cal.load_scores(str(result), "spos")
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"|a~0|": 0.5}))
+    assert cal.load_scores(str(plain), "spos") == ({"|a~0|": 0.5}, None)
