@@ -403,7 +403,7 @@ def read_yaml(path: str | Path) -> dict:
 
 # Spaces where MAGIC-A is off unless asked for (`--align`): measured to lower the ranking's Kendall
 # tau beyond its interval there. NB201 at the reference size, 20 epochs (docs/results.md): SPOS
-# 0.157 [0.119, 0.194], SPOS + alignment -0.067 [-0.115, -0.019]. Its cell outputs are sums of
+# 0.157 [0.119, 0.194], SPOS + alignment -0.070 [-0.109, -0.027]. Its cell outputs are sums of
 # up to four paths, so a cell of parameter-free ops grows the features geometrically along the
 # 17 cells and the block MSE to a conv-heavy base reaches 1e13: the capped term then mostly
 # asks the shared weights to shrink such students' features.
