@@ -63,10 +63,15 @@ def known_scores(space, seed=0):
     return {arch: rng.random() for arch in space.enumerate()}
 
 
-def fake_table(space, seq_len=16):
-    """A latency table with made-up per-op numbers (no timing in tests that do not need it)."""
+def fake_table(space, seq_len=16, corrected=False):
+    """A latency table with made-up per-op numbers (no timing in tests that do not need it);
+    `corrected`: with a made-up fitted correction that costs adjacent layers of different kinds."""
     ops = {op: {str(seq_len): 0.1 + 0.05 * i} for i, op in enumerate(space.config.candidates)}
-    return LatencyTable({"ops": ops, "overhead_ms": {str(seq_len): 0.2}, "config": {}})
+    data = {"ops": ops, "overhead_ms": {str(seq_len): 0.2}, "config": {}}
+    if corrected:
+        data["correction"] = {"model": "ops+transitions", "terms": ["op:identity", "op:conv3", "transitions"],
+                              "coef": {str(seq_len): [0.3, -0.05, 0.1]}}
+    return LatencyTable(data)
 
 
 def budget_checking_scorer(space, constraints, value=None):
@@ -213,10 +218,11 @@ def test_shrinking_and_blockwise_progress_bars_have_their_real_total(recorded_ba
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("corrected", [False, True], ids=["plain-sum", "fitted-predictor"])
 @pytest.mark.parametrize("method", ["random", "evolution", "shrinking", "blockwise"])
-def test_constraints_are_never_violated(method):
+def test_constraints_are_never_violated(method, corrected):
     space = BertSpace(toy_config(num_hidden_layers=4))
-    table = fake_table(space)
+    table = fake_table(space, corrected=corrected)
     cheapest = Constraints(seq_len=16, latency_table=table).costs(space, ["identity"] * 4)
     constraints = Constraints(max_params=cheapest["params"] + 20_000, max_flops=1_200_000,
                               max_latency_ms=cheapest["latency_ms"] + 0.6, seq_len=16, latency_table=table)
@@ -498,6 +504,35 @@ def test_build_latency_table_command(run_dir, tmp_path, capsys, quick_timing):
     table = LatencyTable.load(out)
     assert table.seq_lens == [16] and table.mean_abs_pct_error is not None
     assert "prediction error" in capsys.readouterr().out
+
+
+def test_build_latency_table_command_fits_a_correction_that_search_uses(run_dir, tmp_path, capsys, quick_timing):
+    from bertnas.cli import main
+
+    out = tmp_path / "lat.json"
+    build = ["search", "--checkpoint", str(run_dir), "--build-latency-table", str(out), "--latency-check-archs", "2",
+             "--latency-threads", "1", "--no-progress"]
+    assert main([*build, "--latency-fit-archs", "1"]) == 2
+    assert "--latency-fit-archs must be 0 or >= 2" in capsys.readouterr().err
+    assert main(["search", "--checkpoint", str(run_dir), "--latency-fit-archs", "4", "--output-dir",
+                 str(tmp_path / "s")]) == 2
+    assert "--build-latency-table" in capsys.readouterr().err
+    assert main([*build, "--latency-fit-archs", "4"]) == 0
+    printed = capsys.readouterr().out
+    table = LatencyTable.load(out)
+    assert table.correction is not None and len(table.correction["fit"]["archs"]) == 4
+    assert f"correction '{table.correction['model']}' fitted on 4" in printed and "plain sum" in printed
+    # --max-latency-ms with this table: every result's latency is the predictor's, within the budget
+    space = BertSpace(bertnas.BertNasConfig.from_pretrained(run_dir / "checkpoint-00000010" / "model"))
+    budget = sorted(table.predict(a, 16) for a in space.enumerate())[40]
+    result = tmp_path / "lat-search"
+    assert main(["search", "--checkpoint", str(run_dir), "--method", "random", "--num-samples", "4",
+                 "--max-latency-ms", str(budget), "--latency-table", str(out), "--output-dir", str(result),
+                 "--eval-batches", "1", "--no-progress"]) == 0
+    for entry in json.loads((result / "evaluated.json").read_text()):
+        assert entry["latency_ms"] == pytest.approx(table.predict(entry["arch"], 16)) and entry["latency_ms"] <= budget
+    meta = json.loads((result / "search.json").read_text())
+    assert meta["latency_predictor"] == table.correction["model"]
 
 
 def test_electra_checkpoint_and_blockwise_search(tmp_path, tiny_tokenizer, tiny_corpus):

@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--latency-seq-lens", type=_int_list, help="seq lens of the table, e.g. 32,128 (default --seq-len)")
     g.add_argument("--latency-batch-size", type=int, default=1)
     g.add_argument("--latency-check-archs", type=int, default=5, help="random subnets measured for the error")
+    g.add_argument("--latency-fit-archs", type=int, default=0,
+                   help="also measure N other random subnets and fit the table's correction on them (the "
+                        "prediction --max-latency-ms then uses); 0: the plain per-op sum")
     g.add_argument("--latency-threads", type=int, help="torch CPU threads while measuring (default: torch's)")
     add_hf_aliases(parser)
 
@@ -178,6 +181,15 @@ def _check_options(args: argparse.Namespace) -> None:
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}",
                             f"pass --{name.replace('_', '-')} 1 or more")
+    if args.latency_fit_archs is not None and (args.latency_fit_archs < 0 or args.latency_fit_archs == 1):
+        raise UserError(f"--latency-fit-archs must be 0 or >= 2, got {args.latency_fit_archs}",
+                        "pass --latency-fit-archs 0 (no correction) or e.g. 60")
+    if args.latency_fit_archs and not args.build_latency_table:
+        raise UserError("--latency-fit-archs fits the correction of a table being built",
+                        "add --build-latency-table OUT.json (then search with --latency-table OUT.json)")
+    if args.latency_check_archs is not None and args.latency_check_archs < 0:
+        raise UserError(f"--latency-check-archs must be >= 0, got {args.latency_check_archs}",
+                        "pass --latency-check-archs 0 or more")
     if args.blockwise and args.method not in (None, "shrinking"):
         raise UserError("--blockwise is a variant of --method shrinking", "drop --blockwise or use --method shrinking")
     if args.max_latency_ms is not None and args.max_latency_ms <= 0:
@@ -225,11 +237,9 @@ def run(args: argparse.Namespace) -> int:
     if args.build_latency_table:
         seq_lens = args.latency_seq_lens or ([args.seq_len] if args.seq_len else None)
         table = build_table(args.checkpoint, args.build_latency_table, seq_lens, args.latency_batch_size,
-                            args.latency_check_archs, args.device, args.seed, args.latency_threads, args.progress)
-        err = table.data["prediction_error"]
-        print(f"latency table -> {args.build_latency_table}: {len(table.ops)} ops x seq lens {table.seq_lens}; "
-              f"prediction error on {len(err['archs'])} random subnets: mean {err['mean_abs_pct_error']:.1f}% "
-              f"(max {err['max_abs_pct_error']:.1f}%)", file=out)
+                            args.latency_check_archs, args.device, args.seed, args.latency_threads, args.progress,
+                            fit_archs=args.latency_fit_archs or 0)
+        print(latency_summary(table, args.build_latency_table), file=out)
         return 0
     if args.output_dir is None:
         raise UserError("--output-dir is required (results.json and pareto.png go there)",
@@ -293,6 +303,24 @@ def run(args: argparse.Namespace) -> int:
                                     scores=Path(args.output_dir) / "evaluated.json", progress=args.progress)
         print(f"trust report -> {report}", file=out)
     return 0
+
+
+def latency_summary(table, path) -> str:
+    """One line: what the table holds and how well it predicts its held-out check archs."""
+    err = table.data.get("prediction_error") or {}
+    line = f"latency table -> {path}: {len(table.ops)} ops x seq lens {table.seq_lens}"
+    if table.correction is not None:
+        fitted = len(table.correction.get("fit", {}).get("archs", []))
+        line += f"; correction '{table.correction['model']}' fitted on {fitted} measured subnets"
+    if not err.get("archs"):
+        return line + "; no check archs measured"
+    line += (f"; prediction error on {len(err['archs'])} held-out random subnets: mean "
+             f"{err['mean_abs_pct_error']:.1f}% (max {err['max_abs_pct_error']:.1f}%)")
+    plain = err.get("plain")
+    if table.correction is not None and plain:
+        line += (f", {100 * err['within_10pct']:.0f}% within +-10% (plain sum: mean "
+                 f"{plain['mean_abs_pct_error']:.1f}%, {100 * plain['within_10pct']:.0f}% within +-10%)")
+    return line
 
 
 def _rescore(args):

@@ -147,8 +147,10 @@ def _base_arch(task, space, base_arch):
 
 
 def build_table(checkpoint, output: str | Path, seq_lens=None, batch_size: int = 1, check_archs: int = 5,
-                device: str | None = None, seed: int = 0, threads: int | None = None, progress: bool = True):
-    """Measure a latency table for the supernet of `checkpoint` on this machine; save it as JSON."""
+                device: str | None = None, seed: int = 0, threads: int | None = None, progress: bool = True,
+                fit_archs: int = 0):
+    """Measure a latency table for the supernet of `checkpoint` on this machine; save it as JSON.
+    `fit_archs` > 0: also fit its correction on that many measured subnets (`build_latency_table`)."""
     from bertnas.models import BertNasConfig
     from bertnas.storage.checkpoint import MODEL_DIR, find_checkpoint, read_state
     from bertnas.search.latency import build_latency_table
@@ -157,7 +159,8 @@ def build_table(checkpoint, output: str | Path, seq_lens=None, batch_size: int =
     config, state = BertNasConfig.from_pretrained(ckpt / MODEL_DIR), read_state(ckpt)
     seq_lens = list(seq_lens) if seq_lens else [run_seq_len(state, None)]
     table = build_latency_table(config, seq_lens, batch_size=batch_size, device=device or default_device(),
-                                check_archs=check_archs, seed=seed, threads=threads, progress=progress)
+                                check_archs=check_archs, seed=seed, threads=threads, progress=progress,
+                                fit_archs=fit_archs)
     table.save(output)
     return table
 
@@ -267,6 +270,7 @@ def search(
         "heldout": heldout,
         "latency_table": table_path,
         "latency_prediction_error_pct": table.mean_abs_pct_error if table is not None else None,
+        "latency_predictor": ((table.correction or {}).get("model", "sum")) if table is not None else None,
         "settings": {"seed": seed, "top_k": top_k, "eval_batches": eval_batches, "device": device, **settings},
         "space": {"choices": len(space.choices), "candidates": list(dict.fromkeys(c for cands in space.choices.values() for c in cands)),
                   "size": space.size()},

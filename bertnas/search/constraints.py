@@ -54,7 +54,8 @@ class InfeasibleBudget(ValueError):
 @dataclass
 class Constraints:
     """Upper bounds on the backbone's parameters, FLOPs per sequence of `seq_len` tokens and
-    predicted latency (ms, from `latency_table`). A bound left None is not checked."""
+    predicted latency (ms, `latency_table.predict`: the table's fitted predictor when it has one,
+    else its plain per-op sum). A bound left None is not checked."""
 
     max_params: int | None = None
     max_flops: int | None = None
@@ -118,18 +119,23 @@ class Constraints:
 
     def _check_additive(self, space) -> None:
         layers = list(space.choices.values())
-        checks = []
+
+        def per_layer_min(op_cost):
+            return lambda: space.arch([min(ops, key=op_cost) for ops in layers])
+
+        checks = []  # (label, the cheapest arch by this bound, bound, cost of an arch)
         if self.max_params is not None:
-            checks.append(("params", lambda op: space.op_params(op), self.max_params, lambda a: space.params(a)))
+            checks.append(("params", per_layer_min(space.op_params), self.max_params, lambda a: space.params(a)))
         if self.max_flops is not None:
-            checks.append(("FLOPs", lambda op: space.op_flops(op, self.seq_len), self.max_flops,
+            checks.append(("FLOPs", per_layer_min(lambda op: space.op_flops(op, self.seq_len)), self.max_flops,
                            lambda a: space.flops(a, self.seq_len)))
         if self.max_latency_ms is not None:
             table = self.latency_table
-            checks.append(("latency (ms)", lambda op: table.op_ms(op, self.seq_len), self.max_latency_ms,
-                           lambda a: table.predict(a, self.seq_len)))
-        for label, op_cost, bound, total in checks:
-            smallest = space.arch([min(ops, key=op_cost) for ops in layers])
+            # the predictor's own minimum (exact also when it has costs of adjacent layer pairs)
+            checks.append(("latency (ms)", lambda: space.arch(table.cheapest(layers, self.seq_len)),
+                           self.max_latency_ms, lambda a: table.predict(a, self.seq_len)))
+        for label, cheapest, bound, total in checks:
+            smallest = cheapest()
             least = total(smallest)
             if least > bound:
                 shown = f"{least:.3f}" if isinstance(least, float) else human(least)
@@ -140,9 +146,8 @@ class Constraints:
                 )
         # Each bound alone can be met. Together: try the cheapest arch of each bound, then
         # random archs (costs grow together in practice, so this ends at once).
-        for _, op_cost, _, _ in checks:
-            smallest = space.arch([min(ops, key=op_cost) for ops in layers])
-            if self.allows(space, smallest):
+        for _, cheapest, _, _ in checks:
+            if self.allows(space, cheapest()):
                 return
         import random
 

@@ -341,15 +341,21 @@ def blockwise_search(
     table = constraints.latency_table
     seq_len = constraints.seq_len
 
-    def op_costs(op):
-        return (space.op_params(op), space.op_flops(op, seq_len), table.op_ms(op, seq_len) if table else 0.0)
+    def op_costs(op):  # latency: the predictor's per-layer cost (with a fitted correction: in context)
+        return (space.op_params(op), space.op_flops(op, seq_len), table.layer_ms(op, seq_len) if table else 0.0)
+
+    def block_costs(ops):  # + the predictor's costs of adjacent pairs inside the block, if it has any
+        costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+        if table is not None and not table.additive:
+            costs = (*costs[:2], costs[2] + sum(table.pair_ms(a, b, seq_len) for a, b in itertools.pairwise(ops)))
+        return costs
 
     # Budgets left for the chain (embeddings and the fixed latency overhead come off first).
     inf = math.inf
     bounds = (
         constraints.max_params - space.embedding_params() if constraints.max_params is not None else inf,
         constraints.max_flops if constraints.max_flops is not None else inf,
-        constraints.max_latency_ms - table.overhead_ms(seq_len) if constraints.max_latency_ms is not None else inf,
+        constraints.max_latency_ms - table.fixed_ms(seq_len) if constraints.max_latency_ms is not None else inf,
     )
     lookup = []  # per block: [(ops, loss, costs)]
     options = [_block_options(space, block, candidates_per_block, rng) for block in blocks]
@@ -357,7 +363,7 @@ def blockwise_search(
     for j, block in enumerate(blocks):
         rows = []
         for ops in options[j]:
-            costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+            costs = block_costs(ops)
             rows.append((ops, float(block_scorer(j, ops)), costs))
             bar.update()
         lookup.append(rows)
@@ -369,7 +375,7 @@ def blockwise_search(
             names = list(space.choices)[block[0]:block[1]]
             ops = tuple(min(space.choices[n], key=op_costs) for n in names)
             if all(row[0] != ops for row in lookup[j]):
-                costs = tuple(sum(c) for c in zip(*(op_costs(op) for op in ops)))
+                costs = block_costs(ops)
                 bar.total += 1
                 lookup[j].append((ops, float(block_scorer(j, ops)), costs))
                 bar.update()
@@ -389,6 +395,12 @@ def blockwise_search(
         front = _pareto(merged, max_front)
         if not front:
             raise InfeasibleBudget(f"No combination of block candidates meets the budget {constraints.describe()}")
+    if table is not None and not table.additive:
+        # the pairs across block boundaries are outside the block sums: check the whole chains
+        front = [f for f in front if constraints.allows(space, space.arch(list(f[0])))]
+        if not front:
+            raise InfeasibleBudget(f"No combination of block candidates meets the budget {constraints.describe()} "
+                                   "(with the latency table's costs of adjacent layers)")
     best = front[:top_k]
     archs = [space.arch(list(ops)) for ops, _, _ in best]
     scores = score_population(score_fn, archs) if score_fn is not None else [loss for _, loss, _ in best]
