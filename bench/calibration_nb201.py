@@ -31,14 +31,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/portable.py, also when imported by a test
-from portable import portable_json  # noqa: E402
-
-import numpy as np
+from calibration_common import held_out_evaluation, plot, tau_rows
+from portable import portable_json
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
 EXCLUDED = ("val_accuracy",)  # trained, not zero-cost
+AZ_NAS = (0.74, "AZ-NAS, all 15,625 archs (0.74)")
 
 
 def parse_args(argv=None):
@@ -77,44 +77,18 @@ def load_scores(path: str, variant: str) -> tuple[dict, bool | None]:
     return {str(k): float(v) for k, v in data.items()}, higher
 
 
-def plot(path: Path, rows: dict, ks: list, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9.5, 4.8))
-    singles = sorted((n for n in rows if n != "hybrid"), key=lambda n: -np.mean(rows[n]["mean"]))[:6]
-    for name in ["hybrid", *singles]:
-        mean, std = np.asarray(rows[name]["mean"]), np.asarray(rows[name]["std"])
-        style = dict(lw=2.5, color="black") if name == "hybrid" else dict(lw=1.2, ls="--")
-        ax.errorbar(ks, mean, yerr=std, marker="o", capsize=3, label=name, **style)
-    ax.axhline(0.74, color="grey", lw=0.8, ls=":", label="AZ-NAS, all 15,625 archs (0.74)")
-    ax.set_xlabel("K labelled archs")
-    ax.set_ylabel("Kendall tau on the held-out archs")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.replot:
         data = json.loads(Path(args.json or REPO / "bench" / "results" / f"calibration_nb201_{args.label}.json").read_text())
         ks = data["ks"]
-        rows = {n: {"mean": [data["per_k"][str(k)]["summary"][n]["kendall_tau_mean"] for k in ks],
-                    "std": [data["per_k"][str(k)]["summary"][n]["kendall_tau_std"] for k in ks]}
-                for n in ["hybrid", *data["signals"]]}
+        rows = tau_rows(data["per_k"], ks, ["hybrid", *data["signals"]])
         plot(Path(data["plot"]), rows, ks, f"NB201 CIFAR-10, pool {data['pool']} archs: hybrid vs single signals "
-                                           f"({args.label}); mean +- std over {data['repeats']} draws")
+                                           f"({args.label}); mean +- std over {data['repeats']} draws", AZ_NAS)
         return data
     from nb201_ranking import load_zero_cost
 
-    from bertnas.analysis.calibration import (RANKERS, HybridRanker, bootstrap_metrics, choose_covering_archs,
-                                              compare_rankers, feature_table)
+    from bertnas.analysis.calibration import RANKERS
     from bertnas.spaces.nb201 import Nb201Benchmark, Nb201Space
 
     started = time.time()
@@ -146,63 +120,14 @@ def main(argv=None) -> dict:
     size = {a: float(space.params(arch_of[a])) for a in pool}
     score_for_strata = signals.get("supernet", {})
 
-    per_k: dict = {}
-    for k in args.ks:
-        runs = []
-        for seed in range(args.repeats):
-            chosen = choose_covering_archs(pool, score_for_strata, size, k, seed)
-            chosen_set = set(chosen)
-            rest = [a for a in pool if a not in chosen_set]
-            y_train = np.asarray([truth[a] for a in chosen])
-            y_test = np.asarray([truth[a] for a in rest])
-            n_boot = args.bootstrap if seed == 0 else 0
-            run = {"seed": seed, "labelled": chosen, "held_out": len(rest), "signals": {}}
-            for name, values in signals.items():
-                run["signals"][name] = bootstrap_metrics([values[a] for a in rest], y_test, n_boot, seed)
-            feats, x_train = feature_table([arch_of[a] for a in chosen],
-                                           {n: {arch_of[a]: v[a] for a in pool} for n, v in signals.items()}, space)
-            _, x_test = feature_table([arch_of[a] for a in rest],
-                                      {n: {arch_of[a]: v[a] for a in pool} for n, v in signals.items()}, space)
-            cv = compare_rankers(x_train, y_train, tuple(RANKERS), seed, n_boot=0)
-            best = max(cv, key=lambda m: cv[m]["kendall_tau"])
-            run["ranker_cv"] = {m: cv[m]["kendall_tau"] for m in cv}
-            run["ranker_held_out"] = {}
-            for model in RANKERS:  # every model on the held-out archs: does CV pick well?
-                ranker = HybridRanker(model, feats, x_train, y_train, space_id={}, seed=seed)
-                run["ranker_held_out"][model] = bootstrap_metrics(ranker.predict(x_test.copy()), y_test, 0, seed)[
-                    "kendall_tau"]
-            ranker = HybridRanker(best, feats, x_train, y_train, space_id={}, seed=seed)
-            run["hybrid"] = {**bootstrap_metrics(ranker.predict(x_test.copy()), y_test, n_boot, seed), "model": best}
-            runs.append(run)
-            print(f"K={k} seed={seed}: hybrid ({best}) tau {run['hybrid']['kendall_tau']:.3f}; best single "
-                  f"{max(run['signals'].items(), key=lambda kv: kv[1]['kendall_tau'])[0]} "
-                  f"{max(v['kendall_tau'] for v in run['signals'].values()):.3f}  ({time.time() - started:.0f} s)",
-                  flush=True)
-        names = ["hybrid", *signals]
-
-        def taus(name, key="kendall_tau"):
-            return [r["hybrid"][key] if name == "hybrid" else r["signals"][name][key] for r in runs]
-
-        summary = {}
-        for name in names:
-            t, s = taus(name), taus(name, "spearman_rho")
-            first = runs[0]["hybrid"] if name == "hybrid" else runs[0]["signals"][name]
-            summary[name] = {"kendall_tau_mean": float(np.mean(t)), "kendall_tau_std": float(np.std(t)),
-                             "spearman_rho_mean": float(np.mean(s)), "seed0": {k2: first[k2] for k2 in
-                                                                              ("kendall_tau", "spearman_rho", "ci95")}}
-        summary["hybrid"]["models_chosen"] = [r["hybrid"]["model"] for r in runs]
-        summary["ranker_held_out_mean"] = {m: float(np.mean([r["ranker_held_out"][m] for r in runs])) for m in RANKERS}
-        summary["ranker_cv_mean"] = {m: float(np.mean([r["ranker_cv"][m] for r in runs])) for m in RANKERS}
-        per_k[str(k)] = {"summary": summary, "runs": runs}
-
-    rows = {n: {"mean": [per_k[str(k)]["summary"][n]["kendall_tau_mean"] for k in args.ks],
-                "std": [per_k[str(k)]["summary"][n]["kendall_tau_std"] for k in args.ks]}
-            for n in ["hybrid", *signals]}
+    per_k = held_out_evaluation(pool, signals, truth, arch_of, space, size, args.ks, args.repeats, args.bootstrap,
+                                strata=score_for_strata, started=started, log=lambda line: print(line, flush=True))
+    rows = tau_rows(per_k, args.ks, ["hybrid", *signals])
     label = args.label
     json_path = Path(args.json or REPO / "bench" / "results" / f"calibration_nb201_{label}.json")
     plot_path = Path(args.plot or REPO / "docs" / "img" / f"calibration_nb201_{label}.png")
     plot(plot_path, rows, args.ks, f"NB201 CIFAR-10, pool {len(pool)} archs: hybrid vs single signals ({label}); "
-                                    f"mean +- std over {args.repeats} draws")
+                                    f"mean +- std over {args.repeats} draws", AZ_NAS)
     out = {"label": label, "command": "OMP_NUM_THREADS=1 python bench/calibration_nb201.py " + " ".join(sys.argv[1:]),
            "pool": len(pool), "signals": list(signals), "ks": args.ks, "repeats": args.repeats,
            "truth": "NB201 CIFAR-10 test accuracy, 200 epochs (NATS-Bench tss)", "rankers": RANKERS,

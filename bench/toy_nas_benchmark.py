@@ -334,25 +334,63 @@ def plot(path: Path, rows: list[dict], noise: dict | None, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def quiet(threads: int) -> None:
+    """`threads` intra-op threads; no progress bars, warnings or info logs (every run of the benchmark)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
     import torch
-    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("bertnas").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+
+
+def _truth_in_worker(args, arch, seed: int) -> dict:
+    """`Bench(args).truth(arch, seed)` in a worker process (its cache folder is the parent's)."""
+    quiet(args.threads)
+    return Bench(args).truth(arch, seed)
+
+
+def truth_many(bench: Bench, archs, seed: int = 0, workers: int = 1, progress=None) -> dict:
+    """{arch: `bench.truth(arch, seed)`}: the runs not cached yet, `workers` at once in spawned
+    processes (`args.threads` threads each), give the same folders and scores as one at a time.
+    `progress(arch)` is called as each of them finishes."""
+    todo = [a for a in archs if not (bench.out / f"truth-s{seed}" / arch_name(a) / "scores.json").is_file()]
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")  # a clean interpreter: no forked torch state
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
+            futures = {pool.submit(_truth_in_worker, bench.args, a, seed): a for a in todo}
+            for future in as_completed(futures):
+                future.result()  # a worker's error surfaces here (the finished runs stay cached)
+                if progress is not None:
+                    progress(futures[future])
+        todo = []
+    out = {}
+    for a in archs:
+        out[a] = bench.truth(a, seed)  # from the cache, or trained here (one worker)
+        if progress is not None and a in todo:
+            progress(a)
+    return out
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    quiet(args.threads)
+    import torch
+    from tqdm.auto import tqdm
 
     import numpy as np
 
     from bertnas.analysis.intervals import bootstrap_intervals
     from bertnas.analysis.ranking import ranking_metrics
 
-    torch.set_num_threads(args.threads)
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    logging.getLogger("bertnas").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore")
     started = time.perf_counter()
     load_before = os.getloadavg()
 
