@@ -21,6 +21,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import bertnas  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _restore_transformers_verbosity():
+    """Bench scripts run in-process by tests silence transformers' logger (its verbosity is global);
+    later tests (transformers' own common tests) read its warnings, so each test gets it back."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    yield
+    hf_logging.set_verbosity(before)
+
+
 DATA_DIR = Path(os.environ.get("BERTNAS_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
