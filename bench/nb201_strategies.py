@@ -68,7 +68,19 @@ REFERENCE = {"space": "nb201", "space_options": REFERENCE_SPACE, "val_fraction":
              "sgd_momentum": 0.9, "sgd_nesterov": True, "weight_decay": 5e-4, "warmup_steps": 0,
              "max_grad_norm": 5.0, "eval_batches": 16, "save_steps": 200, "keep_last": 1, "progress": False}
 REFERENCE_RUNS = {"gdas": ("gdas", {}), "gaea-gdas": ("gaea-gdas", {})}
-PROTOCOLS = {"reduced": (COMMON, RUNS), "reference": (REFERENCE, REFERENCE_RUNS)}
+# `--protocol mixed`: the mixed-op strategies (every candidate of every edge runs each step, about
+# five of a one-path step) under the same data, split and weight optimiser as `reference`, on a
+# network small enough for tens of epochs in a two-hour run on one core: C=8, N=2 (a DARTS step
+# 0.60 s at batch 64 on one idle core; C=16, N=5 would take about 3 s). `--channels` / `--cells`
+# change it; a run's config.json records what it used. The architecture settings are the
+# strategies' own defaults, the papers': DARTS / PC-DARTS Adam 3e-4, betas (0.5, 0.999), decay
+# 1e-3 (PC-DARTS K = 4); GAEA eta 0.1; SNAS Adam 3e-4, tau 1 -> 0.03, single level.
+MIXED_SPACE = {**REFERENCE_SPACE, "C": 8, "N": 2}
+MIXED = {**REFERENCE, "space_options": MIXED_SPACE}
+MIXED_RUNS = {"darts": ("darts", {}), "gaea-darts-erm": ("gaea-darts", {"bilevel": False}),
+              "pcdarts": ("pcdarts", {}), "snas": ("snas", {})}
+PROTOCOLS = {"reduced": (COMMON, RUNS), "reference": (REFERENCE, REFERENCE_RUNS), "mixed": (MIXED, MIXED_RUNS)}
+RESUMABLE = ("reference", "mixed")  # full-data protocols: resumable, sized by --epochs
 
 
 def reference_steps(epochs: float, data: str) -> int:
@@ -80,18 +92,21 @@ def reference_steps(epochs: float, data: str) -> int:
 
 
 def run_one(name: str, out: Path, steps: int, seed: int, protocol: str = "reduced", data: str | None = None,
-            epochs: float = 0.0) -> None:
-    """One run; `reference` runs resume from their latest checkpoint and skip when finished."""
+            epochs: float = 0.0, space_options: dict | None = None) -> None:
+    """One run; `reference` and `mixed` runs resume from their latest checkpoint and skip when
+    finished. `space_options` override the protocol's network (C, N)."""
     import torch
 
     from bertnas.pipelines.strategy import run_strategy
 
     torch.set_num_threads(1)
     common, runs = PROTOCOLS[protocol]
+    if space_options:
+        common = {**common, "space_options": {**common["space_options"], **space_options}}
     strategy, options = runs[name]
     folder = out / name
     extra: dict = {"overwrite": True}
-    if protocol == "reference":
+    if protocol in RESUMABLE:
         if (folder / "results.json").is_file():
             return
         data = data or str(FULL_CIFAR10)
@@ -153,13 +168,14 @@ def collect(out: Path, bench, runs: dict = RUNS) -> list[dict]:
         _, entropy = read_entropy(folder / "log.jsonl")
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
         step_s = sorted(line["step_time_s"] for line in log)[len(log) // 2] if log else None
+        network = json.loads((folder / "config.json").read_text())["space_options"]
         rows.append({
             "run": name, "out": str(out), "strategy": runs[name][0], "options": runs[name][1],
             "arch": to_string(entry["arch"]), "supernet_heldout_accuracy": entry.get("score"),
             "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
             "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
             "wall_s": wall.get("wall_s"), "median_step_s": step_s, "steps": wall.get("steps"), "seed": wall.get("seed"),
-            "epochs": wall.get("epochs"), "train_step_time_s": sum(line.get("step_time_s", 0.0) for line in log),
+            "epochs": wall.get("epochs"), "channels": network["C"], "cells": network["N"], "train_step_time_s": sum(line.get("step_time_s", 0.0) for line in log),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
         })
@@ -204,8 +220,12 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol
         done = [r for r in rows if r["run"] == name and not r.get("missing")]
         if done:
             accs = [r["cifar10_test"] for r in done]
-            methods[name] = {"protocol": protocol, "channels": common["space_options"]["C"],
-                             "cells": common["space_options"]["N"], "epochs": [r.get("epochs") for r in done],
+            networks = {(r["channels"], r["cells"]) for r in done}
+            if len(networks) > 1:
+                raise SystemExit(f"{name}: the --out folders hold runs of different networks (C, N) {sorted(networks)}; "
+                                 "report one network at a time")
+            (channels, cells), = networks
+            methods[name] = {"protocol": protocol, "channels": channels, "cells": cells, "epochs": [r.get("epochs") for r in done],
                              "steps": [r.get("steps") for r in done], "mean": statistics.fmean(accs),
                              "std": statistics.pstdev(accs), "n": len(accs), "published": PUBLISHED.get(name),
                              "runs": [{"seed": r["seed"], "arch": r["arch"], "accuracy": r["cifar10_test"],
@@ -241,21 +261,30 @@ def main(argv=None) -> None:
     p.add_argument("--plot", type=Path, help="report: the DARTS vs GAEA entropy plot")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="reduced",
                    help="reduced: C=8, N=1 on the 5k subset (every run); reference: NB201's C=16, N=5 search "
-                        "network on all of CIFAR-10 with its SGD schedule (gdas, gaea-gdas; resumable)")
-    p.add_argument("--epochs", type=float, default=0.0, help="reference: epochs over the weight rows (not --steps)")
-    p.add_argument("--data", default=None, help=f"reference: the CIFAR-10 zip or folder (default {FULL_CIFAR10})")
+                        "network on all of CIFAR-10 with its SGD schedule (gdas, gaea-gdas; resumable); mixed: "
+                        "the same data and schedule for the mixed-op strategies (darts, gaea-darts-erm, pcdarts, "
+                        f"snas) on a smaller network (default C={MIXED_SPACE['C']}, N={MIXED_SPACE['N']}; resumable)")
+    p.add_argument("--epochs", type=float, default=0.0,
+                   help="reference / mixed: epochs over the weight rows (not --steps)")
+    p.add_argument("--channels", type=int, default=None, help="mixed: the network's C (channels of the first stage)")
+    p.add_argument("--cells", type=int, default=None, help="mixed: the network's N (cells per stage)")
+    p.add_argument("--data", default=None,
+                   help=f"reference / mixed: the CIFAR-10 zip or folder (default {FULL_CIFAR10})")
     args = p.parse_args(argv)
     runs = PROTOCOLS[args.protocol][1]
     unknown = [n for n in args.names if n not in runs]
     if unknown:
         p.error(f"unknown runs {unknown} for --protocol {args.protocol}; its runs: {', '.join(runs)}")
-    if args.protocol == "reference" and args.command == "all":
-        p.error("reference runs take two hours each: start them one by one with `run NAME`")
+    if args.protocol in RESUMABLE and args.command == "all":
+        p.error(f"{args.protocol} runs take hours each: start them one by one with `run NAME`")
+    if (args.channels or args.cells) and args.protocol != "mixed":
+        p.error("--channels / --cells size the network of --protocol mixed only")
+    network = {k: v for k, v in (("C", args.channels), ("N", args.cells)) if v}
     names = args.names or list(runs)
     outs = args.out or [Path("runs/nb201-strategies")]
     if args.command == "run":
         for name in names:
-            run_one(name, outs[0], args.steps, args.seed, args.protocol, args.data, args.epochs)
+            run_one(name, outs[0], args.steps, args.seed, args.protocol, args.data, args.epochs, network)
     elif args.command == "all":
         run_all(names, outs[0], args.steps, args.seed, args.parallel)
     else:

@@ -197,6 +197,28 @@ def test_nb201_reference_strategy_run_resumes_to_the_same_arch_and_reports_mean_
     assert method["runs"][0]["arch"].startswith("|") and method["protocol"] == "reference"
 
 
+def test_nb201_mixed_protocol_runs_the_mixed_op_strategies_on_the_chosen_network(tmp_path, monkeypatch):
+    """`--protocol mixed`: DARTS under the reference data and SGD schedule on the network that
+    --channels / --cells give, recorded in the run's config and in the report; the network
+    options are refused for the other protocols."""
+    nb = load_bench_script("nb201_strategies")
+    data = load_bench_script("nb201_ranking").DEFAULT_DATA
+    if not Path(data).is_file():
+        pytest.skip(f"the CIFAR-10 subset is not at {data} (../shared/data/vision/)")
+    tiny = {**nb.MIXED, "batch_size": 8, "eval_batches": 1, "save_steps": 2}
+    monkeypatch.setitem(nb.PROTOCOLS, "mixed", (tiny, nb.MIXED_RUNS))
+    nb.run_one("darts", tmp_path, 2, 0, "mixed", str(data), space_options={"C": 4, "N": 1})
+    config = json.loads((tmp_path / "darts" / "config.json").read_text())
+    assert config["space_options"]["C"] == 4 and config["strategy"] == "darts"
+    assert (config["optimizer"], config["lr_schedule"]) == ("sgd", "cosine")
+    out = tmp_path / "report.json"
+    nb.report([tmp_path], out, None, "mixed")
+    method = json.loads(out.read_text())["methods"]["darts"]
+    assert (method["channels"], method["cells"], method["protocol"]) == (4, 1, "mixed")
+    with pytest.raises(SystemExit):
+        nb.main(["run", "gdas", "--protocol", "reference", "--channels", "8"])
+
+
 def torch_equal(x, y) -> bool:
     import torch
 
