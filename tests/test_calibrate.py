@@ -54,6 +54,21 @@ def test_rankers_learn_a_signal_and_ignore_noise():
     assert cv["ridge"]["kendall_tau"] > 0.6  # cross-validated: no row is predicted by a fit that saw it
 
 
+def test_best_single_ranker_follows_the_one_feature_that_orders_the_truth():
+    """`best_single` picks the feature most correlated with the truth's rank (either sign) and
+    predicts with it alone; a constant column is never picked."""
+    from bertnas.analysis.calibration import build_model
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=30)
+    x = np.column_stack([np.ones(30), rng.normal(size=30), -signal + 0.05 * rng.normal(size=30)])
+    truth = signal
+    model = build_model("best_single", 30).fit(x, truth)
+    assert model[-2].get_support().tolist() == [False, False, True]
+    fresh = np.column_stack([np.ones(5), rng.normal(size=5), np.linspace(1.0, -1.0, 5)])  # inside the fitted range
+    assert np.all(np.diff(model.predict(fresh)) > 0)  # higher truth for a lower third column
+
+
 def test_verdict_names_the_best_signal():
     metrics = {"supernet": {"kendall_tau": 0.3, "ci95": {"kendall_tau": [0.1, 0.5]}},
                "hybrid": {"kendall_tau": 0.8, "ci95": {"kendall_tau": [0.6, 0.9]}}}
