@@ -96,6 +96,8 @@ def plot(path: Path, rows: dict, ks: list, title: str, reference: tuple[float, s
          singles: int = 6) -> None:
     """Kendall tau against K: the hybrid and the `singles` best single signals (mean +- std over
     the draws); `reference`: (tau, label) drawn as a dotted line."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +113,7 @@ def plot(path: Path, rows: dict, ks: list, title: str, reference: tuple[float, s
         ax.axhline(reference[0], color="grey", lw=0.8, ls=":", label=reference[1])
     ax.set_xlabel("K labelled archs")
     ax.set_ylabel("Kendall tau on the held-out archs")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=10)  # long titles stay inside the figure
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     fig.tight_layout()
