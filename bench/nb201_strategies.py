@@ -83,12 +83,13 @@ PROTOCOLS = {"reduced": (COMMON, RUNS), "reference": (REFERENCE, REFERENCE_RUNS)
 RESUMABLE = ("reference", "mixed")  # full-data protocols: resumable, sized by --epochs
 
 
-def reference_steps(epochs: float, data: str) -> int:
-    """Weight steps of `epochs` passes over the reference protocol's weight rows (batch 64)."""
+def epoch_steps(epochs: float, data: str, common: dict) -> int:
+    """Weight steps of `epochs` passes over a full-data protocol's weight rows (half of what
+    `val_fraction` leaves, in batches of `batch_size`)."""
     from bertnas.tasks.vision import load_images
 
-    weight_rows = round(len(load_images(data).labels) * (1 - REFERENCE["val_fraction"]) * 0.5)
-    return math.ceil(epochs * weight_rows / REFERENCE["batch_size"])
+    weight_rows = round(len(load_images(data).labels) * (1 - common["val_fraction"]) * 0.5)
+    return math.ceil(epochs * weight_rows / common["batch_size"])
 
 
 def run_one(name: str, out: Path, steps: int, seed: int, protocol: str = "reduced", data: str | None = None,
@@ -110,7 +111,7 @@ def run_one(name: str, out: Path, steps: int, seed: int, protocol: str = "reduce
         if (folder / "results.json").is_file():
             return
         data = data or str(FULL_CIFAR10)
-        steps = reference_steps(epochs, data) if epochs else steps
+        steps = epoch_steps(epochs, data, common) if epochs else steps
         resume = folder.is_dir() and any(folder.glob("checkpoint-*"))
         extra = {"data": data, "overwrite": not resume, "resume_from_checkpoint": "latest" if resume else None}
     wall = folder / "wall.json"
@@ -243,7 +244,8 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol
         out = outs[0]
         curves = {label: out / name / "log.jsonl" for label, name in
                   (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"),
-                   ("GAEA-DARTS ERM", "gaea-darts-erm"), ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"))
+                   ("GAEA-DARTS ERM", "gaea-darts-erm"), ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"),
+                   ("PC-DARTS", "pcdarts"), ("SNAS", "snas"))
                   if (out / name / "log.jsonl").is_file()}
         plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
 
