@@ -176,7 +176,8 @@ def collect(out: Path, bench, runs: dict = RUNS) -> list[dict]:
             "cifar10_test": bench.accuracy(entry["arch"], "cifar10"),
             "rank_cifar10": bench.rank(entry["arch"], "cifar10"),
             "wall_s": wall.get("wall_s"), "median_step_s": step_s, "steps": wall.get("steps"), "seed": wall.get("seed"),
-            "epochs": wall.get("epochs"), "channels": network["C"], "cells": network["N"], "train_step_time_s": sum(line.get("step_time_s", 0.0) for line in log),
+            "epochs": wall.get("epochs"), "channels": network["C"], "cells": network["N"],
+            "train_step_time_s": sum(line.get("step_time_s", 0.0) for line in log),
             "entropy_start": entropy[0] if entropy else None, "entropy_end": entropy[-1] if entropy else None,
             "published_cifar10_test": PUBLISHED.get(name),
         })
@@ -223,10 +224,11 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol
             accs = [r["cifar10_test"] for r in done]
             networks = {(r["channels"], r["cells"]) for r in done}
             if len(networks) > 1:
-                raise SystemExit(f"{name}: the --out folders hold runs of different networks (C, N) {sorted(networks)}; "
-                                 "report one network at a time")
+                raise SystemExit(f"{name}: the --out folders hold runs of different networks (C, N) "
+                                 f"{sorted(networks)}; report one network at a time")
             (channels, cells), = networks
-            methods[name] = {"protocol": protocol, "channels": channels, "cells": cells, "epochs": [r.get("epochs") for r in done],
+            methods[name] = {"protocol": protocol, "channels": channels, "cells": cells,
+                             "epochs": [r.get("epochs") for r in done],
                              "steps": [r.get("steps") for r in done], "mean": statistics.fmean(accs),
                              "std": statistics.pstdev(accs), "n": len(accs), "published": PUBLISHED.get(name),
                              "runs": [{"seed": r["seed"], "arch": r["arch"], "accuracy": r["cifar10_test"],
