@@ -426,6 +426,23 @@ def test_refusals_under_accelerate_launch_are_one_line(tmp_path, case):
     assert len(errors) == 1 and re.search(fix, errors.pop()) and done.stdout == "" and not list(tmp_path.iterdir())
 
 
+def test_launch_reports_the_rank_that_exited_not_the_ones_torchrun_stopped():
+    """Under several ranks torchrun stops the others with SIGTERM once one rank exits; the exit
+    code is the exiting rank's (the two-rank refusal above raced on this under load)."""
+    from types import SimpleNamespace
+
+    from bertnas.cli.launch import child_exit_code
+
+    def failed(**codes):
+        err = type("ChildFailedError", (Exception,), {})()
+        err.failures = {int(rank[1:]): SimpleNamespace(exitcode=code, timestamp=0) for rank, code in codes.items()}
+        return err
+
+    assert child_exit_code(failed(r0=-15, r1=2)) == 2  # rank 1 refused, rank 0 was stopped
+    assert child_exit_code(failed(r0=2, r1=2)) == 2
+    assert child_exit_code(failed(r0=-9, r1=-15)) == 137  # only signals: the lowest rank's, 128 + N
+
+
 def test_plain_accelerate_launch_quiet_has_no_traceback(tmp_path):
     """What docs/training.md says of plain `accelerate launch`: --quiet drops its traceback (exit 1)."""
     import subprocess

@@ -33,9 +33,14 @@ def child_exit_code(err: BaseException) -> int | None:
         return int(err.returncode)
     failures = getattr(err, "failures", None)  # torch.distributed.elastic's ChildFailedError
     if type(err).__name__ == "ChildFailedError" and failures:
-        first = failures[min(failures)]
-        code = int(getattr(first, "exitcode", 1) or 1)
-        return code if code > 0 else 128 - code  # killed by signal N: torch reports -N
+        codes = {rank: int(getattr(f, "exitcode", 1) or 1) for rank, f in failures.items()}
+        # when one rank exits, torchrun stops the others with SIGTERM (-15): the rank that exited
+        # by itself (earliest, then lowest rank) is the one whose code tells what went wrong
+        exited = [rank for rank, code in codes.items() if code > 0]
+        if exited:
+            rank = min(exited, key=lambda r: (getattr(failures[r], "timestamp", 0), r))
+            return codes[rank]
+        return 128 - codes[min(codes)]  # every rank killed by a signal N: torch reports -N
     return None
 
 
