@@ -70,9 +70,9 @@ REFERENCE = {"space": "nb201", "space_options": REFERENCE_SPACE, "val_fraction":
 REFERENCE_RUNS = {"gdas": ("gdas", {}), "gaea-gdas": ("gaea-gdas", {})}
 # `--protocol mixed`: the mixed-op strategies (every candidate of every edge runs each step, about
 # five of a one-path step) under the same data, split and weight optimiser as `reference`, on a
-# network small enough for tens of epochs in a two-hour run on one core: C=8, N=2 (a DARTS step
-# 0.60 s at batch 64 on one idle core; C=16, N=5 would take about 3 s). `--channels` / `--cells`
-# change it; a run's config.json records what it used. The architecture settings are the
+# network small enough for tens of epochs in a two-hour run on one core: C=8, N=2 (the `time`
+# command on an idle core: a DARTS step 0.61 s at batch 64; C=16, N=5: 3.1 s). `--channels` /
+# `--cells` change it; a run's config.json records what it used. The architecture settings are the
 # strategies' own defaults, the papers': DARTS / PC-DARTS Adam 3e-4, betas (0.5, 0.999), decay
 # 1e-3 (PC-DARTS K = 4); GAEA eta 0.1; SNAS Adam 3e-4, tau 1 -> 0.03, single level.
 MIXED_SPACE = {**REFERENCE_SPACE, "C": 8, "N": 2}
@@ -123,6 +123,37 @@ def run_one(name: str, out: Path, steps: int, seed: int, protocol: str = "reduce
     wall.write_text(json.dumps({"wall_s": before["wall_s"] + time.perf_counter() - started, "steps": steps,
                                 "seed": seed, "protocol": protocol, "epochs": epochs or None,
                                 "sessions": before.get("sessions", 0) + 1, "load_after": os.getloadavg()}) + "\n")
+
+
+def time_steps(name: str, steps: int, protocol: str, data: str | None = None,
+               space_options: dict | None = None) -> dict:
+    """Median step time of `steps` steps of run `name` (the first 4 are warm-up and not counted),
+    in a scratch folder: how a network size was chosen for a protocol (`time` command)."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    from bertnas.pipelines.strategy import run_strategy
+
+    torch.set_num_threads(1)
+    common, runs = PROTOCOLS[protocol]
+    network = {**common["space_options"], **(space_options or {})}
+    strategy, options = runs[name]
+    scratch = tempfile.mkdtemp(prefix="nb201_time_")
+    extra = {"data": data or str(FULL_CIFAR10)} if protocol in RESUMABLE else {}
+    try:
+        run_strategy({**common, "space_options": network, "strategy": strategy, "strategy_options": options,
+                      "max_steps": steps, "seed": 0, "output_dir": scratch, "overwrite": True, "save_steps": 0,
+                      "eval_batches": 1, "logging_steps": 1, **extra})
+        log = [json.loads(line) for line in Path(scratch, "log.jsonl").read_text().splitlines() if line.strip()]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    timed = [line["step_time_s"] for line in log if "step_time_s" in line][4:]
+    if not timed:
+        raise SystemExit(f"time: {steps} steps leave none after the 4 warm-up steps; pass --steps 10 or more")
+    return {"run": name, "C": network["C"], "N": network["N"], "steps_timed": len(timed),
+            "median_step_s": round(statistics.median(timed), 3), "load": [round(x, 2) for x in os.getloadavg()]}
 
 
 def run_all(names: list[str], out: Path, steps: int, seed: int, parallel: int) -> None:
@@ -254,7 +285,8 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=("run", "all", "report"))
+    p.add_argument("command", choices=("run", "all", "report", "time"),
+                   help="time: the median step time of a few steps of each run (--steps), nothing kept")
     p.add_argument("names", nargs="*", help=f"runs (default all): {', '.join(RUNS)}")
     p.add_argument("--out", type=Path, action="append",
                    help="output folder (default runs/nb201-strategies); report: repeat it, one per seed")
@@ -281,8 +313,8 @@ def main(argv=None) -> None:
         p.error(f"unknown runs {unknown} for --protocol {args.protocol}; its runs: {', '.join(runs)}")
     if args.protocol in RESUMABLE and args.command == "all":
         p.error(f"{args.protocol} runs take hours each: start them one by one with `run NAME`")
-    if (args.channels or args.cells) and args.protocol != "mixed":
-        p.error("--channels / --cells size the network of --protocol mixed only")
+    if (args.channels or args.cells) and (args.protocol != "mixed" or args.command not in ("run", "time")):
+        p.error("--channels / --cells size the network of `run` / `time` under --protocol mixed only")
     network = {k: v for k, v in (("C", args.channels), ("N", args.cells)) if v}
     names = args.names or list(runs)
     outs = args.out or [Path("runs/nb201-strategies")]
@@ -291,6 +323,9 @@ def main(argv=None) -> None:
             run_one(name, outs[0], args.steps, args.seed, args.protocol, args.data, args.epochs, network)
     elif args.command == "all":
         run_all(names, outs[0], args.steps, args.seed, args.parallel)
+    elif args.command == "time":
+        for name in names:
+            print(json.dumps(time_steps(name, args.steps, args.protocol, args.data, network)), flush=True)
     else:
         report(outs, args.json, args.plot, args.protocol)
 

@@ -215,8 +215,12 @@ def test_nb201_mixed_protocol_runs_the_mixed_op_strategies_on_the_chosen_network
     nb.report([tmp_path], out, None, "mixed")
     method = json.loads(out.read_text())["methods"]["darts"]
     assert (method["channels"], method["cells"], method["protocol"]) == (4, 1, "mixed")
+    timed = nb.time_steps("darts", 5, "mixed", str(data), {"C": 4, "N": 1})  # 4 warm-up steps, 1 timed
+    assert (timed["C"], timed["steps_timed"]) == (4, 1) and timed["median_step_s"] > 0
     with pytest.raises(SystemExit):
         nb.main(["run", "gdas", "--protocol", "reference", "--channels", "8"])
+    with pytest.raises(SystemExit):
+        nb.main(["report", "--protocol", "mixed", "--channels", "8"])
 
 
 def torch_equal(x, y) -> bool:
