@@ -237,7 +237,7 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     done = folder / "scores.json"
     if done.is_file():
         cached = json.loads(done.read_text())
-        if set(archs) <= set(cached["scores"]):
+        if set(archs) <= set(cached["scores"]) and _scored_latest(folder, variant, cached):
             return cached
     started = time.perf_counter()
     train_s = 0.0 if args.score_only else train_supernet(args, variant)
@@ -267,7 +267,7 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
                       train_step_time_s=_step_time(Path(args.output_dir) / args.split_parent)
                       + sum(_step_time(child) for child in split["children"].values()))
     else:
-        run = score_run(args, folder, archs, variant)
+        run = score_run(args, folder, archs, variant, by_representative=VARIANTS[variant]["sampler"] == "deiso")
         log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
         tail = log[-50:]
         result = {**{k: v for k, v in run.items() if k not in ("label", "train_rows")},
@@ -288,6 +288,20 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
     return result
 
 
+def _scored_latest(folder: Path, variant: str, cached: dict) -> bool:
+    """Whether a cached scores.json scored the run's latest checkpoint: a run resumed since (a
+    partly trained supernet scored, then trained on) is scored again."""
+    from bertnas.storage.checkpoint import find_checkpoint
+
+    def latest_step(run: Path) -> int:
+        return int(find_checkpoint(run).name.rsplit("-", 1)[1])
+
+    if variant == "few-shot":  # child_steps: {"few-shot <child folder>": steps}
+        return all(latest_step(folder / label.split(" ", 1)[1]) == steps
+                   for label, steps in cached["child_steps"].items())
+    return cached.get("own_steps", cached["steps"]) == latest_step(folder)
+
+
 def _step_time(folder: Path) -> float:
     """Seconds of the optimizer steps the run logged (`step_time_s`): its training time without
     start-up, checkpoints and held-out scoring, and counted also for a process killed before it
@@ -301,10 +315,13 @@ def _wall(folder: Path) -> float | None:
     return json.loads(wall.read_text())["seconds"] if wall.is_file() else None
 
 
-def score_run(args, folder: Path, archs: list[str], label: str) -> dict:
+def score_run(args, folder: Path, archs: list[str], label: str, by_representative: bool = False) -> dict:
     """Scores of `archs` by the supernet of the run at `folder` (its latest checkpoint). Resumable:
-    scores are saved to `scores.partial.json` as they come, kept only for the same checkpoint."""
+    scores are saved to `scores.partial.json` as they come, kept only for the same checkpoint.
+    `by_representative` (de-isomorphic runs, which trained only one arch per isomorphism class):
+    each arch gets the scores of its class's representative, each representative scored once."""
     from bertnas.search.api import default_device
+    from bertnas.spaces.nb201 import to_string
     from bertnas.storage.checkpoint import verified_checkpoint
     from bertnas.tasks import load_task
 
@@ -312,7 +329,13 @@ def score_run(args, folder: Path, archs: list[str], label: str) -> dict:
     task = load_task(ckpt, default_device())
     batches, heldout = task.heldout(eval_batches=args.eval_batches, batch_size=args.batch_size)
     partial = Path(folder) / "scores.partial.json"
-    scores, noise = score_both(task, batches, archs, label, partial, ckpt.name)
+    stand_in = {a: a for a in archs}
+    if by_representative:
+        space = task.space
+        stand_in = {a: to_string(space.representative(space.from_string(a)).ops) for a in archs}
+    scores, noise = score_both(task, batches, list(dict.fromkeys(stand_in.values())), label, partial, ckpt.name)
+    scores = {k: {a: d[stand_in[a]] for a in archs} for k, d in scores.items()}
+    noise = {a: noise[stand_in[a]] for a in archs}
     return {"label": label, "scores": scores["cross_entropy"], "scores_accuracy": scores["accuracy"],
             "noise_cross_entropy": noise, "higher_is_better": False, "heldout": heldout,
             "steps": task.run_state["step"], "train_rows": task.data_options["train_rows"]}

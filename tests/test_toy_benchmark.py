@@ -138,6 +138,57 @@ def test_nb201_scoring_resumes_from_its_partial_file_for_the_same_checkpoint(tmp
     assert len(scored) == 7
 
 
+def test_nb201_deiso_run_scores_each_arch_by_its_class_representative(tmp_path, monkeypatch):
+    """A de-isomorphic supernet trained only one arch per class: every member gets its
+    representative's scores, and each representative is scored once."""
+    import types
+
+    import bertnas.storage.checkpoint as checkpoint
+    import bertnas.tasks as tasks
+    from bertnas.spaces.nb201 import Nb201Space, to_string
+
+    nb = load_bench_script("nb201_ranking")
+    space = Nb201Space(4, 1)
+    members = next(m for m in space.isomorphism_classes().values() if len(m) >= 3)
+    other = next(m for m in space.isomorphism_classes().values() if m[0] not in members)
+    archs = [to_string(members[2].ops), to_string(members[1].ops), to_string(other[0].ops)]
+    task = types.SimpleNamespace(space=space, heldout=lambda **kw: ([], {}), run_state={"step": 7},
+                                 data_options={"train_rows": 10})
+    monkeypatch.setattr(checkpoint, "verified_checkpoint", lambda folder: Path(folder) / "checkpoint-00000007")
+    monkeypatch.setattr(tasks, "load_task", lambda ckpt, device: task)
+    seen = []
+
+    def fake_score_both(task, batches, archs, label, partial, checkpoint):
+        seen.extend(archs)
+        return ({"cross_entropy": {a: float(i) for i, a in enumerate(archs)}, "accuracy": {a: 0.5 for a in archs}},
+                {a: 0.1 for a in archs})
+
+    monkeypatch.setattr(nb, "score_both", fake_score_both)
+    args = types.SimpleNamespace(eval_batches=1, batch_size=4)
+    run = nb.score_run(args, tmp_path, archs, "deiso", by_representative=True)
+    assert seen == [to_string(members[0].ops), to_string(other[0].ops)]
+    assert run["scores"] == {archs[0]: 0.0, archs[1]: 0.0, archs[2]: 1.0}
+    assert set(run["scores_accuracy"]) == set(run["noise_cross_entropy"]) == set(archs)
+    seen.clear()
+    plain = nb.score_run(args, tmp_path, archs, "spos")
+    assert seen == archs and len(set(plain["scores"].values())) == 3
+
+
+def test_nb201_cached_scores_are_reused_only_for_the_checkpoint_they_scored(tmp_path, monkeypatch):
+    """A run scored part-way and then resumed is scored again, not served its old scores."""
+    import bertnas.storage.checkpoint as checkpoint
+
+    nb = load_bench_script("nb201_ranking")
+    monkeypatch.setattr(checkpoint, "find_checkpoint", lambda run: Path(run) / "checkpoint-00000020")
+    assert not nb._scored_latest(tmp_path, "fair", {"steps": 10})
+    assert nb._scored_latest(tmp_path, "fair", {"steps": 20})
+    assert nb._scored_latest(tmp_path, "continued", {"steps": 50, "own_steps": 20})
+    cached = {"steps": 70, "child_steps": {"few-shot none": 20, "few-shot skip_connect": 20}}
+    assert nb._scored_latest(tmp_path, "few-shot", cached)
+    cached["child_steps"]["few-shot none"] = 19
+    assert not nb._scored_latest(tmp_path, "few-shot", cached)
+
+
 def test_nb201_continued_control_trains_the_parent_on_for_all_children_steps(tmp_path):
     """few-shot's equal-budget control starts from the parent's final weights and trains, unsplit,
     as many steps as the five children of an NB201 edge together."""
