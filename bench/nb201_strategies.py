@@ -222,7 +222,7 @@ def md(arch_string: str) -> str:
 
 def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol: str = "reduced") -> None:
     """The markdown table (one row per run and seed, then the mean per run), the JSON rows and
-    the entropy plot of the first output folder."""
+    the entropy plot (one curve per run and seed)."""
     from bertnas.spaces.nb201 import Nb201Benchmark
     from bertnas.strategies.plots import plot_entropy_runs
 
@@ -273,13 +273,14 @@ def report(outs: list[Path], json_path: Path | None, plot: Path | None, protocol
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"protocol": protocol, "common": common, "methods": methods, "runs": rows},
                                         indent=2) + "\n")
-    if plot is not None:
-        out = outs[0]
-        curves = {label: out / name / "log.jsonl" for label, name in
-                  (("DARTS", "darts"), ("GAEA-DARTS bilevel", "gaea-darts-bilevel"),
-                   ("GAEA-DARTS ERM", "gaea-darts-erm"), ("GDAS", "gdas"), ("GAEA-GDAS", "gaea-gdas"),
-                   ("PC-DARTS", "pcdarts"), ("SNAS", "snas"))
-                  if (out / name / "log.jsonl").is_file()}
+    if plot is not None:  # every run with architecture weights, each seed its own curve
+        labels = {"darts": "DARTS", "gaea-darts-bilevel": "GAEA-DARTS bilevel", "gaea-darts-erm": "GAEA-DARTS ERM",
+                  "gdas": "GDAS", "gaea-gdas": "GAEA-GDAS", "pcdarts": "PC-DARTS", "snas": "SNAS"}
+        order = list(labels)
+        curves = {labels[r["run"]] + (f", seed {r['seed']}" if len(outs) > 1 else ""):
+                  Path(r["out"]) / r["run"] / "log.jsonl"
+                  for r in sorted((r for r in rows if not r.get("missing") and r["run"] in labels),
+                                  key=lambda r: (order.index(r["run"]), r["seed"] or 0))}
         plot_entropy_runs(curves, plot, title="NB201 search: mean entropy of the architecture weights")
 
 
