@@ -29,6 +29,7 @@ import math
 import os
 import platform
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -435,7 +436,7 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("Kendall tau vs real 200-epoch CIFAR-10 accuracy (same archs; bars: bootstrap 95% interval)")
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(textwrap.fill(title, 100), fontsize=8)  # long run lists wrap instead of leaving the figure
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
