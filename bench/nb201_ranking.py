@@ -292,10 +292,10 @@ def train_and_score(args, variant: str, archs: list[str]) -> dict:
 def _scored_latest(folder: Path, variant: str, cached: dict) -> bool:
     """Whether a cached scores.json scored the run's latest checkpoint: a run resumed since (a
     partly trained supernet scored, then trained on) is scored again."""
-    from bertnas.storage.checkpoint import find_checkpoint
+    from bertnas.storage.checkpoint import checkpoint_step, find_checkpoint
 
     def latest_step(run: Path) -> int:
-        return int(find_checkpoint(run).name.rsplit("-", 1)[1])
+        return checkpoint_step(find_checkpoint(run))
 
     if variant == "few-shot":  # child_steps: {"few-shot <child folder>": steps}
         return all(latest_step(folder / label.split(" ", 1)[1]) == steps
